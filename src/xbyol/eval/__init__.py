@@ -1,0 +1,1 @@
+"""Evaluation: features, linear probe, kNN, collapse monitors and registered extra evaluators."""

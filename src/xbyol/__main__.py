@@ -1,0 +1,5 @@
+import sys
+
+from xbyol.cli import main
+
+sys.exit(main())

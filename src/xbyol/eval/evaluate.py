@@ -1,0 +1,115 @@
+"""``xbyol eval RUN_DIR``: frozen-feature linear probe and weighted kNN of the trained
+encoder, always beside the same evaluation of a randomly initialised twin, followed by
+every applicable registered evaluator (concept scores, retrieval, ...)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from xbyol.run import LoadedRun, load_run
+
+
+def probe_and_knn(
+    encode_fn: Callable[[torch.Tensor], torch.Tensor],
+    train_set,
+    test_set,
+    cfg,
+    device: torch.device,
+    progress: bool = False,
+) -> tuple[dict[str, float], Any]:
+    """Linear-probe and kNN accuracy of ``encode_fn`` (preprocessed images -> [B, D])."""
+    from xbyol.eval.features import extract_features
+    from xbyol.eval.knn import knn_accuracy
+    from xbyol.eval.linear_probe import linear_probe
+
+    tr_x, tr_y = extract_features(encode_fn, train_set, device=device, progress=progress)
+    te_x, te_y = extract_features(encode_fn, test_set, device=device, progress=progress)
+    probe = linear_probe(tr_x, tr_y, te_x, te_y, C=cfg.eval.probe_c, max_iter=cfg.eval.probe_max_iter, seed=cfg.train.seed)
+    knn = knn_accuracy(tr_x, tr_y, te_x, te_y, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
+    return {"linear_probe": float(probe["accuracy"]), "knn": float(knn)}, probe["classifier"]
+
+
+def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, only: list[str] | None = None) -> dict[str, Any]:
+    """Evaluate a run; writes ``RUN_DIR/eval.json`` and ``RUN_DIR/probe.pt``; returns the results.
+
+    Args:
+        run_dir: a directory written by ``xbyol train``.
+        device: where to run the encoder.
+        progress: show progress bars.
+        only: names of registered evaluators to run (default: all applicable).
+    """
+    from xbyol.eval.evaluators import load_evaluators
+    from xbyol.eval.linear_probe import probe_to_torch
+
+    run = load_run(run_dir, device=device)
+    cfg = run.cfg
+    train_set, test_set = run.dataset("train"), run.dataset("test")
+    results: dict[str, Any] = {"step": run.step, "dataset": cfg.data.name, "method": cfg.method.name}
+    t0 = time.perf_counter()
+    if len(train_set.class_names) > 1:
+        trained, classifier = probe_and_knn(run.method.encode, train_set, test_set, cfg, run.device, progress)
+        results["trained"] = trained
+        lin = probe_to_torch(classifier)
+        torch.save(
+            {"weight": lin.weight.detach().cpu(), "bias": lin.bias.detach().cpu(), "class_names": list(train_set.class_names)},
+            run.path("probe.pt"),
+        )
+        if cfg.eval.baseline:
+            rand = run.random_init_backbone(seed=cfg.train.seed)
+            results["random_init"], _ = probe_and_knn(rand, train_set, test_set, cfg, run.device, progress)
+    evaluators = load_evaluators()
+    for name in evaluators.names():
+        if only is not None and name not in only:
+            continue
+        res = evaluators.create(name, run=run)
+        if res is not None:
+            results[name] = res
+    results["eval_seconds"] = time.perf_counter() - t0
+    path = run.path("eval.json")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, path)
+    return results
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """A plain-text table: the core probes side by side, then each evaluator's section."""
+    lines = []
+    if "trained" in results:
+        rows = [("", "trained", "random init")]
+        for key in ("linear_probe", "knn"):
+            r = results.get("random_init", {}).get(key)
+            rows.append((key.replace("_", " "), f"{results['trained'][key]:.4f}", "-" if r is None else f"{r:.4f}"))
+        lines.append(_table(rows))
+    for name, value in results.items():
+        if name in ("trained", "random_init", "step", "dataset", "method", "eval_seconds") or not isinstance(value, dict):
+            continue
+        lines.append(f"\n[{name}]")
+        lines.append(_format_section(value))
+    return "\n".join(lines)
+
+
+def _format_section(d: dict[str, Any], indent: str = "") -> str:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.append(f"{indent}{k}:")
+            out.append(_format_section(v, indent + "  "))
+        elif isinstance(v, float):
+            out.append(f"{indent}{k}: {v:.4f}")
+        elif isinstance(v, (int, str)) or v is None:
+            out.append(f"{indent}{k}: {v}")
+        elif isinstance(v, list) and len(v) <= 12:
+            out.append(f"{indent}{k}: {v}")
+    return "\n".join(out)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

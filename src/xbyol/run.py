@@ -1,0 +1,81 @@
+"""Load a run directory: config, trained method, datasets. Everything downstream of
+training (eval, explain, dissect, report, serve) reads runs through here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xbyol.config import Config, load_run_config
+from xbyol.data.base import SampleDataset
+
+
+class LoadedRun:
+    """A trained run, ready for evaluation and explanation.
+
+    Attributes:
+        run_dir: the run directory.
+        cfg: its resolved config.
+        device: where the model lives.
+        method: the trained method in eval mode.
+        backbone: the online encoder (``forward(x) -> [B, D]``, ``forward_features``).
+        step: the optimiser step of the loaded checkpoint.
+    """
+
+    def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = "last") -> None:
+        from xbyol.methods import create_method
+        from xbyol.train.checkpoint import load_checkpoint
+
+        self._datasets: dict[str, SampleDataset] = {}
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise FileNotFoundError(f"run directory {self.run_dir} does not exist")
+        self.cfg: Config = load_run_config(self.run_dir)
+        self.device = torch.device(device)
+        ckpt_path = self.run_dir / "checkpoints" / f"{checkpoint}.pt"
+        ckpt = load_checkpoint(ckpt_path, map_location=self.device)
+        self.step = int(ckpt["step"])
+        self.method = create_method(self.cfg, self.dataset("train")).to(self.device)
+        self.method.load_state_dict(ckpt["method"])
+        self.method.eval()
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.method.backbone
+
+    def dataset(self, split: str) -> SampleDataset:
+        """The run's dataset split ("train" or "test"), built once."""
+        if split not in self._datasets:
+            from xbyol.train.trainer import build_dataset
+
+            self._datasets[split] = build_dataset(self.cfg, split)
+        return self._datasets[split]
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Representation ``[B, D]`` of uint8 (or [0,1] float) images ``[B, 3, H, W]``."""
+        from xbyol.augment import preprocess
+
+        return self.method.encode(preprocess(images.to(self.device)))
+
+    def random_init_backbone(self, seed: int = 0) -> nn.Module:
+        """A randomly initialised twin of the backbone (same architecture), for baselines."""
+        from xbyol.models import create_backbone
+
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net = create_backbone(self.cfg.model.backbone)
+        return net.to(self.device).eval()
+
+    def path(self, *parts: str) -> Path:
+        return self.run_dir.joinpath(*parts)
+
+    def __repr__(self) -> str:
+        return f"LoadedRun({str(self.run_dir)!r}, method={self.cfg.method.name}, step={self.step})"
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = "last") -> LoadedRun:
+    """Load ``RUN_DIR/config.yaml`` and ``RUN_DIR/checkpoints/<checkpoint>.pt``."""
+    return LoadedRun(run_dir, device=device, checkpoint=checkpoint)
