@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import kornia.augmentation as K
 import torch
@@ -213,4 +212,4 @@ def make_views(cfg: AugCfg | Config, image_size: int | None = None) -> ByolViews
     return ByolViews(cfg, image_size)
 
 
-__all__: list[Any] = ["ByolViews", "blur_kernel_size", "make_views"]
+__all__ = ["ByolViews", "blur_kernel_size", "make_views"]
