@@ -46,7 +46,8 @@ class DataCfg:
     num_workers: int = opt(0, "DataLoader worker processes", low=0)
     strict: bool = opt(False, "raise on an unreadable image instead of skipping it")
     captions_file: str | None = opt(None, "captions file (folder: captions.jsonl; coco-captions: the JSON)")
-    test_root: str | None = opt(None, "separate directory for the test split (folder datasets)")
+    test_root: str | None = opt(None, "separate directory for the test split (folder, coco-captions images)")
+    test_captions_file: str | None = opt(None, "captions of the test split (folder: of test_root; coco-captions: its JSON)")
 
 
 @dataclass

@@ -1,0 +1,107 @@
+"""``digits``: scikit-learn's bundled handwritten digits (real data, offline).
+
+The 1,797 images of ``sklearn.datasets.load_digits`` are 8x8 grayscale in ``0..16``.
+They are scaled to ``0..255``, resized to ``image_size`` with bilinear interpolation
+(torch) and repeated to three channels. The train/test split is a fixed stratified
+80/20 split (``sklearn.model_selection.train_test_split`` with ``random_state=seed``),
+so both splits hold the ten classes in the same proportions. Concepts are the ten digit
+names (group ``"digit"``, one-hot); captions read "a handwritten digit seven".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xbyol.data import DATASETS
+from xbyol.data.base import Sample, SampleDataset
+
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+TEST_FRACTION = 0.2
+
+
+def split_indices(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified 80/20 ``(train, test)`` index arrays, fixed by ``seed``."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+    train, test = train_test_split(idx, test_size=TEST_FRACTION, stratify=labels, random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+def resize_digits(images: np.ndarray, image_size: int) -> torch.Tensor:
+    """``[N, 8, 8]`` values in ``0..16`` -> ``[N, 1, S, S]`` uint8 in ``0..255`` (bilinear)."""
+    x = torch.from_numpy(images.astype(np.float32) * (255.0 / 16.0))[:, None]  # (N, 1, 8, 8)
+    if image_size != x.shape[-1]:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)  # (N, 1, S, S)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+class DigitsDataset(SampleDataset):
+    """scikit-learn digits as 3-channel uint8 images.
+
+    Args:
+        split: ``"train"`` or ``"test"``.
+        image_size: output side in pixels.
+        seed: seed of the stratified split.
+    """
+
+    class_names = list(DIGIT_NAMES)
+    concept_names = list(DIGIT_NAMES)
+    concept_groups = {"digit": list(range(10))}
+    has_captions = True
+
+    def __init__(self, split: str = "train", image_size: int = 32, seed: int = 0) -> None:
+        from sklearn.datasets import load_digits
+
+        if split not in ("train", "test"):
+            raise ValueError(f"digits: split must be 'train' or 'test', got {split!r}")
+        if image_size < 1:
+            raise ValueError(f"digits: image_size must be positive, got {image_size}")
+        self.split = split
+        self.image_size = image_size
+        self.seed = seed
+        bunch = load_digits()
+        train, test = split_indices(bunch.target, seed)
+        self.source_indices = train if split == "train" else test  # rows of load_digits()
+        self.images = resize_digits(bunch.images[self.source_indices], image_size)  # (N, 1, S, S)
+        self.labels = torch.from_numpy(bunch.target[self.source_indices].astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> Sample:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"digits: index {i} out of range for {len(self)} images")
+        i = int(i) % len(self)
+        y = int(self.labels[i])
+        concepts = torch.zeros(len(DIGIT_NAMES), dtype=torch.bool)
+        concepts[y] = True
+        return {
+            "image": self.images[i].expand(3, -1, -1).clone(),  # (3, S, S)
+            "label": y,
+            "concepts": concepts,
+            "caption": f"a handwritten digit {DIGIT_NAMES[y]}",
+            "index": i,
+        }
+
+    def describe(self) -> str:
+        return f"digits[{self.split}]: {len(self)} images {self.image_size}px, split seed {self.seed}"
+
+
+@DATASETS.register("digits")
+def digits(
+    split: str = "train",
+    root: str | None = None,
+    test_root: str | None = None,
+    image_size: int = 32,
+    num_train: int | None = None,
+    num_test: int | None = None,
+    seed: int = 0,
+    strict: bool = False,
+    captions_file: str | None = None,
+    test_captions_file: str | None = None,
+) -> DigitsDataset:
+    """scikit-learn handwritten digits (1,797 real 8x8 images, bundled), stratified 80/20 split."""
+    return DigitsDataset(split=split, image_size=image_size, seed=seed)
