@@ -102,6 +102,13 @@ class CrossModalCfg:
     text_intra_weight: float = opt(0.0, "weight of the text-text BYOL term (caption dropout)", low=0.0)
     caption_dropout: float = opt(0.1, "word dropout probability for the second text view", 0.0, 1.0)
     collapse_std_threshold: float = opt(0.3, "warn when the embedding std falls below this fraction of 1/sqrt(d)", low=0.0)
+    text_adapter_hidden: int = opt(384, "hidden width of the residual adapter on the frozen text encoder", low=1)
+    scratch_width: int = opt(128, "width of the from-scratch text transformer", low=8)
+    scratch_layers: int = opt(2, "layers of the from-scratch text transformer", low=1)
+    scratch_heads: int = opt(4, "attention heads of the from-scratch text transformer", low=1)
+    image_aug: str = choice("none", ["none", "crop"], "augmentation of the image paired with its caption: none, or a mild crop (no flip or colour change, which would contradict the caption)")
+    clip_temperature: float = opt(0.07, "initial CLIP temperature (logit scale = 1/T, learnt, clamped to <= 100)", 0.01, 1.0)
+    clip_equal_captions: bool = opt(True, "CLIP: treat batch items with the same caption string as positives, not negatives")
 
 
 @dataclass
