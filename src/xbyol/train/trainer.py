@@ -239,8 +239,12 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, stop_after
 
     step_module: nn.Module = _StepModule(method)
     if distributed:
-        if cfg.model.sync_bn:
+        if cfg.model.sync_bn and device.type == "cuda":
             step_module = nn.SyncBatchNorm.convert_sync_batchnorm(step_module)
+        elif cfg.model.sync_bn and main:
+            import warnings
+
+            warnings.warn("model.sync_bn: SyncBatchNorm needs CUDA devices; using per-process BatchNorm on CPU")
         step_module = nn.parallel.DistributedDataParallel(
             step_module,
             device_ids=[device.index] if device.type == "cuda" else None,

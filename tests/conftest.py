@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny seeded config and single-threaded torch for reproducible speed."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+TINY_OVERRIDES = {
+    "data.num_train": 256,
+    "data.num_test": 128,
+    "data.batch_size": 64,
+    "model.backbone": "resnet10_16",
+    "model.proj_hidden": 128,
+    "model.proj_dim": 32,
+    "model.pred_hidden": 128,
+    "train.steps": 6,
+    "train.progress": False,
+    "train.optimizer": "adamw",
+    "train.lr": 1e-3,
+    "train.log_every": 1,
+    "train.monitor_every": 2,
+}
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path, request):
+    """A Config for a few-step run on 256 shapes images, written under tmp_path."""
+    from xbyol.config import from_dict
+
+    overrides = dict(TINY_OVERRIDES)
+    overrides["out_dir"] = str(tmp_path / "runs")
+    overrides["name"] = "tiny"
+    return from_dict({}, overrides)
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+    """Concept/text caches go to a per-session temp dir, never the user's home."""
+    d = tmp_path_factory.getbasetemp() / "xbyol-cache"
+    monkeypatch.setenv("XBYOL_CACHE_DIR", str(d))

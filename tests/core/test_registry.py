@@ -1,0 +1,27 @@
+import pytest
+
+from xbyol.registry import Registry
+
+
+def test_register_create_and_names():
+    r = Registry("thing")
+
+    @r.register("b")
+    def make_b(x=1):
+        """Makes b."""
+        return ("b", x)
+
+    r.register("a", doc="an a")(lambda: "a")
+    assert r.names() == ["a", "b"]
+    assert r.create("b", x=3) == ("b", 3)
+    assert r.doc("b") == "Makes b." and r.doc("a") == "an a"
+    assert "a" in r and "c" not in r
+
+
+def test_unknown_and_duplicate_names_are_errors():
+    r = Registry("backbone")
+    r.register("x")(lambda: 1)
+    with pytest.raises(KeyError, match="unknown backbone 'y'; available: x"):
+        r.create("y")
+    with pytest.raises(ValueError, match="already registered"):
+        r.register("x")(lambda: 2)

@@ -1,0 +1,111 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from xbyol.config import from_dict, load_run_config, to_dict
+from xbyol.train import TrainingDiverged, train
+from xbyol.train.checkpoint import load_checkpoint
+from xbyol.train.trainer import batch_indices
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["method"]
+
+
+def test_a_short_run_writes_config_checkpoint_and_metrics(tiny_cfg):
+    run_dir = train(tiny_cfg)
+    assert load_run_config(run_dir) == tiny_cfg
+    ck = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert ck["step"] == 6 and ck["total_steps"] == 6
+    assert {"method", "optimizer", "rng", "config"} <= set(ck)
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    for key in ("loss", "lr", "tau", "images_per_s", "projection_std", "projection_rank"):
+        assert key in rows[0], key
+    assert all(0.0 <= float(r["loss"]) <= 8.0 for r in rows)
+    taus = [float(r["tau"]) for r in rows]
+    assert taus == sorted(taus) and taus[-1] == pytest.approx(1.0)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["finished"] is True and info["method"] == "byol"
+
+
+def test_target_network_gets_no_gradient_and_moves_by_ema(tiny_cfg):
+    from xbyol.data import create_dataset
+    from xbyol.methods import create_method
+
+    ds = create_dataset("shapes", "train", num_train=64, image_size=32)
+    m = create_method(tiny_cfg, ds)
+    batch = {"image": torch.stack([ds[i]["image"] for i in range(8)])}
+    out = m.training_step(batch)
+    out["loss"].backward()
+    assert all(p.grad is None for p in m.target_backbone.parameters())
+    assert all(p.grad is not None for p in m.predictor.parameters())
+    before = [p.clone() for p in m.target_projector.parameters()]
+    with torch.no_grad():
+        for p in m.projector.parameters():
+            p.add_(1.0)
+    logs = m.after_optimizer_step(0, 10)
+    assert logs["tau"] == pytest.approx(tiny_cfg.method.tau_base)
+    for b, p, o in zip(before, m.target_projector.parameters(), m.projector.parameters()):
+        torch.testing.assert_close(p, logs["tau"] * b + (1 - logs["tau"]) * o)
+
+
+def test_resume_continues_bitwise_exactly(tmp_path, tiny_cfg):
+    base = to_dict(tiny_cfg)
+    straight = from_dict(base, {"name": "straight", "train.steps": 8})
+    interrupted = from_dict(base, {"name": "interrupted", "train.steps": 8})
+    train(straight)
+    train(interrupted, stop_after=4)
+    assert load_checkpoint(interrupted.run_dir / "checkpoints" / "last.pt")["step"] == 4
+    train(interrupted, resume=True)
+    a, b = _weights(straight.run_dir), _weights(interrupted.run_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = list(csv.DictReader((interrupted.run_dir / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))
+
+
+def test_existing_run_is_not_overwritten_by_accident(tiny_cfg):
+    train(tiny_cfg)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_cfg)
+    train(tiny_cfg, overwrite=True)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(tiny_cfg, monkeypatch):
+    cfg = from_dict(to_dict(tiny_cfg), {"train.ckpt_every": 2})
+    from xbyol.methods.byol import BYOL
+
+    original = BYOL.training_step
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        out = original(self, batch)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(BYOL, "training_step", poisoned)
+    with pytest.raises(TrainingDiverged, match="at step 3"):
+        train(cfg)
+    assert load_checkpoint(cfg.run_dir / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_batch_indices_partition_the_epoch_across_ranks():
+    r0 = batch_indices(103, 10, seed=1, epoch=2, rank=0, world=2)
+    r1 = batch_indices(103, 10, seed=1, epoch=2, rank=1, world=2)
+    flat0 = [i for b in r0 for i in b]
+    flat1 = [i for b in r1 for i in b]
+    assert len(r0) == len(r1) == 5 and not set(flat0) & set(flat1)
+    assert batch_indices(103, 10, 1, 2, 0, 2) == r0
+    assert batch_indices(103, 10, 1, 3, 0, 2) != r0
+
+
+def test_batch_larger_than_dataset_is_a_clear_error(tiny_cfg):
+    cfg = from_dict(to_dict(tiny_cfg), {"data.batch_size": 1000})
+    with pytest.raises(ValueError, match="data.batch_size=1000"):
+        train(cfg)
