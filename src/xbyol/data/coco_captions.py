@@ -147,9 +147,13 @@ class CocoCaptionsDataset(ImageFilesDataset):
         if captions_file is None:
             raise ValueError("coco-captions: captions_file is required (data.captions_file = the COCO captions JSON)")
         use_test_file = split == "test" and test_captions_file is not None
-        image_dir = test_root if (use_test_file and test_root is not None) else root
-        self.root = check_root(image_dir, "coco-captions", "test_root" if image_dir is test_root else "root",
-                               "the directory holding the images named in the captions file")
+        use_test_root = use_test_file and test_root is not None
+        self.root = check_root(
+            test_root if use_test_root else root,
+            "coco-captions",
+            "test_root" if use_test_root else "root",
+            "the directory holding the images named in the captions file",
+        )
         self.captions_file = Path(test_captions_file if use_test_file else captions_file).expanduser()
 
         images, captions, problems = read_coco_captions(self.captions_file)

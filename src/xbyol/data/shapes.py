@@ -63,6 +63,8 @@ MAX_OBJECTS = 3
 BACKGROUND_RANGE = (150, 230)
 # object side as a fraction of the smallest grid cell, per size
 _SIZE_FRACTION = (0.55, 0.9)
+# below this the small shapes (5 px) no longer fit a cell beside a larger size
+MIN_IMAGE_SIZE = 24
 _CHUNK = 2048
 _NUM_TEXTURES = 128
 
@@ -124,19 +126,20 @@ class _Layout:
     """Grid cells and stencils for one image size."""
 
     def __init__(self, image_size: int) -> None:
-        if image_size < 16:
-            raise ValueError(f"shapes: image_size must be >= 16 so that shapes stay legible, got {image_size}")
+        if image_size < MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"shapes: image_size must be >= {MIN_IMAGE_SIZE} so that the five shapes stay distinct "
+                f"at both sizes, got {image_size}"
+            )
         s = image_size
         bounds = np.rint(np.arange(4) * s / 3).astype(np.int64)  # (4,) cell edges
         self.cell_start = bounds[:3]  # (3,)
         self.cell_len = np.diff(bounds)  # (3,)
         base = int(self.cell_len.min())
-        self.side = [max(3, int(f * base + 0.5)) for f in _SIZE_FRACTION]  # object side per size
+        small = max(5, int(_SIZE_FRACTION[0] * base + 0.5))
+        large = max(small + 2, int(_SIZE_FRACTION[1] * base + 0.5))
+        self.side = [small, large]  # object side per size, fits in every cell
         self.stencils = [np.stack([shape_stencil(sh, k) for sh in SHAPES]) for k in self.side]  # size -> (5, k, k)
-        for si, bank in enumerate(self.stencils):
-            flat = bank.reshape(len(SHAPES), -1)
-            if not flat.any(1).all() or len({row.tobytes() for row in flat}) < len(SHAPES):
-                raise ValueError(f"shapes: {SIZES[si]} stencils degenerate at image_size {s}")
 
 
 # ----------------------------------------------------------------------------- generation
@@ -263,7 +266,7 @@ class ShapesDataset(SampleDataset):
     Args:
         split: ``"train"`` or ``"test"``.
         num: number of images.
-        image_size: image side in pixels (>= 16).
+        image_size: image side in pixels (>= 24).
         seed: generation seed; train and test use independent streams derived from it.
 
     Attributes:
@@ -298,10 +301,12 @@ class ShapesDataset(SampleDataset):
         inc = _incidence(attrs)  # (N, V, 3) object j has concept k
         # (N, V, 4): id-map value -> concept membership; value 0 (background) is in no concept
         self._id_to_concepts = np.concatenate([np.zeros_like(inc[..., :1]), inc], axis=-1)
-        self._ids = ids
+        self._concepts = inc.any(-1)  # (N, V)
+        self._images, self._ids, self._labels = images, ids, self.labels.tolist()
+        self._n = num
 
     def __len__(self) -> int:
-        return len(self.images)
+        return self._n
 
     def object_masks(self, i: int) -> torch.Tensor:
         """``[3, S, S]`` bool: pixels of each object slot of image ``i`` (empty for absent slots)."""
@@ -309,15 +314,15 @@ class ShapesDataset(SampleDataset):
         return self.id_maps[i][None] == slots[:, None, None]  # (3, S, S)
 
     def __getitem__(self, i: int) -> Sample:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"shapes: index {i} out of range for {len(self)} images")
-        i = int(i) % len(self)
-        lut = self._id_to_concepts[i]  # (V, 4)
+        n = self._n
+        if not -n <= i < n:
+            raise IndexError(f"shapes: index {i} out of range for {n} images")
+        i = int(i) % n
         return {
-            "image": self.images[i].clone(),
-            "label": int(self.labels[i]),
-            "concepts": torch.from_numpy(lut.any(1)),  # (V,)
-            "masks": torch.from_numpy(np.take(lut, self._ids[i], axis=1)),  # (V, S, S)
+            "image": torch.from_numpy(self._images[i].copy()),  # (3, S, S)
+            "label": self._labels[i],
+            "concepts": torch.from_numpy(self._concepts[i].copy()),  # (V,)
+            "masks": torch.from_numpy(np.take(self._id_to_concepts[i], self._ids[i], axis=1)),  # (V, S, S)
             "caption": self.captions[i],
             "index": i,
         }

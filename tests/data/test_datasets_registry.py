@@ -1,0 +1,85 @@
+"""Every registered dataset builds from the config's data options and collates a batch."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from data_fixtures import make_cifar10, make_cifar100, make_coco, make_image_folder
+from torch.utils.data import DataLoader
+
+from xbyol import data
+from xbyol.config import DataCfg
+
+# DataCfg fields that are not dataset options
+_LOADER_FIELDS = {"name", "batch_size", "num_workers"}
+
+
+def data_options(name: str, tmp_path: Path) -> dict:
+    """Every DataCfg option (as the trainer passes them), with fixtures where a root is needed."""
+    cfg = DataCfg(name=name, image_size=24, num_train=12, num_test=6, seed=1)
+    if name == "folder":
+        make_image_folder(tmp_path / "f", {"apple": 4, "box": 3})
+        cfg.root = str(tmp_path / "f")
+    elif name == "cifar10":
+        cfg.root = str(make_cifar10(tmp_path))
+    elif name == "cifar100":
+        cfg.root = str(tmp_path)
+        make_cifar100(tmp_path)
+    elif name == "coco-captions":
+        img_dir, captions = make_coco(tmp_path)
+        cfg.root, cfg.captions_file = str(img_dir), str(captions)
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in _LOADER_FIELDS}
+
+
+def test_all_builtin_datasets_are_registered():
+    assert set(data.names()) >= {"shapes", "digits", "folder", "cifar10", "cifar100", "coco-captions"}
+
+
+@pytest.mark.parametrize("name", data.names())
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_build_and_collate(name, split, tmp_path):
+    ds = data.create_dataset(name, split, **data_options(name, tmp_path))
+    assert isinstance(ds, data.SampleDataset) and len(ds) > 0 and ds.image_size == 24
+    batch = next(iter(DataLoader(ds, batch_size=2, collate_fn=data.collate)))
+    assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (2, 3, 24, 24)
+    assert batch["label"].dtype == torch.int64 and batch["label"].shape == (2,)
+    assert batch["index"].tolist() == [0, 1]
+    if ds.class_names:
+        assert ((batch["label"] >= 0) & (batch["label"] < len(ds.class_names))).all()
+    else:
+        assert (batch["label"] == -1).all()
+    if ds.concept_names:
+        assert batch["concepts"].dtype == torch.bool and batch["concepts"].shape == (2, len(ds.concept_names))
+        assert batch["concepts"].any(1).all()
+        for group, idx in ds.concept_groups.items():
+            assert idx and all(0 <= k < len(ds.concept_names) for k in idx), group
+    if ds.mask_concepts:
+        assert batch["masks"].dtype == torch.bool and batch["masks"].shape == (2, len(ds.concept_names), 24, 24)
+        unannotated = [k for k in range(len(ds.concept_names)) if k not in ds.mask_concepts]
+        assert not batch["masks"][:, unannotated].any()
+    else:
+        assert "masks" not in batch
+    if ds.has_captions:
+        assert len(batch["caption"]) == 2 and all(isinstance(c, str) and c for c in batch["caption"])
+    assert isinstance(ds.describe(), str)
+
+
+@pytest.mark.parametrize("name", ["folder", "cifar10", "cifar100", "coco-captions"])
+def test_missing_root_is_a_clear_error(name, tmp_path):
+    opts = data_options(name, tmp_path)
+    opts["root"] = None
+    with pytest.raises(ValueError, match=f"{name}: root is required"):
+        data.create_dataset(name, **opts)
+    opts["root"] = str(tmp_path / "missing_dir")
+    with pytest.raises(FileNotFoundError, match="missing_dir"):
+        data.create_dataset(name, **opts)
+
+
+def test_unknown_split_and_name():
+    with pytest.raises(ValueError, match="split"):
+        data.create_dataset("shapes", "val")
+    with pytest.raises(KeyError, match="available"):
+        data.create_dataset("imagenet")
