@@ -69,6 +69,13 @@ class LoadedRun:
             net = create_backbone(self.cfg.model.backbone)
         return net.to(self.device).eval()
 
+    def target(self, spec: str):
+        """An explanation target for ``backbone`` outputs: ``concept:TEXT``, ``image:PATH|INDEX``,
+        ``class:K``, ``dim:J`` or ``norm`` (see :mod:`xbyol.explain.spec`)."""
+        from xbyol.explain.spec import parse_target
+
+        return parse_target(spec, self)
+
     def path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)
 
