@@ -11,7 +11,9 @@ import numpy as np
 from PIL import Image
 
 
-def save_rgb(path: Path, rgb: tuple[int, int, int] | np.ndarray, size: tuple[int, int] = (8, 8), fmt: str | None = None) -> None:
+def save_rgb(
+    path: Path, rgb: tuple[int, int, int] | np.ndarray, size: tuple[int, int] = (8, 8), fmt: str | None = None
+) -> None:
     """A solid-colour (or given ``[H, W, 3]`` array) RGB image."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(rgb, np.ndarray):

@@ -96,7 +96,8 @@ def test_separate_test_file_and_dir(tmp_path):
         ('{"images": [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}], "annotations": []}',
          "repeats image id 1"),
         ('{"images": [], "annotations": [{"image_id": 1}]}', r"annotations\[0\] needs 'image_id' and 'caption'"),
-        ('{"images": [], "annotations": [{"image_id": 1, "caption": 5}]}', r"annotations\[0\].caption must be a string"),
+        ('{"images": [], "annotations": [{"image_id": 1, "caption": 5}]}',
+         r"annotations\[0\].caption must be a string"),
     ],
 )
 def test_malformed_json_is_a_clear_error(tmp_path, text, match):

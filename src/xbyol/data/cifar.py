@@ -63,7 +63,10 @@ class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
             # numpy 2 renamed numpy.core to numpy._core: use the installed name, avoiding the shim
-            native = module.replace("numpy.core.", "numpy._core.") if _NUMPY2 else module.replace("numpy._core.", "numpy.core.")
+            if _NUMPY2:
+                native = module.replace("numpy.core.", "numpy._core.")
+            else:
+                native = module.replace("numpy._core.", "numpy.core.")
             for mod in dict.fromkeys((native, module)):
                 try:
                     return super().find_class(mod, name)

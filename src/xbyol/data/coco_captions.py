@@ -35,7 +35,6 @@ from xbyol.data.base import Sample
 from xbyol.data.folder import (
     DatasetWarning,
     ImageFilesDataset,
-    UnreadableImageError,
     check_root,
     read_image,
     summarize,
@@ -175,7 +174,9 @@ class CocoCaptionsDataset(ImageFilesDataset):
         keep, bad = verify_files([paths[k] for k in present], strict, "coco-captions")
         chosen = [present[k] for k in keep]
         if not chosen:
-            raise ValueError(f"coco-captions: no usable image with captions in the {split} split of {self.captions_file}")
+            raise ValueError(
+                f"coco-captions: no usable image with captions in the {split} split of {self.captions_file}"
+            )
 
         self.image_ids = [images[k][0] for k in chosen]
         self.paths = [paths[k] for k in chosen]
@@ -190,7 +191,8 @@ class CocoCaptionsDataset(ImageFilesDataset):
         if bad:
             msgs.append(f"skipped {len(bad)} unreadable image(s): {summarize(bad)}")
         if msgs:
-            warnings.warn(f"coco-captions {self.captions_file} [{split}]: " + "; ".join(msgs), DatasetWarning, stacklevel=3)
+            msg = f"coco-captions {self.captions_file} [{split}]: " + "; ".join(msgs)
+            warnings.warn(msg, DatasetWarning, stacklevel=3)
         self.num_skipped_images = len(no_caption) + len(missing) + len(bad)
         self.num_skipped_captions = len(problems)
         self._rng: np.random.Generator | None = None
@@ -244,4 +246,4 @@ def coco_captions(
     )
 
 
-__all__ = ["CocoCaptionsDataset", "UnreadableImageError", "read_coco_captions", "split_images"]
+__all__ = ["CocoCaptionsDataset", "read_coco_captions", "split_images"]
