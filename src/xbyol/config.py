@@ -87,6 +87,10 @@ class SemanticCfg:
     text_model: str = opt("all-MiniLM-L6-v2", "sentence-transformers model: the bundled name or a local path")
     concepts_file: str | None = opt(None, "text file with one concept per line (default: the dataset's vocabulary)")
     fusion: bool = opt(True, "concept-attention fusion of the representation")
+    input: str = choice("clean", ["clean", "views"], "images the semantic loss sees: the un-augmented batch (one extra forward; colour jitter and crops cannot contradict the labels) or the two BYOL views (no extra cost)")
+    posthoc_steps: int = opt(300, "full-batch Adam steps fitting the post-hoc concept map of runs without a learned one", low=1)
+    posthoc_lr: float = opt(0.01, "learning rate of the post-hoc concept-map fit", low=0.0)
+    sscs_background: float = opt(0.5, "SSCS background rule: a pixel is background below min + level * (max - min) of its image's best concept score", 0.0, 1.0)
 
 
 @dataclass

@@ -1,0 +1,185 @@
+"""From a run's representation into the concept space: the learned map of an ``xbyol`` run,
+or a post-hoc map fitted on the frozen features of any other run.
+
+``concept_projection(run)`` returns ``(project_fn, bank)`` where ``project_fn`` is a
+differentiable ``nn.Module`` taking the backbone representation ``[B, D]`` (the pooled
+output of ``backbone.forward``) to the concept space ``[B, E]``. Explainers use it for
+concept targets (cosine with a text embedding) and SSCS applies it to every location of
+the spatial feature map (:func:`apply_dense`).
+
+Post-hoc fitting (the baseline for runs without a learned map, e.g. ``byol``): the same
+architecture as ``xbyol``'s concept map -- the run's own frozen projector followed by a
+linear map into the concept space -- trained with the *same* semantic loss
+(``method.semantic.loss`` and ``temperature``) on the frozen, un-augmented features of
+the whole training split with the same per-image concept labels, by full-batch Adam
+(``method.semantic.posthoc_steps``, ``posthoc_lr``, seed ``train.seed``). Only the linear
+map is fitted; the encoder and projector are untouched. The fit is cached in
+``RUN_DIR/concept_map.pt`` (keyed by checkpoint step, concepts and fitting settings).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xbyol.concepts.bank import ConceptBank
+from xbyol.losses.semantic import semantic_loss
+
+POSTHOC_FILE = "concept_map.pt"
+
+
+class ConceptMap(nn.Module):
+    """Representation ``[B, D]`` -> concept space ``[B, E]``: an optional projector, then a linear map.
+
+    Args:
+        projector: module applied first (``None``: the linear map reads the representation directly).
+        linear: ``nn.Linear`` into the concept space.
+    """
+
+    def __init__(self, projector: nn.Module | None, linear: nn.Linear) -> None:
+        super().__init__()
+        self.projector = projector
+        self.linear = linear
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        p = self.projector(h) if self.projector is not None else h  # (B, P)
+        return self.linear(p)  # (B, E)
+
+
+def apply_dense(project_fn: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    """Apply a concept map at every location of a spatial feature map.
+
+    Args:
+        project_fn: ``[N, D] -> [N, E]`` (in eval mode, so BatchNorm acts per vector).
+        fmap: ``[B, D, h, w]`` backbone feature map.
+
+    Returns:
+        ``[B, E, h, w]`` concept-space vectors.
+    """
+    b, d, h, w = fmap.shape
+    flat = fmap.permute(0, 2, 3, 1).reshape(b * h * w, d)  # (B*h*w, D)
+    out = project_fn(flat)  # (B*h*w, E)
+    return out.reshape(b, h, w, -1).permute(0, 3, 1, 2)  # (B, E, h, w)
+
+
+def fit_concept_map(
+    feats: torch.Tensor,
+    targets: torch.Tensor,
+    concepts: torch.Tensor,
+    projector: nn.Module | None = None,
+    loss: str = "contrastive",
+    temperature: float = 0.1,
+    steps: int = 300,
+    lr: float = 0.01,
+    seed: int = 0,
+) -> ConceptMap:
+    """Fit the linear part of a concept map on frozen features with the semantic loss.
+
+    Args:
+        feats: frozen representations ``[N, D]``.
+        targets: positives ``[N, K]`` bool (unlabelled rows are ignored).
+        concepts: concept embeddings ``[K, E]``.
+        projector: frozen module applied before the linear map (kept in eval mode).
+        loss: ``"contrastive"`` or ``"cosine"``.
+        temperature: of the contrastive loss.
+        steps: full-batch Adam steps.
+        lr: Adam learning rate.
+        seed: initialisation seed of the linear map.
+
+    Returns:
+        A :class:`ConceptMap` in eval mode.
+    """
+    if feats.ndim != 2 or targets.shape != (feats.shape[0], concepts.shape[0]):
+        raise ValueError(f"expected feats [N, D] and targets [N, K]; got {list(feats.shape)} and {list(targets.shape)}")
+    keep = targets.any(dim=1)
+    if not bool(keep.any()):
+        raise ValueError("cannot fit a concept map: no training image has a known concept")
+    if projector is not None:
+        projector.eval()
+    with torch.no_grad():
+        inputs = projector(feats[keep]) if projector is not None else feats[keep]  # (N', P)
+    t = targets[keep]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        linear = nn.Linear(inputs.shape[1], concepts.shape[1]).to(feats.device)
+    opt = torch.optim.Adam(linear.parameters(), lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            value = semantic_loss(loss, linear(inputs), concepts, t, temperature)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+    return ConceptMap(projector, linear).eval()
+
+
+@torch.no_grad()
+def representations_and_targets(run: Any, split: str, bank: ConceptBank, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled backbone representations ``[N, D]`` of the un-augmented images of a split and their positives ``[N, K]``."""
+    from xbyol.augment import preprocess
+    from xbyol.concepts.vocabulary import ConceptLabeler
+    from xbyol.data.base import collate
+
+    dataset = run.dataset(split)
+    labeler = ConceptLabeler(bank.texts, dataset)
+    backbone = run.backbone.eval()
+    feats, targets = [], []
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    for batch in loader:
+        feats.append(backbone(preprocess(batch["image"].to(run.device))).float())  # (B, D)
+        targets.append(labeler(batch).cpu())  # (B, K)
+    return torch.cat(feats), torch.cat(targets)
+
+
+def run_bank(run: Any) -> ConceptBank:
+    """The concept bank of a run: the method's own, else read back from or built into the run directory."""
+    method_bank = getattr(run.method, "bank", None)
+    if isinstance(method_bank, ConceptBank):
+        return method_bank
+    from xbyol.concepts.build import bank_for
+
+    bank = bank_for(run.cfg.method.semantic, run.dataset("train"), run.run_dir)
+    if not ConceptBank.exists(run.run_dir):
+        bank.save(run.run_dir)
+    return bank
+
+
+def concept_projection(run: Any, use_projector: bool = True) -> tuple[ConceptMap, ConceptBank]:
+    """``(project_fn, bank)``: a map from the run's representation ``[B, D]`` to the concept space ``[B, E]``.
+
+    For ``xbyol`` runs this is the learned map (projector + concept head). For other runs
+    a post-hoc map is fitted once (see the module docstring) and cached in
+    ``RUN_DIR/concept_map.pt`` (``concept_map_backbone.pt`` when ``use_projector=False``).
+
+    Args:
+        run: a :class:`xbyol.run.LoadedRun`.
+        use_projector: post-hoc maps only: start from the run's projector (the same
+            architecture as ``xbyol``) or fit the linear map on the representation itself.
+    """
+    method = run.method
+    if hasattr(method, "concept_map") and hasattr(method, "concept_head"):
+        return method.concept_map().eval(), method.bank
+    bank = run_bank(run)
+    s = run.cfg.method.semantic
+    projector = getattr(method, "projector", None) if use_projector else None
+    path = Path(run.run_dir) / (POSTHOC_FILE if use_projector else "concept_map_backbone.pt")
+    key = {"step": int(run.step), "texts": bank.texts, "prompt": bank.prompt, "loss": s.loss,
+           "temperature": float(s.temperature), "steps": int(s.posthoc_steps), "lr": float(s.posthoc_lr),
+           "seed": int(run.cfg.train.seed), "projector": projector is not None}
+    if path.is_file():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("key") == key:
+            w = blob["linear"]
+            linear = nn.Linear(w["weight"].shape[1], w["weight"].shape[0])
+            linear.load_state_dict(w)
+            return ConceptMap(projector, linear.to(run.device)).eval(), bank
+    feats, targets = representations_and_targets(run, "train", bank)
+    cmap = fit_concept_map(feats, targets.to(feats.device), bank.embeddings.to(feats.device), projector,
+                           s.loss, s.temperature, s.posthoc_steps, s.posthoc_lr, run.cfg.train.seed)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"key": key, "linear": {k: v.detach().cpu() for k, v in cmap.linear.state_dict().items()}}, tmp)
+    os.replace(tmp, path)
+    return cmap, bank

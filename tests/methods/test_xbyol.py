@@ -1,0 +1,170 @@
+"""Explainable BYOL: the loss is BYOL + lambda * semantic, unlabelled images train BYOL only,
+the concept mode returns attention weights, and a short run on shapes learns concepts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from xbyol.concepts import text_model
+
+E = 48  # width of the fake text embeddings
+
+
+def fake_encode(ref, texts, batch_size=64):
+    """Deterministic, nearly orthogonal unit vectors instead of MiniLM (no model load)."""
+    rows = []
+    for t in texts:
+        g = torch.Generator().manual_seed(sum(ord(c) * (i + 1) for i, c in enumerate(t)))
+        rows.append(torch.randn(E, generator=g))
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+@pytest.fixture
+def fake_text(monkeypatch):
+    monkeypatch.setattr(text_model, "encode_texts", fake_encode)
+
+
+def _cfg(tiny_cfg, **over):
+    from xbyol.config import from_dict, to_dict
+
+    d = to_dict(tiny_cfg)
+    d["method"]["name"] = "xbyol"
+    return from_dict(d, over)
+
+
+def _method_and_batch(cfg):
+    from xbyol.data import create_dataset
+    from xbyol.data.base import collate
+    from xbyol.methods import create_method
+
+    ds = create_dataset("shapes", "train", num_train=64, image_size=cfg.data.image_size)
+    torch.manual_seed(0)
+    return create_method(cfg, ds), collate([ds[i] for i in range(16)])
+
+
+def test_loss_is_byol_plus_weighted_semantic_and_reaches_every_part(tiny_cfg, fake_text):
+    method, batch = _method_and_batch(_cfg(tiny_cfg, **{"method.semantic.weight": 0.7}))
+    out = method.training_step(batch)
+    assert out["loss"].item() == pytest.approx(out["loss_byol"].item() + 0.7 * out["loss_semantic"].item(), rel=1e-6)
+    assert out["loss_semantic"].item() == pytest.approx(
+        0.5 * (out["loss_semantic_z"].item() + out["loss_semantic_fused"].item()), rel=1e-6)
+    assert out["labelled_fraction"].item() == 1.0
+    out["loss"].backward()
+    for name in ("concept_head.weight", "attention.gate.weight", "attention.log_scale", "backbone.stem.0.weight"):
+        p = dict(method.named_parameters()).get(name)
+        if p is None:  # backbone naming is not this test's business: take its first parameter
+            p = next(method.backbone.parameters())
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert "concept_embeddings" in method.state_dict()
+    assert not any(n.startswith("concept_embeddings") for n, _ in method.named_parameters())
+
+
+def test_unlabelled_images_train_byol_only(tiny_cfg, fake_text):
+    method, batch = _method_and_batch(_cfg(tiny_cfg))
+    batch["concepts"] = torch.zeros_like(batch["concepts"])
+    out = method.training_step(batch)
+    assert out["loss_semantic"].item() == 0.0
+    assert out["loss"].item() == pytest.approx(out["loss_byol"].item())
+    assert out["labelled_fraction"].item() == 0.0
+
+
+def test_cosine_form_and_no_fusion(tiny_cfg, fake_text):
+    method, batch = _method_and_batch(_cfg(tiny_cfg, **{"method.semantic.loss": "cosine", "method.semantic.fusion": False,
+                                                        "method.semantic.input": "views"}))
+    assert method.attention is None
+    out = method.training_step(batch)
+    assert -1.0 <= out["loss_semantic"].item() <= 1.0  # a mean of negative cosines
+    assert out["embed/concept"].shape == (32, E)  # both views
+
+
+def test_concept_mode_encoding(tiny_cfg, fake_text):
+    from xbyol.augment import preprocess
+
+    method, batch = _method_and_batch(_cfg(tiny_cfg))
+    method.eval()
+    x = preprocess(batch["image"])
+    assert method.encode(x).shape == (16, method.backbone.num_features)
+    fused, alpha = method.encode(x, concept_mode=True)
+    assert fused.shape == (16, E) and alpha.shape == (16, len(method.bank))
+    assert torch.allclose(alpha.sum(-1), torch.ones(16), atol=1e-5)
+    gate = method.concept_encoding(x).gate
+    assert bool((gate > 0).all() and (gate < 1).all())
+
+
+def test_dataset_without_any_known_concept_is_a_clear_error(tiny_cfg, fake_text, tmp_path):
+    from xbyol.data.base import SampleDataset
+    from xbyol.methods.xbyol import XBYOL
+
+    class Unlabelled(SampleDataset):  # class names only, no vocabulary, no captions
+        class_names = ["cat", "dog"]
+
+    f = tmp_path / "concepts.txt"
+    f.write_text("zebra\ngiraffe\n")
+    cfg = _cfg(tiny_cfg, **{"method.semantic.concepts_file": str(f)})
+    with pytest.raises(ValueError, match="none of the 2 concepts"):
+        XBYOL(cfg, Unlabelled())
+
+
+# ----------------------------------------------------------------------------- a short run
+
+
+@pytest.fixture(scope="module")
+def short_runs(tmp_path_factory):
+    """A 30-step xbyol run and a 2-step byol run on 24 px shapes (fake text embeddings)."""
+    from xbyol.config import from_dict
+    from xbyol.train import train
+
+    from conftest import TINY_OVERRIDES
+
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("xbyol_runs")
+    mp.setenv("XBYOL_CACHE_DIR", str(root / "cache"))
+    mp.setattr(text_model, "encode_texts", fake_encode)
+    base = dict(TINY_OVERRIDES, **{"out_dir": str(root), "data.image_size": 24, "data.num_train": 256,
+                                   "data.num_test": 128, "data.batch_size": 32, "train.lr": 3e-3})
+    runs = {}
+    try:
+        runs["xbyol"] = train(from_dict({}, dict(base, **{"name": "x", "method.name": "xbyol", "train.steps": 30})))
+        runs["byol"] = train(from_dict({}, dict(base, **{"name": "b", "method.name": "byol", "train.steps": 2})))
+        yield runs
+    finally:
+        mp.undo()
+
+
+@pytest.mark.slow
+def test_short_run_learns_concepts_above_chance(short_runs, fake_text):
+    from xbyol.eval.concept_eval import concept_scores
+    from xbyol.run import load_run
+
+    run = load_run(short_runs["xbyol"])
+    assert (short_runs["xbyol"] / "concepts.json").is_file()
+    res = concept_scores(run)
+    assert res["map"] == "learned"
+    acc = res["concept_accuracy"]
+    groups = ("shape", "colour", "size", "position")
+    excess = sum(acc[g] - acc[f"{g}_chance"] for g in groups) / len(groups)
+    assert excess > 0.04, acc  # 30 steps on 256 images: about +0.09 over chance on average
+    assert acc["colour"] > acc["colour_chance"], acc
+    assert res["scs_margin"] > 0
+    assert set(res["sscs"]) == {"shape", "colour", "size", "position", "mean"}
+    assert 0.0 <= res["sscs"]["mean"] <= 1.0
+
+
+@pytest.mark.slow
+def test_explain_embedding_for_xbyol_and_byol_runs(short_runs, fake_text):
+    import xbyol.concepts as concepts
+    from xbyol.run import load_run
+
+    for name in ("xbyol", "byol"):
+        run = load_run(short_runs[name])
+        images = torch.stack([run.dataset("test")[i]["image"] for i in range(3)])
+        out = concepts.explain_embedding(run, images, top_k=4)
+        assert len(out) == 3 and all(len(row) == 4 for row in out)
+        for row in out:
+            weights = [w for _, w in row]
+            assert weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1 + 1e-6
+            assert all(c in run.dataset("train").concept_names for c, _ in row)
+    assert (short_runs["byol"] / "concept_map.pt").is_file()  # the post-hoc map is cached
