@@ -1,0 +1,166 @@
+"""2-D maps of embeddings: PCA and t-SNE (scikit-learn), UMAP (``umap-learn``, optional).
+
+``embed_2d(features, method)`` gives ``[N, 2]`` coordinates; :func:`color_values` picks a
+value per point (its label's class name, or the first concept of a concept group that the
+image has, ``"none"`` otherwise); :func:`write_map_csv` and :func:`plot_map` save them.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["METHODS", "color_values", "embed_2d", "group_columns", "plot_map", "write_map_csv"]
+
+METHODS = ("pca", "tsne", "umap")
+
+
+def _as_numpy(features: torch.Tensor | np.ndarray) -> np.ndarray:
+    x = features.detach().cpu().double().numpy() if isinstance(features, torch.Tensor) else np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"embed_2d: features must be [N, D], got shape {list(x.shape)}")
+    if x.shape[0] < 3:
+        raise ValueError(f"embed_2d: need at least 3 points, got {x.shape[0]}")
+    if not np.isfinite(x).all():
+        raise ValueError("embed_2d: features contain NaN or infinite values")
+    return x
+
+
+def embed_2d(
+    features: torch.Tensor | np.ndarray, method: str = "pca", seed: int = 0, perplexity: float | None = None
+) -> torch.Tensor:
+    """Project ``[N, D]`` features to 2-D.
+
+    Args:
+        features: ``[N, D]`` embeddings (N >= 3).
+        method: ``"pca"`` (sklearn PCA), ``"tsne"`` (sklearn TSNE, PCA init) or ``"umap"``
+            (``umap-learn``; ``pip install umap-learn``).
+        seed: random state of t-SNE / UMAP.
+        perplexity: t-SNE perplexity (default ``min(30, (N - 1) / 3)``, sklearn needs < N).
+
+    Returns:
+        ``[N, 2]`` float32 coordinates.
+    """
+    if method not in METHODS:
+        raise ValueError(f"embed_2d: method must be one of {', '.join(METHODS)}, got {method!r}")
+    x = _as_numpy(features)
+    n = x.shape[0]
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        y = PCA(n_components=2, random_state=seed).fit_transform(x)
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perp = perplexity if perplexity is not None else min(30.0, max(1.0, (n - 1) / 3))
+        if not 0 < perp < n:
+            raise ValueError(f"embed_2d: t-SNE perplexity must be in (0, {n}), got {perp}")
+        y = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
+    else:
+        try:
+            import umap  # type: ignore[import-not-found]
+        except ImportError as e:
+            raise ImportError(
+                "embed_2d: method 'umap' needs the umap-learn package: pip install umap-learn "
+                "(or use --method pca / tsne)"
+            ) from e
+        y = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed).fit_transform(x)
+    return torch.as_tensor(np.asarray(y), dtype=torch.float32)  # (N, 2)
+
+
+def color_values(
+    labels: Sequence[int] | torch.Tensor | None,
+    class_names: Sequence[str],
+    concepts: torch.Tensor | None = None,
+    concept_names: Sequence[str] = (),
+    group: Sequence[int] | None = None,
+) -> list[str]:
+    """The value each point is coloured by.
+
+    With ``group`` (indices into ``concept_names``): the first concept of the group the
+    image has (``concepts`` ``[N, V]`` bool), ``"none"`` when it has none. Otherwise the
+    label's class name (the label number when there are no names, ``"none"`` for ``-1``).
+    """
+    if group is not None:
+        if concepts is None:
+            raise ValueError("color_values: colouring by a concept group needs the concepts [N, V]")
+        idx = list(group)
+        sub = concepts[:, idx].bool()  # (N, G)
+        out = []
+        for row in sub:
+            hit = torch.nonzero(row).flatten()
+            out.append(concept_names[idx[int(hit[0])]] if len(hit) else "none")
+        return out
+    if labels is None:
+        raise ValueError("color_values: colouring by label needs the labels")
+    names = list(class_names)
+    vals = [int(v) for v in (labels.tolist() if isinstance(labels, torch.Tensor) else labels)]
+    return [names[v] if 0 <= v < len(names) else ("none" if v < 0 else str(v)) for v in vals]
+
+
+def group_columns(
+    concepts: torch.Tensor, concept_names: Sequence[str], concept_groups: dict[str, list[int]]
+) -> dict[str, list[str]]:
+    """One CSV column per concept group: :func:`color_values` of that group for every point."""
+    return {
+        g: color_values(None, [], concepts, concept_names, idx) for g, idx in concept_groups.items()
+    }
+
+
+def write_map_csv(
+    path: str | Path,
+    coords: torch.Tensor,
+    labels: Sequence[str],
+    indices: Sequence[int] | None = None,
+    extra: dict[str, list[str]] | None = None,
+) -> Path:
+    """CSV with columns ``index, x, y, label`` and then one per ``extra`` key (concept groups)."""
+    if coords.dim() != 2 or coords.shape[1] != 2:
+        raise ValueError(f"write_map_csv: coords must be [N, 2], got {list(coords.shape)}")
+    n = coords.shape[0]
+    extra = extra or {}
+    for k, col in {"label": labels, **extra}.items():
+        if len(col) != n:
+            raise ValueError(f"write_map_csv: column {k!r} has {len(col)} values for {n} points")
+    idx = list(indices) if indices is not None else list(range(n))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "x", "y", "label", *extra])
+        for i in range(n):
+            w.writerow([idx[i], f"{float(coords[i, 0]):.6g}", f"{float(coords[i, 1]):.6g}", labels[i], *(extra[k][i] for k in extra)])
+    return path
+
+
+def plot_map(coords: torch.Tensor, values: Sequence[str], path: str | Path, title: str = "", legend_title: str = "") -> Path:
+    """Scatter plot of ``[N, 2]`` coordinates coloured by categorical ``values``; saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cats = sorted(set(values), key=lambda v: (v == "none", v))
+    cmap = plt.get_cmap("tab10" if len(cats) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    xy = coords.numpy()
+    vals = np.asarray(values)
+    size = max(3.0, min(30.0, 3000.0 / max(1, len(vals))))
+    for i, c in enumerate(cats):
+        sel = vals == c
+        color = "lightgray" if c == "none" else cmap(i % cmap.N)
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=color, label=f"{c} ({int(sel.sum())})", alpha=0.8, linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    ax.legend(title=legend_title or None, fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
