@@ -47,3 +47,22 @@ def _cache_dir(tmp_path_factory, monkeypatch):
     """Concept/text caches go to a per-session temp dir, never the user's home."""
     d = tmp_path_factory.getbasetemp() / "xbyol-cache"
     monkeypatch.setenv("XBYOL_CACHE_DIR", str(d))
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory):
+    """A trained (6 steps) and evaluated BYOL run on 256 shapes images, shared by a test session.
+
+    Tests must treat it as read-only; copy it (shutil.copytree) to modify.
+    """
+    from xbyol.config import from_dict
+    from xbyol.eval.evaluate import evaluate
+    from xbyol.train import train
+
+    overrides = dict(TINY_OVERRIDES)
+    overrides["out_dir"] = str(tmp_path_factory.mktemp("shared-runs"))
+    overrides["name"] = "tiny_byol"
+    overrides["data.num_test"] = 64
+    run_dir = train(from_dict({}, overrides))
+    evaluate(run_dir, progress=False, only=[])
+    return run_dir

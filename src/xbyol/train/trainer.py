@@ -52,6 +52,7 @@ def dataset_kwargs(cfg: Config) -> dict[str, Any]:
         strict=d.strict,
         captions_file=d.captions_file,
         test_root=d.test_root,
+        test_captions_file=d.test_captions_file,
     )
 
 

@@ -1,0 +1,81 @@
+"""``xbyol explain``: heatmaps for a target, written as PNG overlays and ``.npy`` arrays."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="heatmaps of why the encoder scores a target (concept, image, class, dim)",
+        description=(
+            "Explain the encoder of RUN_DIR. An SSL encoder has no logits, so name the target: "
+            "'concept:red circle' (similarity to a concept text in concept space), 'image:PATH' or "
+            "'image:INDEX' (similarity to a reference image), 'class:K' (linear probe of `xbyol eval`), "
+            "'dim:J' (one embedding dimension) or 'norm'. Images: file paths, or test-set indices "
+            "with --indices. Writes DIR/<image>_<method>.png overlays and DIR/heatmaps_<method>.npy [N,H,W]."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--method", "-m", action="append", help="explainer (repeatable; default gradcam); see --list")
+    p.add_argument("--target", "-t", help="what to explain, e.g. 'concept:red circle'")
+    p.add_argument("--images", nargs="+", default=[], metavar="PATH", help="image files to explain")
+    p.add_argument("--indices", nargs="+", type=int, default=[], metavar="I", help="test-set indices to explain")
+    p.add_argument("--layer", help="CAM layer by dotted name (default: the backbone's last stage)")
+    p.add_argument("--out", default=None, help="output directory (default RUN_DIR/explain)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--list", action="store_true", help="list the explainers and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from xbyol.augment import preprocess
+    from xbyol.explain import explain, names, save_overlay
+    from xbyol.explain.spec import load_image
+    from xbyol.run import load_run
+
+    if args.list:
+        print("\n".join(names()))
+        return 0
+    if not args.target:
+        raise ValueError("--target is required, e.g. --target 'concept:red circle' (see --help)")
+    if not args.images and not args.indices:
+        raise ValueError("give images to explain: --images PATH ... or --indices I ...")
+    methods = args.method or ["gradcam"]
+    unknown = [m for m in methods if m not in names()]
+    if unknown:
+        raise ValueError(f"unknown explainer(s) {', '.join(unknown)}; available: {', '.join(names())}")
+    run_ = load_run(args.run_dir, device=args.device)
+    size = run_.cfg.data.image_size
+    imgs, labels = [], []
+    for path in args.images:
+        imgs.append(load_image(path, size))
+        labels.append(Path(path).stem)
+    test = run_.dataset("test") if args.indices else None
+    for i in args.indices:
+        if not 0 <= i < len(test):
+            raise ValueError(f"--indices: {i} is outside the test split (0..{len(test) - 1})")
+        imgs.append(test[i]["image"])
+        labels.append(f"test{i}")
+    images = torch.stack(imgs).to(run_.device)
+    target = run_.target(args.target)
+    out = Path(args.out) if args.out else run_.path("explain")
+    out.mkdir(parents=True, exist_ok=True)
+    x = preprocess(images)
+    for method in methods:
+        heat = explain(run_.backbone, x, target, method=method, layer=args.layer)
+        np.save(out / f"heatmaps_{method}.npy", heat.detach().cpu().numpy())
+        for img, h, name in zip(images.cpu(), heat.detach().cpu(), labels):
+            save_overlay(out / f"{name}_{method}.png", img, h)
+        print(f"{method}: {len(labels)} heatmaps -> {out}")
+    with torch.no_grad():
+        scores = target(run_.backbone(x)).cpu().tolist()
+    for name, s in zip(labels, scores):
+        print(f"  {name}: target score {s:.4f}")
+    return 0

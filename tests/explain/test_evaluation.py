@@ -1,0 +1,74 @@
+import json
+import math
+
+import pytest
+import torch
+
+from xbyol.cli import main
+from xbyol.explain.evaluation import _centre_baseline, concept_pairs, explain_eval, format_table
+from xbyol.run import load_run
+
+
+def test_concept_pairs_cover_each_masked_shape_and_colour_concept():
+    from xbyol.data import create_dataset
+
+    ds = create_dataset("shapes", "test", num_test=8, image_size=32)
+    pairs = concept_pairs(ds, 4)
+    groups = set(ds.concept_groups["shape"]) | set(ds.concept_groups["colour"])
+    for i in range(4):
+        present = {k for k in groups if ds[i]["masks"][k].any()}
+        assert {k for j, k in pairs if j == i} == present
+
+
+def test_concept_pairs_need_masks():
+    from xbyol.data import create_dataset
+
+    with pytest.raises(ValueError, match="no concept masks"):
+        concept_pairs(create_dataset("digits", "test"), 4)
+
+
+def test_centre_baseline_hits_only_masks_at_the_centre():
+    masks = torch.zeros(2, 9, 9, dtype=torch.bool)
+    masks[0, 3:6, 3:6] = True
+    masks[1, 0:2, 0:2] = True
+    assert _centre_baseline(masks) == pytest.approx(0.5)
+
+
+def test_explain_eval_scores_methods_and_writes_json(tiny_run_dir, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run_dir)
+    result = explain_eval(load_run(run_dir), methods=["gradcam", "eigencam"], n_images=4, n_robust=2, progress=False)
+    assert set(result["methods"]) == {"gradcam", "eigencam"}
+    for row in result["methods"].values():
+        for key in ("pointing_game", "energy_pointing_game", "iou", "max_sensitivity", "ms_per_image"):
+            assert not math.isnan(row[key]), key
+        assert 0.0 <= row["pointing_game"] <= 1.0 and 0.0 <= row["energy_pointing_game"] <= 1.0
+        assert -1.0 <= row["randomization_corr"] <= 1.0 or math.isnan(row["randomization_corr"])
+    saved = json.loads((run_dir / "explain_eval.json").read_text())
+    assert saved["methods"].keys() == result["methods"].keys()
+    assert "gradcam" in format_table(result)
+    assert main(["explain-eval", str(run_dir), "-m", "gradcam", "--n-images", "2", "--n-robust", "2", "--no-progress"]) == 0
+    assert "PG" in capsys.readouterr().out
+
+
+def test_explain_command_writes_overlays_and_arrays(tiny_run_dir, tmp_path, capsys):
+    import numpy as np
+
+    out = tmp_path / "out"
+    rc = main(["explain", str(tiny_run_dir), "--method", "gradcam", "--method", "saliency",
+               "--target", "concept:red", "--indices", "0", "1", "--out", str(out)])
+    assert rc == 0
+    for m in ("gradcam", "saliency"):
+        arr = np.load(out / f"heatmaps_{m}.npy")
+        assert arr.shape == (2, 32, 32) and arr.min() >= 0.0 and arr.max() <= 1.0
+        assert (out / f"test0_{m}.png").is_file() and (out / f"test1_{m}.png").is_file()
+    assert "target score" in capsys.readouterr().out
+
+
+def test_explain_command_errors(tiny_run_dir, capsys):
+    assert main(["explain", str(tiny_run_dir), "--indices", "0"]) == 2
+    assert "--target is required" in capsys.readouterr().err
+    assert main(["explain", str(tiny_run_dir), "--target", "norm", "--method", "nope", "--indices", "0"]) == 2
+    assert "unknown explainer" in capsys.readouterr().err
