@@ -160,3 +160,41 @@ def test_dissect_resnet_layer_by_name(tmp_path):
     assert net.training  # mode restored
     with pytest.raises(ValueError, match="not a submodule"):
         dissect(net, ds, layer="stages.9", progress=False)
+
+
+@pytest.mark.slow
+def test_commands_end_to_end(tmp_path, tiny_cfg, capsys):
+    """dissect (with its random twin), maximize and map on one tiny trained run, through the CLI."""
+    import dataclasses
+
+    from xbyol.cli import main
+    from xbyol.train import train
+
+    cfg = dataclasses.replace(
+        tiny_cfg,
+        data=dataclasses.replace(tiny_cfg.data, num_train=64, num_test=48, batch_size=32),
+        train=dataclasses.replace(tiny_cfg.train, steps=2),
+    )
+    run_dir = train(cfg)
+    assert main(["dissect", str(run_dir), "--baseline", "random", "--no-progress", "--top-units", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "trained" in out and "random" in out and "unique (release)" in out
+    d = run_dir / "dissect" / "stages.3"
+    for sub in (d, d / "random"):
+        assert {p.name for p in sub.iterdir()} >= {"iou.csv", "units.csv", "summary.json", "top_units.png"}
+    units = list(csv.DictReader(open(d / "units.csv")))
+    assert len(units) == 128 and list(units[0]) == ["unit", "concept", "group", "iou", "detector", "threshold"]
+    assert main(["dissect", str(run_dir), "--layer", "nope", "--no-progress"]) == 2
+    assert "not a submodule" in capsys.readouterr().err
+
+    png = tmp_path / "am.png"
+    assert main(["maximize", str(run_dir), "--unit", "stages.2:3", "--unit", "5", "--n", "2", "--steps", "3", "--out", str(png)]) == 0
+    assert "stages.2:3: scores" in capsys.readouterr().out and png.stat().st_size > 500
+    assert main(["maximize", str(run_dir)]) == 2
+    assert "--unit" in capsys.readouterr().err
+
+    assert main(["map", str(run_dir), "--method", "pca", "--color-by", "concept", "--group", "colour", "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(run_dir / "maps" / "map_pca_colour.csv")))
+    assert len(rows) == 48 and list(rows[0])[:4] == ["index", "x", "y", "label"] and "colour" in rows[0]
+    assert main(["map", str(run_dir), "--color-by", "concept", "--group", "flavour"]) == 2
+    assert "unknown concept group" in capsys.readouterr().err

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["METHODS", "color_values", "embed_2d", "group_columns", "plot_map", "write_map_csv"]
+__all__ = ["METHODS", "color_values", "embed_2d", "embedding_map", "group_columns", "plot_map", "write_map_csv"]
 
 METHODS = ("pca", "tsne", "umap")
 
@@ -144,15 +144,19 @@ def plot_map(coords: torch.Tensor, values: Sequence[str], path: str | Path, titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.colors import is_color_like
+
     cats = sorted(set(values), key=lambda v: (v == "none", v))
     cmap = plt.get_cmap("tab10" if len(cats) <= 10 else "tab20")
+    # a colour concept group is drawn in its own colours ("red" points in red)
+    named = all(is_color_like(c) for c in cats if c != "none")
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     xy = coords.numpy()
     vals = np.asarray(values)
     size = max(3.0, min(30.0, 3000.0 / max(1, len(vals))))
     for i, c in enumerate(cats):
         sel = vals == c
-        color = "lightgray" if c == "none" else cmap(i % cmap.N)
+        color = "lightgray" if c == "none" else (c if named else cmap(i % cmap.N))
         ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=color, label=f"{c} ({int(sel.sum())})", alpha=0.8, linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -164,3 +168,64 @@ def plot_map(coords: torch.Tensor, values: Sequence[str], path: str | Path, titl
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def embedding_map(
+    run: Any,
+    method: str = "pca",
+    color_by: str = "label",
+    group: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """2-D map of a run's test embeddings, written as PNG and CSV.
+
+    Args:
+        run: a :class:`xbyol.run.LoadedRun`.
+        method: ``pca``, ``tsne`` or ``umap``.
+        color_by: ``label`` or ``concept`` (a concept group; ``group`` names it, default the first).
+        split: dataset split.
+        limit: use only the first ``limit`` images.
+        seed: random state of t-SNE / UMAP.
+        out: output directory (default ``RUN_DIR/maps``).
+
+    Returns:
+        ``{"png": path, "csv": path}`` (``map_<method>_<colour>.png/.csv``); the CSV has
+        columns ``index, x, y, label`` and one per concept group.
+    """
+    from torch.utils.data import Subset
+
+    from xbyol.eval.features import extract_features
+
+    if color_by not in ("label", "concept"):
+        raise ValueError(f"color_by must be 'label' or 'concept', got {color_by!r}")
+    dataset = run.dataset(split)
+    groups = dict(dataset.concept_groups)
+    if color_by == "concept":
+        if not groups:
+            raise ValueError(f"dataset {dataset.describe()} has no concept groups; use --color-by label")
+        group = group or next(iter(groups))
+        if group not in groups:
+            raise ValueError(f"unknown concept group {group!r}; the dataset has: {', '.join(groups)}")
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n < 3:
+        raise ValueError(f"need at least 3 images for a map, got {n}")
+    subset = Subset(dataset, list(range(n)))
+    feats, labels = extract_features(run.method.encode, subset, batch_size, run.device, progress)
+    coords = embed_2d(feats, method, seed)
+    label_names = color_values(labels, dataset.class_names)
+    extra: dict[str, list[str]] = {}
+    if groups:
+        concepts = torch.stack([dataset[i]["concepts"] for i in range(n)])  # (N, V)
+        extra = group_columns(concepts, dataset.concept_names, groups)
+    values = label_names if color_by == "label" else extra[str(group)]
+    tag = "label" if color_by == "label" else str(group)
+    out_dir = Path(out) if out is not None else Path(run.run_dir) / "maps"
+    stem = f"map_{method}_{tag}".replace(" ", "_")
+    csv_path = write_map_csv(out_dir / f"{stem}.csv", coords, label_names, list(range(n)), extra)
+    png = plot_map(coords, values, out_dir / f"{stem}.png", title=f"{Path(run.run_dir).name}: {method} of {n} {split} embeddings", legend_title=tag)
+    return {"png": png, "csv": csv_path}
