@@ -147,3 +147,20 @@ def test_layer_not_on_the_output_path_raises() -> None:
     with pytest.raises(RuntimeError, match="do not depend"):
         explain(model, torch.randn(1, 3, 4, 4), lambda o: o[:, 0], layer="side")
     assert _hooks(model) == []
+
+
+def test_inplace_op_after_the_layer_and_grad_mode_is_restored() -> None:
+    # the CAM layer is a conv followed by an in-place ReLU: the recorded activations are the conv
+    # output (before the ReLU) and its gradient passes through the ReLU
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x = torch.randn(2, 3, 6, 6)
+    conv = model[0](x).detach()
+    # target = sum of the GAP dims: g = [conv > 0] / (h w), alpha_k = mean of g over positions
+    expected = torch.einsum("bc,bchw->bhw", (conv > 0).float().mean(dim=(2, 3)) / 36, conv).relu()
+    with torch.no_grad():
+        got = explain(model, x, lambda o: o.sum(dim=1), layer="0", normalize=False)
+        assert not torch.is_grad_enabled()
+    assert torch.is_grad_enabled()
+    torch.testing.assert_close(got, expected)
+    assert _hooks(model) == []

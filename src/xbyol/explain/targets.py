@@ -144,13 +144,18 @@ class ConceptTarget(Target):
 
     Args:
         concept_embedding: ``[E]`` one concept for every image, or ``[B, E]`` one per image.
-        projection: maps model embeddings ``[B, D]`` into the concept space ``[B, E]``
-            (e.g. the image projector of a cross-modal model). ``None``: identity, which
+        projection: module or function mapping model embeddings ``[B, D]`` into the concept
+            space ``[B, E]`` (e.g. the image projector of a cross-modal model). ``None``: identity, which
             requires ``D == E``. It is called with gradients enabled.
         eps: numerical floor of the norms in the cosine.
     """
 
-    def __init__(self, concept_embedding: torch.Tensor, projection: nn.Module | None = None, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        concept_embedding: torch.Tensor,
+        projection: nn.Module | Callable[[torch.Tensor], torch.Tensor] | None = None,
+        eps: float = 1e-8,
+    ) -> None:
         emb = concept_embedding
         if not isinstance(emb, torch.Tensor) or emb.dim() not in (1, 2) or emb.numel() == 0:
             shape = list(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
@@ -158,7 +163,7 @@ class ConceptTarget(Target):
         if not emb.is_floating_point():
             raise TypeError(f"ConceptTarget: concept_embedding must be a float tensor, got {emb.dtype}")
         if projection is not None and not callable(projection):
-            raise TypeError(f"ConceptTarget: projection must be an nn.Module or None, got {type(projection).__name__}")
+            raise TypeError(f"ConceptTarget: projection must be callable or None, got {type(projection).__name__}")
         self.concept_embedding = emb.detach()
         self.projection = projection
         self.eps = eps

@@ -1,8 +1,9 @@
 """BaseCAM: the class-activation-map family with a single override point.
 
 ``BaseCAM.attribute``: forward the batch with :class:`ActivationsAndGradients` on the
-layer, score the target (one scalar per sample), differentiate ``scores.sum()`` down to the
-layer (each sample's gradient only depends on its own score), release the hooks, then call
+layer (autograd records only what follows the layer), score the target (one scalar per
+sample), differentiate ``scores.sum()`` down to the layer (each sample's gradient only
+depends on its own score), release the hooks, then call
 ``weights_and_map(activations, gradients, images=, target=) -> [B, h, w]``, apply ReLU and
 upsample bilinearly (``align_corners=False``) to the input size. ``Explainer`` then
 min-max normalises each map if asked.
@@ -59,11 +60,11 @@ class BaseCAM(Explainer):
             ``needs_gradients`` is False), both detached.
         """
         x = images.detach()
-        if self.needs_gradients:
-            x = x.clone().requires_grad_(True)  # keeps the layer in the graph even for a frozen model
         grad_ctx = torch.enable_grad() if self.needs_gradients else torch.no_grad()
-        with grad_ctx, ActivationsAndGradients(self.layer, gradients=self.needs_gradients) as rec:
-            outputs = self.model(x)
+        rec = ActivationsAndGradients(self.layer, self.needs_gradients, start_graph_at_layer=self.needs_gradients)
+        with grad_ctx, rec:
+            with torch.no_grad():  # autograd starts at the layer (the hook turns it on there)
+                outputs = self.model(x)
             if rec.activations is None:
                 raise RuntimeError(f"layer {type(self.layer).__name__} was not called during the forward pass")
             gradients = None
