@@ -1,0 +1,62 @@
+"""``xbyol report``: a self-contained HTML report of a run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained HTML report of a run",
+        description=(
+            "Write one HTML file (figures embedded, opens without network) about RUN_DIR: config, dataset, "
+            "hardware and duration; training curves; evaluation beside its baselines; concept scores; an "
+            "embedding map; a heatmap gallery of test images x explainer methods x their concepts; the "
+            "explanation metrics and the dissection summary when they were computed. Sections whose data is "
+            "missing name the command that computes it."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="PATH", help="output HTML file (default RUN_DIR/report.html)")
+    p.add_argument("--images", type=int, default=6, metavar="N", help="test images in the heatmap gallery (0: none; default 6)")
+    p.add_argument("--image-index", type=int, action="append", metavar="I",
+                   help="explicit test-split image for the gallery (repeatable; overrides --images)")
+    p.add_argument("--methods", metavar="A,B,...",
+                   help="explainer methods of the gallery (default gradcam,gradcampp,scorecam,integrated_gradients)")
+    p.add_argument("--concepts-per-image", type=int, default=3, metavar="K", help="concepts explained per gallery image")
+    p.add_argument("--map", default="tsne", choices=["pca", "tsne", "umap", "none"], help="embedding-map method (default tsne)")
+    p.add_argument("--map-points", type=int, default=1000, metavar="N", help="most test images in the embedding map")
+    p.add_argument("--no-confusion", action="store_true", help="skip the concept-confusion figures")
+    p.add_argument("--baseline", action="append", default=[], metavar="RUN_DIR",
+                   help="another run whose eval.json is shown beside this one (repeatable), e.g. a byol or clip run")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xbyol.report import ReportOptions, write_report
+
+    if args.images < 0:
+        raise ValueError(f"--images must be >= 0, got {args.images}")
+    methods = None
+    if args.methods:
+        from xbyol.report.heatmaps import check_methods
+
+        methods = check_methods(args.methods.split(","))
+    opts = ReportOptions(
+        gallery_images=args.images,
+        methods=methods,
+        max_concepts=args.concepts_per_image,
+        gallery_indices=args.image_index,
+        embedding_map=None if args.map == "none" else args.map,
+        map_points=args.map_points,
+        confusion=not args.no_confusion,
+        baselines=args.baseline,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    path = write_report(args.run_dir, args.out, opts)
+    print(f"written: {path}")
+    return 0

