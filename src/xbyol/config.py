@@ -74,6 +74,7 @@ class ModelCfg:
     sync_bn: bool = opt(False, "convert BatchNorm to SyncBatchNorm under DDP")
     interpretable_layer: bool = opt(False, "add an interpretable conv layer (Zhang et al. 2018) on top of the backbone")
     interpretable_weight: float = opt(0.1, "weight of the interpretable-layer filter loss", low=0.0)
+    interpretable_tau: float | None = opt(None, "template scale of the filter loss (default the paper's 0.5/(h*w))", low=0.0)
 
 
 @dataclass

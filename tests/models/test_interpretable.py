@@ -57,6 +57,15 @@ def test_filter_loss_hand_computed_2x2():
     assert filter_loss(x2).item() == pytest.approx(expected / 2, abs=1e-12)
 
 
+def test_tau_scales_like_the_activations():
+    # tr(x . T) is linear in x and in tau: tau = 10 * paper  <=>  10 x with the paper's tau
+    x = torch.rand(6, 3, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    paper = 0.5 / 16
+    assert filter_loss(x, tau=10 * paper).item() == pytest.approx(filter_loss(10 * x).item(), abs=1e-12)
+    assert filter_loss(10 * x).item() < filter_loss(x).item()  # sharper likelihoods, more information
+    assert wrap_interpretable(create_backbone("resnet10_16"), tau=0.5).interpretable.tau == 0.5
+
+
 def test_filter_loss_bounds_and_direction():
     # identical maps carry no information: MI = 0
     assert filter_loss(torch.full((3, 2, 4, 4), 0.7)).item() == pytest.approx(0.0, abs=1e-6)

@@ -478,7 +478,7 @@ def random_twin(run: Any, seed: int | None = None) -> nn.Module:
     if isinstance(trained, InterpretableBackbone) and not isinstance(twin, InterpretableBackbone):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            twin = wrap_interpretable(twin, trained.weight)
+            twin = wrap_interpretable(twin, trained.weight, tau=trained.interpretable.tau)
     return twin.to(run.device).eval()
 
 

@@ -59,7 +59,12 @@ def position_masks(
 
 
 def templates(
-    h: int, w: int, beta: float = BETA, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+    h: int,
+    w: int,
+    beta: float = BETA,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    tau: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's templates and their priors for ``h x w`` maps.
 
@@ -67,10 +72,10 @@ def templates(
         ``(T, prior)``: ``T`` ``[h*w + 1, h, w]`` with the ``h*w`` positive templates
         ``tau * mask_mu`` followed by the negative template ``-tau``; ``prior`` ``[h*w + 1]``
         with ``alpha / (h*w)`` for each positive template and ``1 - alpha`` for the negative one
-        (``tau = 0.5 / (h*w)``, ``alpha = h*w / (1 + h*w)``).
+        (``tau = 0.5 / (h*w)`` unless given, ``alpha = h*w / (1 + h*w)``).
     """
     p = h * w
-    tau = 0.5 / p
+    tau = 0.5 / p if tau is None else tau
     alpha = p / (1.0 + p)
     pos = tau * position_masks(h, w, beta, device, dtype)  # (P, h, w)
     neg = torch.full((1, h, w), -tau, device=device, dtype=dtype)
@@ -78,13 +83,17 @@ def templates(
     return torch.cat([pos, neg]), prior
 
 
-def filter_loss(activations: torch.Tensor, beta: float = BETA) -> torch.Tensor:
+def filter_loss(activations: torch.Tensor, beta: float = BETA, tau: float | None = None) -> torch.Tensor:
     """Mean over filters of ``-MI(X; T)`` (Zhang et al. 2018, eq. 3), the batch as ``X``.
 
     Args:
         activations: ``[B, C, h, w]`` non-negative feature maps of the filters (after ReLU,
             before masking).
         beta: template decay.
+        tau: template scale (default the paper's ``0.5 / (h*w)``). ``tr(x . T)`` is ``tau``
+            times a sum of activations, so with small activations (``~1`` after a
+            BatchNorm'd backbone) ``p(x | T)`` is nearly flat and the loss nearly 0; a larger
+            ``tau`` sharpens it.
 
     Returns:
         Scalar tensor: ``mean_f (-H(T) + sum_x p(x) H(T | X = x))``, in ``[-H(T), 0]``.
@@ -94,7 +103,7 @@ def filter_loss(activations: torch.Tensor, beta: float = BETA) -> torch.Tensor:
     if activations.dtype not in (torch.float32, torch.float64):
         activations = activations.float()  # exp/log of small differences need more than 16 bits
     b, c, h, w = activations.shape
-    t, prior = templates(h, w, beta, activations.device, activations.dtype)
+    t, prior = templates(h, w, beta, activations.device, activations.dtype, tau)
     score = torch.einsum("bchw,thw->cbt", activations, t)  # (C, B, T): tr(x . T)
     log_px_t = score - score.logsumexp(dim=1, keepdim=True)  # (C, B, T): log p(x | T), normalised over X
     log_joint = log_px_t + prior.log()  # (C, B, T): log p(x, T)
@@ -127,14 +136,16 @@ class InterpretableConv(nn.Module):
         out_ch: filters.
         kernel_size: odd kernel side (the paper adds a 3x3 conv layer); padding keeps the size.
         beta: template decay (paper 4).
+        tau: template scale of the loss (default the paper's ``0.5 / (h*w)``).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, beta: float = BETA) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, beta: float = BETA, tau: float | None = None) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size!r}")
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
         self.beta = beta
+        self.tau = tau
         self.last_activations: torch.Tensor | None = None
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(self.conv.bias)
@@ -154,7 +165,7 @@ class InterpretableConv(nn.Module):
         """:func:`filter_loss` of the activations of the last forward."""
         if self.last_activations is None:
             raise RuntimeError("InterpretableConv.loss(): call forward first")
-        return filter_loss(self.last_activations, self.beta)
+        return filter_loss(self.last_activations, self.beta, self.tau)
 
 
 class InterpretableBackbone(nn.Module):
@@ -168,9 +179,10 @@ class InterpretableBackbone(nn.Module):
         backbone: a backbone with ``forward_features``/``forward_head``/``num_features``.
         weight: factor of the filter loss returned by :meth:`aux_loss`.
         kernel_size: kernel side of the added conv.
+        tau: template scale of the loss (default the paper's ``0.5 / (h*w)``).
     """
 
-    def __init__(self, backbone: nn.Module, weight: float = 0.1, kernel_size: int = 3) -> None:
+    def __init__(self, backbone: nn.Module, weight: float = 0.1, kernel_size: int = 3, tau: float | None = None) -> None:
         super().__init__()
         for attr in ("forward_features", "forward_head", "num_features"):
             if not hasattr(backbone, attr):
@@ -179,7 +191,7 @@ class InterpretableBackbone(nn.Module):
             raise ValueError(f"wrap_interpretable: weight must be >= 0, got {weight!r}")
         self.backbone = backbone
         self.num_features: int = backbone.num_features
-        self.interpretable = InterpretableConv(self.num_features, self.num_features, kernel_size)
+        self.interpretable = InterpretableConv(self.num_features, self.num_features, kernel_size, tau=tau)
         self.weight = float(weight)
 
     @property
@@ -204,9 +216,11 @@ class InterpretableBackbone(nn.Module):
         return self.weight * self.interpretable.loss()
 
 
-def wrap_interpretable(backbone: nn.Module, weight: float = 0.1, kernel_size: int = 3) -> InterpretableBackbone:
+def wrap_interpretable(
+    backbone: nn.Module, weight: float = 0.1, kernel_size: int = 3, tau: float | None = None
+) -> InterpretableBackbone:
     """Put an interpretable conv layer on top of ``backbone``; see :class:`InterpretableBackbone`."""
-    return InterpretableBackbone(backbone, weight, kernel_size)
+    return InterpretableBackbone(backbone, weight, kernel_size, tau)
 
 
 def entropy_of_prior(h: int, w: int) -> float:
