@@ -111,7 +111,7 @@ def test_count_detectors_paper_and_release_rules():
         count_detectors(iou, ["colour"], 0.04)
 
 
-def test_units_that_copy_masks_score_iou_one(tmp_path):
+def test_units_that_copy_masks_score_iou_one(tmp_path, monkeypatch):
     ds = MaskImages()
     # each channel is on for 6/64 of the pixels in 4 of 6 images: q = 0.2 puts the threshold on the 'off' level
     res = dissect(PixelNet(), ds, quantile=0.2, iou_threshold=0.04, batch_size=4, progress=False)
@@ -129,9 +129,14 @@ def test_units_that_copy_masks_score_iou_one(tmp_path):
     # top image of each unit contains its concept
     for k in range(3):
         assert ds.masks[res.top_images[k, 0], k].any()
-    # batch size does not change the tallies
+    # neither the batch size nor chunking over units changes the tallies
     res1 = dissect(PixelNet(), ds, quantile=0.2, batch_size=6, progress=False)
     torch.testing.assert_close(res1.iou, res.iou, rtol=0, atol=0)
+    import xbyol.explain.dissection as dissection_mod
+
+    monkeypatch.setattr(dissection_mod, "CHUNK_PIXELS", 4 * 64)  # one unit at a time
+    res2 = dissect(PixelNet(), ds, quantile=0.2, batch_size=4, progress=False)
+    torch.testing.assert_close(res2.iou, res.iou, rtol=0, atol=0)
 
     paths = res.write(tmp_path / "d")
     rows = list(csv.DictReader(open(paths["iou"])))

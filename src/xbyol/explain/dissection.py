@@ -22,7 +22,8 @@ and sum (one unit can count in several groups).
 
 Two streaming passes over the dataset (thresholds, then IoU tallies); memory is
 independent of the dataset size apart from the quantile buffer (``~quantile x N x h x w``
-values per unit, see :mod:`xbyol.explain.quantile`).
+values per unit, see :mod:`xbyol.explain.quantile`); upsampled maps are processed in chunks
+of units of at most 2^24 pixels per batch.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ __all__ = [
     "unit_masks",
 ]
 
+
+# upsampled unit maps are thresholded and tallied this many pixels (images x units x H x W) at a time
+CHUNK_PIXELS = 1 << 24
 
 # ----------------------------------------------------------------------------- pure parts
 
@@ -369,11 +373,16 @@ def dissect(
                 raise ValueError(f"dissect: dataset {dataset.describe()} samples carry no 'masks'")
             a = acts_of(batch["image"])
             lab = batch["masks"][:, sel].to(device)  # (B, V, H, W)
-            um = unit_masks(a, thresholds.to(device), tuple(lab.shape[-2:]))  # (B, C, H, W)
-            i_, u_, l_ = tally_iou(um, lab)
-            inter += i_
-            unit_area += u_
-            concept_area += l_
+            size = tuple(lab.shape[-2:])
+            # units in chunks: the upsampled maps of all units at once can be large (B x C x H x W floats)
+            step = max(1, CHUNK_PIXELS // max(1, lab.shape[0] * size[0] * size[1]))
+            for k0 in range(0, c, step):
+                um = unit_masks(a[:, k0 : k0 + step], thresholds[k0 : k0 + step].to(device), size)  # (B, c', H, W)
+                i_, u_, l_ = tally_iou(um, lab)
+                inter[k0 : k0 + step] += i_
+                unit_area[k0 : k0 + step] += u_
+                if k0 == 0:
+                    concept_area += l_
     finally:
         backbone.train(was_training)
 
