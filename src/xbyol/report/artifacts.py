@@ -107,9 +107,17 @@ class RunArtifacts:
     explain_eval: dict[str, Any] | None
     dissections: list[Dissection]
     has_checkpoint: bool
+    errors: dict[str, str] = field(default_factory=dict)  # file name -> why it could not be read
 
     @classmethod
-    def read(cls, run_dir: str | Path) -> "RunArtifacts":
+    def read(cls, run_dir: str | Path, strict: bool = True) -> "RunArtifacts":
+        """Read a run directory.
+
+        Args:
+            run_dir: a directory written by ``xbyol train`` (``config.yaml`` is required).
+            strict: raise on a malformed optional file; otherwise record it in ``errors``
+                and treat the file as absent.
+        """
         from xbyol.config import load_run_config
 
         d = Path(run_dir)
@@ -117,13 +125,25 @@ class RunArtifacts:
             raise FileNotFoundError(f"run directory {d} does not exist")
         if not (d / "config.yaml").is_file():
             raise FileNotFoundError(f"{d / 'config.yaml'} is missing: is {d} a run directory written by `xbyol train`?")
+        errors: dict[str, str] = {}
+
+        def optional(name: str, reader):
+            try:
+                return reader()
+            except (ValueError, OSError, KeyError) as e:
+                if strict:
+                    raise
+                errors[name] = f"{type(e).__name__}: {e}"
+                return None
+
         return cls(
             run_dir=d,
             cfg=load_run_config(d),
-            run_info=read_json(d / RUN_INFO_FILE),
-            metrics=read_metrics(d / METRICS_FILE),
-            eval=read_json(d / EVAL_FILE),
-            explain_eval=read_json(d / EXPLAIN_EVAL_FILE),
-            dissections=find_dissections(d),
+            run_info=optional(RUN_INFO_FILE, lambda: read_json(d / RUN_INFO_FILE)),
+            metrics=optional(METRICS_FILE, lambda: read_metrics(d / METRICS_FILE)),
+            eval=optional(EVAL_FILE, lambda: read_json(d / EVAL_FILE)),
+            explain_eval=optional(EXPLAIN_EVAL_FILE, lambda: read_json(d / EXPLAIN_EVAL_FILE)),
+            dissections=optional(DISSECT_DIR, lambda: find_dissections(d)) or [],
             has_checkpoint=(d / CHECKPOINT).is_file(),
+            errors=errors,
         )

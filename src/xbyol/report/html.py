@@ -11,10 +11,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from xbyol.report.artifacts import RunArtifacts
-from xbyol.report.blocks import Section, format_value
+from xbyol.report.blocks import Note, Section, format_value
 
 __all__ = ["ReportOptions", "build_sections", "render_html", "write_report"]
 
@@ -71,7 +71,9 @@ def build_sections(run_dir: str | Path, options: ReportOptions | None = None) ->
     from xbyol.report import live, sections
 
     opts = options or ReportOptions()
-    a = RunArtifacts.read(run_dir)
+    a = RunArtifacts.read(run_dir, strict=opts.strict)
+    for name, why in a.errors.items():
+        print(f"xbyol report: could not read {name}: {why}", file=sys.stderr)
     say = (lambda msg: print(f"xbyol report: {msg}", file=sys.stderr)) if opts.progress else (lambda msg: None)
     baselines = [sections.Baseline.read(b) for b in opts.baselines]
 
@@ -103,7 +105,7 @@ def build_sections(run_dir: str | Path, options: ReportOptions | None = None) ->
         sec = sections.concepts_section(a, baselines)
         if sec.missing is None and opts.confusion:
             if run is None:
-                sec.blocks.append(sections.Note(f"concept confusion {no_model}"))
+                sec.blocks.append(Note(f"concept confusion {no_model}"))
             else:
                 say("concept confusion")
                 sec.blocks.extend(live.confusion_blocks(run, progress=opts.progress))
@@ -125,9 +127,9 @@ def build_sections(run_dir: str | Path, options: ReportOptions | None = None) ->
     def gallery() -> Section:
         metrics = sections.explain_metrics_blocks(a)
         if opts.gallery_images <= 0 and not opts.gallery_indices:
-            return Section("gallery", "Heatmap gallery", blocks=metrics + [sections.Note("gallery disabled in the report options.")])
+            return Section("gallery", "Heatmap gallery", blocks=metrics + [Note("gallery disabled in the report options.")])
         if run is None:
-            return Section("gallery", "Heatmap gallery", blocks=metrics + [sections.Note(f"gallery {no_model}")])
+            return Section("gallery", "Heatmap gallery", blocks=metrics + [Note(f"gallery {no_model}")])
         say("heatmap gallery")
         return live.gallery_section(run, opts.gallery_images, opts.methods, opts.gallery_groups, opts.max_concepts,
                                     opts.gallery_indices, opts.progress, extra_blocks=metrics)

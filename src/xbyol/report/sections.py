@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from xbyol.report.artifacts import RunArtifacts
+from xbyol.report.artifacts import DISSECT_DIR, EVAL_FILE, EXPLAIN_EVAL_FILE, METRICS_FILE, RUN_INFO_FILE, RunArtifacts
 from xbyol.report.blocks import Code, Figure, KeyValues, Note, Section, Table, flatten, format_value
 
 __all__ = [
@@ -68,6 +68,15 @@ def _cmd(command: str, a: RunArtifacts) -> str:
     return f"`xbyol {command} {a.run_dir}`"
 
 
+def _absent(sec: Section, a: RunArtifacts, name: str, missing: str) -> Section:
+    """Mark a section empty: the file could not be read (an error), else it is not there (a note)."""
+    if name in a.errors:
+        sec.error = a.errors[name]
+    else:
+        sec.missing = missing
+    return sec
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -110,7 +119,8 @@ def run_section(a: RunArtifacts, checkpoint_step: int | None = None, datasets: l
     ]
     blocks: list[Any] = [KeyValues(items)]
     if a.run_info is None:
-        blocks.append(Note(f"{a.run_dir / 'run.json'} is missing: training time and hardware are unknown."))
+        why = a.errors.get(RUN_INFO_FILE, "is missing")
+        blocks.append(Note(f"{a.run_dir / 'run.json'} {why}: training time and hardware are unknown."))
     if not a.has_checkpoint:
         blocks.append(Note(f"no checkpoint ({a.run_dir / 'checkpoints' / 'last.pt'} is missing): "
                            "sections that need the trained model are skipped."))
@@ -170,8 +180,7 @@ def training_section(a: RunArtifacts) -> Section:
     sec = Section("training", "Training curves")
     m = a.metrics
     if m is None:
-        sec.missing = f"not computed: {a.run_dir / 'metrics.csv'} is missing (written by `xbyol train`)."
-        return sec
+        return _absent(sec, a, METRICS_FILE, f"not computed: {a.run_dir / 'metrics.csv'} is missing (written by `xbyol train`).")
     panels = training_panels(m)
     if not panels:
         sec.missing = f"{a.run_dir / 'metrics.csv'} has no logged values yet."
@@ -204,13 +213,12 @@ def _compare(rows_keys: list[tuple[str, str]], columns: list[tuple[str, dict[str
     return Table(["metric"] + [h for h, _ in columns], rows)
 
 
-def evaluation_section(a: RunArtifacts, baselines: list[Baseline] = (), checkpoint_step: int | None = None) -> Section:  # type: ignore[assignment]
+def evaluation_section(a: RunArtifacts, baselines: Sequence[Baseline] = (), checkpoint_step: int | None = None) -> Section:
     """Linear probe and kNN beside the random-init twin and any baseline runs; other evaluators as tables."""
     sec = Section("evaluation", "Evaluation")
     ev = a.eval
     if ev is None:
-        sec.missing = _missing_eval(a)
-        return sec
+        return _absent(sec, a, EVAL_FILE, _missing_eval(a))
     meta = [("evaluated at step", ev.get("step")), ("evaluation time", format_duration(ev.get("eval_seconds")))]
     sec.blocks.append(KeyValues(meta))
     if checkpoint_step is not None and ev.get("step") not in (None, checkpoint_step):
@@ -243,7 +251,7 @@ def _group_table(caption: str, groups: list[str], columns: list[tuple[str, dict[
     return Table(["group"] + [h for h, _ in columns], rows, caption=caption)
 
 
-def concepts_section(a: RunArtifacts, baselines: list[Baseline] = ()) -> Section:  # type: ignore[assignment]
+def concepts_section(a: RunArtifacts, baselines: Sequence[Baseline] = ()) -> Section:
     """SCS, concept accuracy per group (with chance), SSCS per mask group, beside baseline runs."""
     sec = Section("concepts", "Concept scores",
                   intro="SCS: mean cosine of each test image's representation (in the concept space) with its own "
@@ -252,8 +260,7 @@ def concepts_section(a: RunArtifacts, baselines: list[Baseline] = ()) -> Section
                         "concept maps with the ground-truth segmentation.")
     ev = a.eval
     if ev is None:
-        sec.missing = _missing_eval(a)
-        return sec
+        return _absent(sec, a, EVAL_FILE, _missing_eval(a))
     c = ev.get("concepts")
     if not isinstance(c, dict):
         sec.missing = ("not applicable: eval.json has no concept scores (the dataset has no labelled concepts, or only "
@@ -295,13 +302,12 @@ def concepts_section(a: RunArtifacts, baselines: list[Baseline] = ()) -> Section
     return sec
 
 
-def retrieval_section(a: RunArtifacts, baselines: list[Baseline] = ()) -> Section:  # type: ignore[assignment]
+def retrieval_section(a: RunArtifacts, baselines: Sequence[Baseline] = ()) -> Section:
     """Image<->text Recall@K and median rank with chance levels (cross-modal runs)."""
     sec = Section("retrieval", "Retrieval")
     ev = a.eval
     if ev is None:
-        sec.missing = _missing_eval(a)
-        return sec
+        return _absent(sec, a, EVAL_FILE, _missing_eval(a))
     r = ev.get("retrieval")
     if not isinstance(r, dict):
         sec.missing = (f"not applicable: method {a.cfg.method.name!r} has no text tower "
@@ -335,21 +341,24 @@ _METRIC_ALIASES = {"iou": "mask_iou", "randomization_corr": "model_randomization
 
 
 def _metric_header(key: str) -> str:
-    """``key`` with an arrow for the better direction when the metric is known."""
+    """``key`` in words, with an arrow for the better direction when the metric is known."""
     from xbyol.metrics import METRICS
 
     meta = METRICS.get(_METRIC_ALIASES.get(key, key))
+    label = key.replace("_", " ")
     if meta is not None:
-        return f"{key} {'↑' if meta['higher_is_better'] else '↓'}"
+        return f"{label} {'↑' if meta['higher_is_better'] else '↓'}"
     if key.startswith("ms_per_") or key.endswith("_seconds"):
-        return f"{key} ↓"
-    return key
+        return f"{label} ↓"
+    return label
 
 
 def explain_metrics_blocks(a: RunArtifacts) -> list[Any]:
     """The explanation-metrics table of ``explain_eval.json`` (``{"methods": {name: {metric: value}}}``)."""
     ee = a.explain_eval
     if ee is None:
+        if EXPLAIN_EVAL_FILE in a.errors:
+            return [Note(f"Explanation metrics could not be read: {a.errors[EXPLAIN_EVAL_FILE]}")]
         return [Note(f"Explanation metrics not computed: run {_cmd('explain-eval', a)} (writes explain_eval.json).")]
     methods = ee.get("methods")
     blocks: list[Any] = []
@@ -393,8 +402,7 @@ def dissection_section(a: RunArtifacts, top_units: int = 10, max_figure_bytes: i
                   intro="A unit detects a concept when the IoU of its thresholded activation map with the concept's "
                         "segmentation exceeds the threshold (Bau et al. 2017).")
     if not a.dissections:
-        sec.missing = f"not computed: run {_cmd('dissect', a)} (writes {a.run_dir / 'dissect'}/.../summary.json)."
-        return sec
+        return _absent(sec, a, DISSECT_DIR, f"not computed: run {_cmd('dissect', a)} (writes {a.run_dir / 'dissect'}/<layer>/summary.json).")
     for d in a.dissections:
         s = d.summary
         where = d.directory.relative_to(a.run_dir)

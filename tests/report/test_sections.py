@@ -1,0 +1,193 @@
+"""Report building blocks without a model: readers, formatting, sections from hand-made files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from xbyol.report.artifacts import RunArtifacts, read_metrics
+from xbyol.report.blocks import KeyValues, Note, Table, flatten, format_value
+from xbyol.report.sections import (
+    dissection_section,
+    evaluation_section,
+    explain_metrics_blocks,
+    format_duration,
+    training_panels,
+)
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    from xbyol.config import from_dict, save
+
+    d = tmp_path / "run"
+    d.mkdir()
+    save(from_dict({}, {"name": "hand", "out_dir": str(tmp_path)}), d / "config.yaml")
+    return d
+
+
+def test_format_value_and_duration():
+    assert format_value(0.123456) == "0.1235"
+    assert format_value(float("nan")) == "n/a"
+    assert format_value(None) == "-"
+    assert format_value(True) == "yes"
+    assert format_value(3.0) == "3"
+    assert format_value(6.7e-05) == "6.7e-05"
+    assert format_value(12345.6) == "1.235e+04"
+    assert format_value([0.5, 2]) == "0.5000, 2"
+    assert format_duration(3725.2) == "1 h 02 min 05 s"
+    assert format_duration(65) == "1 min 05 s"
+    assert format_duration(8.24) == "8.2 s"
+    assert format_duration(None) == "-"
+
+
+def test_flatten_nested_dicts():
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": [1, 2]}) == {"a.b": 1, "a.c.d": 2, "e": [1, 2]}
+
+
+def test_metrics_csv_with_a_growing_header_reads_nan_for_missing_cells(tmp_path):
+    p = tmp_path / "metrics.csv"
+    p.write_text("step,loss,lr,projection_std,projection_std_healthy\n1,4.0,0.1,,\n2,3.5,0.05,0.12,0.17\n")
+    cols = read_metrics(p)
+    assert cols["step"] == [1.0, 2.0]
+    assert cols["loss"] == [4.0, 3.5]
+    assert math.isnan(cols["projection_std"][0]) and cols["projection_std"][1] == 0.12
+    panels = training_panels(cols)
+    titles = [p["title"] for p in panels]
+    assert titles[0] == "loss" and "learning rate" in titles
+    std = next(p for p in panels if p["title"].startswith("collapse monitor: embedding std"))
+    # the monitor skips the NaN row; the healthy level is the dashed reference line
+    assert std["lines"][0]["x"] == [2.0] and std["lines"][0]["y"] == [0.12]
+    assert std["lines"][1]["style"] == "--" and std["lines"][1]["label"] == "projection healthy"
+    assert read_metrics(tmp_path / "absent.csv") is None
+
+
+def test_bad_metrics_csv_names_the_file(tmp_path):
+    p = tmp_path / "metrics.csv"
+    p.write_text("loss\n1\n")
+    with pytest.raises(ValueError, match="metrics.csv.*'step'"):
+        read_metrics(p)
+
+
+def test_evaluation_section_puts_baselines_beside_the_run(tmp_path):
+    from xbyol.report.sections import Baseline
+
+    d = _run_dir(tmp_path)
+    (d / "eval.json").write_text(json.dumps({
+        "step": 10, "trained": {"linear_probe": 0.8, "knn": 0.7}, "random_init": {"linear_probe": 0.3, "knn": 0.25},
+        "eval_seconds": 3.0, "custom": {"a": {"b": 0.5}},
+    }))
+    a = RunArtifacts.read(d)
+    base = Baseline("clip (other)", {"trained": {"linear_probe": 0.6, "knn": 0.55}}, tmp_path / "other")
+    sec = evaluation_section(a, [base], checkpoint_step=12)
+    table = next(b for b in sec.blocks if isinstance(b, Table) and b.columns[0] == "metric")
+    assert table.columns == ["metric", "byol (this run)", "random init", "clip (other)"]
+    assert table.rows == [["linear probe accuracy", 0.8, 0.3, 0.6], ["kNN accuracy", 0.7, 0.25, 0.55]]
+    # a stale eval.json is called out; an unknown evaluator is shown generically
+    assert any(isinstance(b, Note) and "step 10" in b.text and "step 12" in b.text for b in sec.blocks)
+    generic = next(b for b in sec.blocks if isinstance(b, Table) and b.caption == "evaluator: custom")
+    assert generic.rows == [["a.b", 0.5]]
+
+
+def test_explain_metrics_table_marks_the_better_direction(tmp_path):
+    d = _run_dir(tmp_path)
+    (d / "explain_eval.json").write_text(json.dumps({
+        "protocol": {"pairs": 8},
+        "methods": {"gradcam": {"pointing_game": 0.5, "deletion_auc": 0.1, "randomization_corr": 0.2, "ms_per_image": 3.0},
+                    "saliency": {"pointing_game": 0.25, "deletion_auc": 0.3, "randomization_corr": 0.9, "ms_per_image": 1.0}},
+    }))
+    blocks = explain_metrics_blocks(RunArtifacts.read(d))
+    t = blocks[0]
+    assert t.columns == ["method", "pointing game ↑", "deletion auc ↓", "randomization corr ↓", "ms per image ↓"]
+    assert t.rows[1] == ["saliency", 0.25, 0.3, 0.9, 1.0]
+    assert isinstance(blocks[1], KeyValues) and blocks[1].items == [("protocol.pairs", 8)]
+
+
+def test_missing_files_name_the_command_that_writes_them(tmp_path):
+    d = _run_dir(tmp_path)
+    a = RunArtifacts.read(d)
+    assert evaluation_section(a).missing == f"not computed: run `xbyol eval {d}` (writes eval.json)."
+    assert f"`xbyol dissect {d}`" in dissection_section(a).missing
+    assert f"`xbyol explain-eval {d}`" in explain_metrics_blocks(a)[0].text
+
+
+def test_not_a_run_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.yaml is missing"):
+        RunArtifacts.read(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        RunArtifacts.read(tmp_path / "nope")
+
+
+def test_dissection_section_reads_summary_and_ranks_units(tmp_path):
+    d = _run_dir(tmp_path)
+    out = d / "dissect" / "stages.3"
+    out.mkdir(parents=True)
+    (out / "summary.json").write_text(json.dumps({
+        "layer": "stages.3", "units": 3, "detectors": 2,
+        "detectors_per_group": {"shape": 1, "colour": 1},
+        "unique_paper_per_group": {"shape": 1, "colour": 1},
+        "unique_release_per_group": {"shape": 1, "colour": 2},
+    }))
+    (out / "units.csv").write_text(
+        "unit,concept,group,iou,detector,threshold\n0,red,colour,0.050000,True,1.0\n1,circle,shape,0.200000,True,1.0\n"
+        "2,blue,colour,0.010000,False,1.0\n")
+    sec = dissection_section(RunArtifacts.read(d), top_units=2)
+    per_group = next(b for b in sec.blocks if isinstance(b, Table) and b.columns[0] == "group")
+    assert per_group.rows == [["shape", 1, 1, 1], ["colour", 1, 1, 2]]
+    units = next(b for b in sec.blocks if isinstance(b, Table) and b.columns[0] == "unit")
+    assert units.rows == [["1", "circle", "shape", 0.2, True], ["0", "red", "colour", 0.05, True]]
+
+
+class _Labels:
+    """A stand-in dataset: concept vocabulary and per-image concepts."""
+
+    concept_names = ["red", "blue", "green"]
+    concept_groups = {"colour": [0, 1, 2]}
+    class_names: list[str] = []
+    has_captions = False
+
+    def __init__(self, concepts: list[list[int]]):
+        self.rows = concepts
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        c = torch.zeros(3, dtype=torch.bool)
+        c[self.rows[i]] = True
+        return {"image": torch.full((3, 4, 4), i, dtype=torch.uint8), "label": -1, "concepts": c, "index": i}
+
+
+class _FakeRun:
+    """Embeds image i (all pixels = i) as a fixed vector of the concept space."""
+
+    def __init__(self, dataset, vectors):
+        self.device = torch.device("cpu")
+        self._ds = dataset
+        vec = torch.tensor(vectors, dtype=torch.float32)
+        self.backbone = lambda x: vec[x[:, 0, 0, 0].round().long()]  # preprocess is affine per channel: keep order
+
+    def dataset(self, split):
+        return self._ds
+
+
+def test_concept_confusion_counts_single_concept_images(monkeypatch):
+    """Hand-worked: image 0 is red and closest to red, image 1 is blue but closest to green,
+    image 2 has two colours and image 3 none (both left out), image 4 is green and closest to green."""
+    import xbyol.augment
+    import xbyol.concepts.projection as projection
+    from xbyol.concepts.bank import ConceptBank
+    from xbyol.report.live import concept_confusion
+
+    bank = ConceptBank(["red", "blue", "green"], torch.eye(3), {"colour": [0, 1, 2]})
+    monkeypatch.setattr(projection, "concept_projection", lambda run: (torch.nn.Identity(), bank))
+    monkeypatch.setattr(xbyol.augment, "preprocess", lambda x: x.float())
+    ds = _Labels([[0], [1], [0, 1], [], [2]])
+    vectors = [[1.0, 0.1, 0.0], [0.0, 0.2, 0.9], [1.0, 1.0, 0.0], [0.3, 0.3, 0.3], [0.1, 0.0, 1.0]]
+    conf = concept_confusion(_FakeRun(ds, vectors), progress=False)
+    texts, counts = conf["colour"]
+    assert texts == ["red", "blue", "green"]
+    assert counts.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]

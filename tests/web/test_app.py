@@ -1,0 +1,354 @@
+"""The explorer (``xbyol serve``): API answers, upload guards, no path from a request, a real browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import tempfile
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xbyol.cli import main
+from xbyol.web import create_app
+
+METHODS = ["gradcam", "gradcampp"]
+
+
+@pytest.fixture(scope="module")
+def run(trained_run):
+    from xbyol.run import load_run
+
+    return load_run(trained_run)
+
+
+@pytest.fixture(scope="module")
+def app(run):
+    return create_app(run, methods=METHODS)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def png_bytes(w: int = 64, h: int = 48, colour=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header(w: int, h: int, idat: bytes = b"", bit_depth: int = 8, colour_type: int = 2) -> bytes:
+    """A PNG declaring ``w x h`` pixels with the given (possibly far too short) compressed data."""
+    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat or zlib.compress(b"\0" * 16)) + _chunk(b"IEND", b"")
+
+
+def png_bomb(side: int = 20000) -> bytes:
+    """A valid 1-bit ``side x side`` PNG of zeros: ~50 KB that decodes to 400 M pixels (1.2 GB as RGB)."""
+    z = zlib.compressobj(9)
+    row = b"\0" * (1 + side // 8)  # filter byte + packed bits
+    parts = [z.compress(row * 1000) for _ in range(side // 1000)]
+    return png_header(side, side, b"".join(parts) + z.flush(), bit_depth=1, colour_type=0)
+
+
+def decode_data_uri(uri: str) -> np.ndarray:
+    assert uri.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+
+
+def upload(client, data: bytes, filename: str = "x.png", mimetype: str = "image/png"):
+    return client.post("/api/upload", data={"image": (io.BytesIO(data), filename, mimetype)},
+                       content_type="multipart/form-data")
+
+
+# ----------------------------------------------------------------------------- pages and images
+
+
+def test_page_static_files_and_headers(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    page = r.get_data(as_text=True)
+    for m in ("gradcam", "scorecam", "integrated_gradients"):
+        assert f'value="{m}"' in page
+    assert 'value="gradcam" checked' in page and 'value="scorecam">' in page  # default ticks
+    assert "<script>" not in page and "http://" not in page and "https://" not in page  # no inline JS, no CDN
+    csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe" not in csp
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    js = client.get("/static/app.js")
+    assert js.status_code == 200 and js.mimetype == "text/javascript" and b"/api/explain" in js.data
+    assert client.get("/static/app.css").mimetype == "text/css"
+    assert client.get("/static/other.js").status_code == 404
+
+
+def test_images_are_listed_and_served_from_the_dataset(client, run):
+    test = run.dataset("test")
+    r = client.get("/api/images?page=1")
+    body = r.get_json()
+    assert r.status_code == 200 and body["page"] == 1 and body["total"] == len(test) == 128
+    assert body["pages"] == 6 and [i["index"] for i in body["images"]] == list(range(24, 48))
+    first = body["images"][0]
+    assert first["url"] == "/img/24.png" and first["caption"] == test[24]["caption"]
+    img = client.get("/img/24.png")
+    assert img.status_code == 200 and img.mimetype == "image/png"
+    pixels = np.asarray(Image.open(io.BytesIO(img.data)))
+    assert np.array_equal(pixels, test[24]["image"].permute(1, 2, 0).numpy())
+    for bad in ("page=6", "page=-1", "page=abc", "page=1e3"):
+        r = client.get(f"/api/images?{bad}")
+        assert r.status_code == 400 and "page" in r.get_json()["error"]
+    r = client.get("/img/128.png")
+    assert r.status_code == 404 and "128 images" in r.get_json()["error"]
+
+
+TRAVERSALS = [
+    "/config.yaml", "/checkpoints/last.pt", "/eval.json", "/metrics.csv",
+    "/img/../config.yaml", "/img/..%2fconfig.yaml", "/img/%2e%2e/%2e%2e/etc/passwd", "/img/-1.png",
+    "/img/0.png/../../config.yaml", "/img/upload/..%2f..%2fconfig.yaml.png", "/img/upload/../../etc/passwd.png",
+    "/static/../app.py", "/static/..%2f..%2fweb%2fapp.py", "/static/%2e%2e/templates/index.html",
+    "/api/concepts/..%2fconfig.yaml", "/api/uploads/..%2f..%2fconfig.yaml/concepts", "//etc/passwd",
+    "/api/images/../../config.yaml",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_no_request_path_reaches_the_file_system(client, path):
+    r = client.get(path)
+    assert r.status_code in (400, 404), (path, r.status_code)
+    body = r.get_data(as_text=True)
+    assert "out_dir:" not in body and "root:" not in body and "import " not in body
+    assert r.is_json and "error" in r.get_json()
+
+
+@pytest.mark.parametrize("ref,status", [
+    ({"index": "../config.yaml"}, 400), ({"index": 1.5}, 400), ({"index": True}, 400), ({"index": -1}, 404),
+    ({"index": 10**6}, 404), ({"upload": "../../config.yaml"}, 404), ({"upload": "0" * 32}, 404),
+    ({"upload": ["x"]}, 404), ({"index": 0, "upload": "0" * 32}, 400), ({}, 400),
+])
+def test_image_references_are_validated(client, ref, status):
+    r = client.post("/api/explain", json={**ref, "concept": "red", "methods": ["gradcam"]})
+    assert r.status_code == status and "error" in r.get_json()
+
+
+# ----------------------------------------------------------------------------- explanations
+
+
+def test_explain_returns_the_library_heatmap_and_score(client, run):
+    from xbyol.augment import preprocess
+    from xbyol.explain import explain
+    from xbyol.explain.overlay import overlay
+
+    r = client.post("/api/explain", json={"index": 3, "concept": "  red   circle ", "methods": ["gradcam"]})
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["concept"] == "red circle" and body["index"] == 3 and [h["method"] for h in body["heatmaps"]] == ["gradcam"]
+    image = run.dataset("test")[3]["image"]
+    target = run.target("concept:red circle")
+    x = preprocess(image[None])
+    with torch.no_grad():
+        score = float(target(run.backbone(x))[0])
+    assert body["score"] == pytest.approx(score, abs=1e-6)
+    heat = explain(run.backbone, x, target, method="gradcam")[0]
+    expected = overlay(image, heat).numpy().repeat(6, axis=0).repeat(6, axis=1)  # 32 px shown at 192 px
+    got = decode_data_uri(body["heatmaps"][0]["src"])
+    assert got.shape == (192, 192, 3) and np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert np.array_equal(decode_data_uri(body["image"]), image.permute(1, 2, 0).numpy().repeat(6, 0).repeat(6, 1))
+
+
+def test_any_concept_text_is_explained_and_bad_text_is_refused(client):
+    # "unknown" to the concept bank is fine: any text is embedded by the sentence encoder
+    r = client.post("/api/explain", json={"index": 0, "concept": "a zebra crossing in fog", "methods": ["gradcam"]})
+    assert r.status_code == 200 and -1.0 <= r.get_json()["score"] <= 1.0
+    for concept, needle in [("", "empty"), ("   ", "empty"), ("x" * 201, "at most 200"), (123, "must be a text"),
+                            (None, "must be a text")]:
+        r = client.post("/api/explain", json={"index": 0, "concept": concept, "methods": ["gradcam"]})
+        assert r.status_code == 400 and needle in r.get_json()["error"], concept
+    r = client.post("/api/explain", json={"index": 0, "concept": "red", "methods": ["gradcam", "nope"]})
+    assert r.status_code == 400 and "'nope'" in r.get_json()["error"] and "scorecam" in r.get_json()["error"]
+    r = client.post("/api/explain", json={"index": 0, "concept": "red", "methods": "gradcam"})
+    assert r.status_code == 400 and "list" in r.get_json()["error"]
+    r = client.post("/api/explain", data="index=0", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400 and "JSON" in r.get_json()["error"]
+
+
+def test_an_unavailable_text_model_is_a_clear_503(client, run, monkeypatch):
+    def broken(spec):
+        raise OSError("no such model directory")
+
+    monkeypatch.setattr(run, "target", broken)
+    r = client.post("/api/explain", json={"index": 0, "concept": "never asked before", "methods": ["gradcam"]})
+    assert r.status_code == 503 and "text model is unavailable" in r.get_json()["error"]
+
+
+def test_top_concepts_are_the_embedding_explanation(client, run):
+    from xbyol.concepts import explain_embedding
+
+    r = client.get("/api/concepts/5?k=3")
+    expected = explain_embedding(run, run.dataset("test")[5]["image"][None], top_k=3)[0]
+    got = r.get_json()["concepts"]
+    assert [c["concept"] for c in got] == [c for c, _ in expected]
+    assert [c["weight"] for c in got] == pytest.approx([w for _, w in expected])
+    assert client.get("/api/concepts/5?k=0").status_code == 400
+    assert client.get("/api/concepts/999").status_code == 404
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+def test_an_upload_is_decoded_in_memory_and_explained(client, app, trained_run, monkeypatch):
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    tmp_before = set(Path(tempfile.gettempdir()).iterdir())
+
+    def no_temp_files(*a, **k):
+        raise AssertionError("an upload must not be spooled to a temporary file")
+
+    for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, no_temp_files)
+    noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)  # ~1 MB PNG
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG")
+    assert buf.tell() > 1_000_000
+    r = upload(client, buf.getvalue(), filename="../../evil.png")
+    monkeypatch.undo()
+    assert r.status_code == 201, r.get_json()
+    body = r.get_json()
+    uid = body["upload"]
+    assert len(uid) == 32 and body["url"] == f"/img/upload/{uid}.png" and len(body["concepts"]) == 5
+    stored = app.extensions["xbyol_explorer"].uploads[uid]
+    assert stored.shape == (3, 32, 32) and stored.dtype == torch.uint8
+    img = np.asarray(Image.open(io.BytesIO(client.get(body["url"]).data)))
+    assert np.array_equal(img, stored.permute(1, 2, 0).numpy())
+    r = client.post("/api/explain", json={"upload": uid, "concept": "blue square", "methods": ["gradcampp"]})
+    assert r.status_code == 200 and r.get_json()["upload"] == uid
+    assert client.get(f"/api/uploads/{uid}/concepts").status_code == 200
+    # nothing was written: not in the run directory, not as a temporary file
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before
+    assert not [p for p in set(Path(tempfile.gettempdir()).iterdir()) - tmp_before if "evil" in p.name]
+
+
+def test_upload_resizes_like_the_datasets(client, app):
+    # 64x32, left half red, right half blue: shorter side -> 32, centre crop keeps the middle 32 columns
+    im = Image.new("RGB", (64, 32), (255, 0, 0))
+    im.paste((0, 0, 255), (32, 0, 64, 32))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    uid = upload(client, buf.getvalue()).get_json()["upload"]
+    stored = app.extensions["xbyol_explorer"].uploads[uid]
+    assert stored[:, 0, 0].tolist() == [255, 0, 0] and stored[:, 0, 31].tolist() == [0, 0, 255]
+
+
+@pytest.mark.parametrize("data,filename,mimetype,status,needle", [
+    (b"hello, this is text", "x.png", "image/png", 415, "not an image"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "x.svg", "image/svg+xml", 415, "not an image"),
+    (b"%PDF-1.4\n", "x.pdf", "application/pdf", 415, "not an image"),
+    (b"", "x.png", "image/png", 400, "empty"),
+    (png_bytes()[:60], "x.png", "image/png", 400, "could not"),
+    (png_header(7000, 7000), "big.png", "image/png", 400, "at most 40000000"),
+    (png_bomb(), "bomb.png", "image/png", 400, "decompression bomb"),
+])
+def test_bad_uploads_are_refused_with_json(client, data, filename, mimetype, status, needle):
+    r = upload(client, data, filename, mimetype)
+    assert r.status_code == status, r.get_json()
+    assert needle in r.get_json()["error"]
+
+
+def test_too_large_and_malformed_upload_requests(client):
+    r = upload(client, b"\0" * (5 * 1024 * 1024 + 1))
+    assert r.status_code == 413 and "error" in r.get_json()
+    r = client.post("/api/upload", data={"file": (io.BytesIO(png_bytes()), "x.png")}, content_type="multipart/form-data")
+    assert r.status_code == 400 and "'image'" in r.get_json()["error"]
+
+
+def test_the_upload_store_is_bounded(run):
+    c = create_app(run, methods=["gradcam"], max_uploads=2).test_client()
+    ids = [upload(c, png_bytes(colour=(i, 0, 0))).get_json()["upload"] for i in range(3)]
+    assert c.get(f"/img/upload/{ids[0]}.png").status_code == 404
+    assert all(c.get(f"/img/upload/{u}.png").status_code == 200 for u in ids[1:])
+
+
+def test_foreign_hosts_and_cross_origin_posts_are_refused(client):
+    assert client.get("/", base_url="http://evil.example").status_code == 400  # DNS rebinding
+    ok = {"index": 0, "concept": "red", "methods": ["gradcam"]}
+    r = client.post("/api/explain", json=ok, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-origin" in r.get_json()["error"]
+    assert upload(client, png_bytes()).status_code == 201
+    assert client.post("/api/explain", json=ok, headers={"Origin": "http://localhost"}).status_code == 200
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_serve_binds_loopback_by_default(trained_run, monkeypatch, capsys):
+    import flask
+
+    calls = []
+    monkeypatch.setattr(flask.Flask, "run", lambda self, **kw: calls.append((self, kw)))
+    assert main(["serve", str(trained_run)]) == 0
+    app, kw = calls[-1]
+    assert kw["host"] == "127.0.0.1" and kw["port"] == 8000 and kw["debug"] is False
+    assert app.config["TRUSTED_HOSTS"] and "localhost" in app.config["TRUSTED_HOSTS"]
+    assert "http://127.0.0.1:8000/" in capsys.readouterr().out
+    assert main(["serve", str(trained_run), "--host", "0.0.0.0", "--port", "8123"]) == 0
+    app, kw = calls[-1]
+    assert kw["host"] == "0.0.0.0" and app.config["TRUSTED_HOSTS"] is None
+    assert "warning" in capsys.readouterr().err
+    assert main(["serve", str(trained_run), "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- in a browser
+
+
+@pytest.fixture
+def live_server(app):
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.mark.browser
+def test_explorer_in_chromium(live_server, browser, artifacts_dir):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(live_server + "/")
+    expect(page.locator("#thumbs img")).to_have_count(24)
+    expect(page.locator("#top-concepts li")).to_have_count(5, timeout=30_000)
+    page.fill("#concept", "yellow triangle")
+    page.click("#explain")
+    heatmaps = page.locator("#results img.heatmap")
+    expect(heatmaps).to_have_count(len(METHODS), timeout=60_000)
+    loaded = heatmaps.evaluate_all("els => els.map(i => [i.dataset.method, i.complete, i.naturalWidth])")
+    assert loaded == [[m, True, 192] for m in METHODS]
+    expect(page.locator("#status")).to_contain_text("cosine with the image")
+    page.screenshot(path=str(artifacts_dir / "explorer.png"), full_page=True)
+
+    # the same for an uploaded image
+    page.set_input_files("#upload-file", files=[{"name": "mine.png", "mimeType": "image/png", "buffer": png_bytes()}])
+    page.click("#upload")
+    expect(page.locator("#selected-title")).to_have_text("your image", timeout=30_000)
+    page.locator("#top-concepts button").first.click()  # explain its top concept
+    expect(page.locator("#status")).to_contain_text("cosine with the image", timeout=60_000)
+    widths = page.locator("#results img.heatmap").evaluate_all("els => els.map(i => i.naturalWidth)")
+    assert widths == [192] * len(METHODS)
+    page.screenshot(path=str(artifacts_dir / "explorer-upload.png"), full_page=True)
+    page.close()
+    assert errors == []
