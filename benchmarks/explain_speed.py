@@ -8,8 +8,8 @@ Every method runs with its documented defaults on an eval-mode, seeded resnet10_
 per-sample EmbeddingSimilarityTarget (``cam`` gets a LinearClassTarget). Grad-CAM is timed
 interleaved with Captum's ``LayerGradCam(relu_attributions=True)`` + bilinear
 ``LayerAttribution.interpolate`` on the same layer and target (both without min-max), and
-the ratio ours/Captum of heatmaps/s is printed. Times are medians over ``--repeats`` runs
-after one warm-up run.
+the ratio ours/Captum of heatmaps/s is printed. Times are medians over ``--repeats``
+round-robin runs after one warm-up run (one timed run for the slow perturbation methods).
 """
 
 from __future__ import annotations
@@ -93,13 +93,19 @@ def main() -> None:
 
     rows = [("captum LayerGradCam+interpolate", args.batch / captum_med, 1000 * captum_med / args.batch)]
     rows.append(("gradcam (ours, normalize=False)", args.batch / ours_med, 1000 * ours_med / args.batch))
-    for method in args.methods or names():
-        tgt = probe_target if method == "cam" else target
-        run = lambda: explain(model, x, tgt, method=method)  # noqa: E731
-        run()  # warm-up
-        times = [_time(run, device) for _ in range(1 if method in slow else args.repeats)]
-        med = statistics.median(times)
-        rows.append((method, args.batch / med, 1000 * med / args.batch))
+    methods = args.methods or names()
+    runs = {m: (lambda m=m: explain(model, x, probe_target if m == "cam" else target, method=m)) for m in methods}
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for m in methods:
+        runs[m]()  # warm-up
+    # fast methods round-robin, so that all of them see the same machine load
+    for i in range(args.repeats):
+        for m in methods:
+            if m not in slow or i == 0:
+                times[m].append(_time(runs[m], device))
+    for m in methods:
+        med = statistics.median(times[m])
+        rows.append((m, args.batch / med, 1000 * med / args.batch))
 
     print(f"{'method':34s} {'heatmaps/s':>12s} {'ms/image':>10s}")
     for name, rate, ms in rows:

@@ -30,7 +30,8 @@ def test_half_blend_and_float_images() -> None:
     assert got.dtype == torch.uint8 and got.shape == (1, 2, 3)
     assert torch.equal(overlay(IMG.float() / 255, heat, alpha=0.5, cmap="gray"), expected)
     # values outside [0, 1] are clamped
-    assert torch.equal(overlay(IMG, torch.tensor([[-3.0, 7.0]]), alpha=1.0, cmap="gray"), overlay(IMG, torch.tensor([[0.0, 1.0]]), alpha=1.0, cmap="gray"))
+    clamped = overlay(IMG, torch.tensor([[-3.0, 7.0]]), alpha=1.0, cmap="gray")
+    assert torch.equal(clamped, overlay(IMG, torch.tensor([[0.0, 1.0]]), alpha=1.0, cmap="gray"))
 
 
 def test_overlay_errors() -> None:

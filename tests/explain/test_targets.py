@@ -135,7 +135,11 @@ def test_score_rows_follows_each_rows_image(expand: str) -> None:
     refs = torch.randn(3, 4)
     target = EmbeddingSimilarityTarget(refs)
     idx = torch.arange(3)
-    idx = {"repeat": idx.repeat(4), "repeat_interleave": idx.repeat_interleave(4), "shuffled": idx.repeat(4)[torch.randperm(12)]}[expand]
+    idx = {
+        "repeat": idx.repeat(4),  # IG steps, occlusion windows
+        "repeat_interleave": idx.repeat_interleave(4),  # NoiseTunnel samples
+        "shuffled": idx.repeat(4)[torch.randperm(12)],
+    }[expand]
     outputs = torch.randn(12, 4, requires_grad=True)
     got = score_rows(target, outputs, idx, batch=3)
     expected = torch.nn.functional.cosine_similarity(outputs, refs[idx], dim=1)

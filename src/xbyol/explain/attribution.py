@@ -24,7 +24,9 @@ lime, kernelshap       the coefficient of the pixel's superpixel (equal in every
 ``sign`` (signed methods only): ``"positive"`` (default; keeps evidence *for* the target,
 like the ReLU of the CAMs), ``"absolute"`` or ``"all"``. Then ``normalize`` (per-image
 min-max) applies as for every explainer. Baselines are 0 in normalised space, i.e. the
-dataset-mean colour. Captum is imported lazily.
+dataset-mean colour. LIME's surrogate is ridge regression (``alpha=1``, the ``lime``
+package's default) rather than Captum's Lasso, which zeroes every coefficient for cosine
+targets. Captum is imported lazily.
 """
 
 from __future__ import annotations
