@@ -72,3 +72,11 @@ def test_explain_command_errors(tiny_run_dir, capsys):
     assert "--target is required" in capsys.readouterr().err
     assert main(["explain", str(tiny_run_dir), "--target", "norm", "--method", "nope", "--indices", "0"]) == 2
     assert "unknown explainer" in capsys.readouterr().err
+
+
+def test_layer_option_is_for_cam_methods_only(tiny_run_dir, tmp_path, capsys):
+    rc = main(["explain", str(tiny_run_dir), "--target", "norm", "--method", "saliency", "--layer", "stages.2",
+               "--indices", "0", "--out", str(tmp_path)])
+    assert rc == 2 and "CAM methods only" in capsys.readouterr().err
+    assert main(["explain", str(tiny_run_dir), "--target", "norm", "--method", "gradcam", "--layer", "stages.2",
+                 "--indices", "0", "--out", str(tmp_path)]) == 0

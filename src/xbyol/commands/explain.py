@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in names()]
     if unknown:
         raise ValueError(f"unknown explainer(s) {', '.join(unknown)}; available: {', '.join(names())}")
+    from xbyol.explain.base import cam_names
+
+    if args.layer and any(m not in cam_names() for m in methods):
+        raise ValueError(f"--layer applies to the CAM methods only ({', '.join(cam_names())})")
     run_ = load_run(args.run_dir, device=args.device)
     size = run_.cfg.data.image_size
     imgs, labels = [], []
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     x = preprocess(images)
     for method in methods:
-        heat = explain(run_.backbone, x, target, method=method, layer=args.layer)
+        heat = explain(run_.backbone, x, target, method=method, layer=args.layer if method in cam_names() else None)
         np.save(out / f"heatmaps_{method}.npy", heat.detach().cpu().numpy())
         for img, h, name in zip(images.cpu(), heat.detach().cpu(), labels):
             save_overlay(out / f"{name}_{method}.png", img, h)

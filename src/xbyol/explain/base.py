@@ -131,6 +131,14 @@ def names() -> list[str]:
     return EXPLAINERS.names()
 
 
+def cam_names() -> list[str]:
+    """Names of the registered CAM-family explainers (the ones that take a ``layer``)."""
+    from xbyol.explain.cam.base import BaseCAM
+
+    _load_all()
+    return [n for n in EXPLAINERS.names() if isinstance(EXPLAINERS._factories[n], type) and issubclass(EXPLAINERS._factories[n], BaseCAM)]
+
+
 def _load_all() -> None:
     # the variant modules register themselves on import
     import xbyol.explain.attribution  # noqa: F401
