@@ -107,6 +107,7 @@ class CrossModalCfg:
     text_intra_weight: float = opt(0.0, "weight of the text-text BYOL term (caption dropout)", low=0.0)
     caption_dropout: float = opt(0.1, "word dropout probability for the second text view", 0.0, 1.0)
     collapse_std_threshold: float = opt(0.3, "warn when the embedding std falls below this fraction of 1/sqrt(d)", low=0.0)
+    projector_bn: bool = opt(True, "end both projectors with a non-affine BatchNorm (SimSiam's projector output BN): centres and standardises every shared-space dimension")
     text_adapter_hidden: int = opt(384, "hidden width of the residual adapter on the frozen text encoder", low=1)
     scratch_width: int = opt(128, "width of the from-scratch text transformer", low=8)
     scratch_layers: int = opt(2, "layers of the from-scratch text transformer", low=1)

@@ -10,14 +10,14 @@ import torch
 def item_captions(dataset: Any) -> list[list[str]]:
     """Every caption of every item: ``[captions of item 0, captions of item 1, ...]``.
 
-    Reads the dataset's ``caption_lists`` or ``captions`` attribute when it has one entry per
+    Reads the dataset's ``all_captions``, ``caption_lists`` or ``captions`` attribute when it has one entry per
     item (a string or a list of strings), else each sample's ``captions`` or ``caption``.
 
     Raises:
         ValueError: the dataset has no captions.
     """
     n = len(dataset)
-    for attr in ("caption_lists", "captions"):
+    for attr in ("all_captions", "caption_lists", "captions"):
         caps = getattr(dataset, attr, None)
         if isinstance(caps, (list, tuple)) and len(caps) == n:
             return [[c] if isinstance(c, str) else [str(x) for x in c] for c in caps]

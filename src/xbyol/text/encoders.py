@@ -86,6 +86,17 @@ class FrozenTextEncoder(nn.Module):
         return self.adapter(self.features(texts))  # (B, E)
 
 
+def _num_layers(model: str) -> int | None:
+    """``num_hidden_layers`` from the model's ``config.json``, read without loading the weights."""
+    import json
+
+    cfg = resolve_text_model(model) / "config.json"
+    try:
+        return int(json.loads(cfg.read_text())["num_hidden_layers"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
 class FinetuneTextEncoder(nn.Module):
     """A sentence-transformers BERT whose last ``trainable_layers`` layers are trained.
 
@@ -99,6 +110,9 @@ class FinetuneTextEncoder(nn.Module):
 
     def __init__(self, model: str, trainable_layers: int = 1, max_tokens: int = 64) -> None:
         super().__init__()
+        n_layers = _num_layers(model)
+        if n_layers is not None and not 0 <= trainable_layers <= n_layers:
+            raise ValueError(f"method.crossmodal.finetune_layers: {trainable_layers} is outside 0..{n_layers} for {model}")
         st = load_sentence_model(model, "cpu")
         self.bert = st[0].auto_model
         self.tokenizer = _Shared(st.tokenizer)
