@@ -92,6 +92,28 @@ def test_evaluation_section_puts_baselines_beside_the_run(tmp_path):
     assert generic.rows == [["a.b", 0.5]]
 
 
+def test_retrieval_section_shows_chance_and_cross_modal_baselines_only(tmp_path):
+    from xbyol.report.sections import Baseline, retrieval_section
+
+    d = _run_dir(tmp_path)
+    i2t = {"R@1": 0.5, "chance_R@1": 0.1, "median_rank": 2.0, "chance_median_rank": 5.0, "queries": 10.0, "gallery": 9.0}
+    t2i = {"R@1": 0.4, "chance_R@1": 0.1, "median_rank": 3.0, "chance_median_rank": 5.0, "queries": 12.0, "gallery": 10.0}
+    (d / "eval.json").write_text(json.dumps({"retrieval": {"image_to_text": i2t, "text_to_image": t2i,
+                                                           "embeddings": {"image_std": 0.05}}}))
+    clip = Baseline("clip (c)", {"retrieval": {"image_to_text": {"R@1": 0.3}, "text_to_image": {"R@1": 0.2}}}, tmp_path)
+    byol = Baseline("byol (b)", {"trained": {"knn": 0.5}}, tmp_path)
+    sec = retrieval_section(RunArtifacts.read(d), [clip, byol])
+    t = sec.blocks[0]
+    assert t.columns == ["metric", "image to text", "chance", "text to image", "chance", "clip (c) image to text",
+                         "clip (c) text to image"]
+    assert t.rows[0] == ["R@1", 0.5, 0.1, 0.4, 0.1, 0.3, 0.2]
+    assert t.rows[1] == ["median_rank", 2.0, 5.0, 3.0, 5.0, None, None]
+    assert t.rows[2][:5] == ["queries", 10.0, None, 12.0, None]
+    assert sec.blocks[1].items == [("image_std", 0.05)]
+    (d / "eval.json").write_text(json.dumps({"trained": {"knn": 0.5}}))
+    assert "no text tower" in retrieval_section(RunArtifacts.read(d)).missing
+
+
 def test_explain_metrics_table_marks_the_better_direction(tmp_path):
     d = _run_dir(tmp_path)
     (d / "explain_eval.json").write_text(json.dumps({

@@ -320,9 +320,10 @@ def retrieval_section(a: RunArtifacts, baselines: Sequence[Baseline] = ()) -> Se
         columns.append((d.replace("_", " "), r[d]))
         columns.append(("chance", {k: r[d].get(f"chance_{k}") for k in keys}))
     for b in baselines:
-        br = (b.eval or {}).get("retrieval") or {}
-        for d in directions:
-            columns.append((f"{b.label} {d.replace('_', ' ')}", br.get(d)))
+        br = (b.eval or {}).get("retrieval")
+        if isinstance(br, dict):  # only cross-modal baselines (e.g. clip) have retrieval numbers
+            for d in directions:
+                columns.append((f"{b.label} {d.replace('_', ' ')}", br.get(d)))
     t = _compare([(k, k) for k in keys + ["queries", "gallery"]], columns)
     t.caption = "Test split; R@K: fraction of queries with a correct item in the top K (higher is better); median rank: lower is better"
     sec.blocks.append(t)

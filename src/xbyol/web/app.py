@@ -64,6 +64,7 @@ class Explorer:
         self.max_pixels = max_pixels
         self.top_k = top_k
         self.lock = threading.Lock()  # explainers hook the model: one computation at a time
+        self._uploads_lock = threading.Lock()
         self.uploads: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._targets: OrderedDict[str, Any] = OrderedDict()
 
@@ -81,10 +82,11 @@ class Explorer:
         """uint8 ``[3, H, W]`` of an upload; 404 when the id is unknown or expired."""
         from werkzeug.exceptions import NotFound
 
-        if not isinstance(uid, str) or not _UPLOAD_ID.fullmatch(uid) or uid not in self.uploads:
-            raise NotFound("unknown upload id (uploads are kept in memory and the oldest are dropped): upload the image again")
-        self.uploads.move_to_end(uid)
-        return self.uploads[uid]
+        with self._uploads_lock:
+            if not isinstance(uid, str) or not _UPLOAD_ID.fullmatch(uid) or uid not in self.uploads:
+                raise NotFound("unknown upload id (uploads are kept in memory and the oldest are dropped): upload the image again")
+            self.uploads.move_to_end(uid)
+            return self.uploads[uid]
 
     def add_upload(self, data: bytes) -> str:
         """Decode and keep an uploaded image; returns its id."""
@@ -92,7 +94,7 @@ class Explorer:
 
         image = decode_image(data, self.image_size, self.max_pixels)
         uid = secrets.token_hex(16)
-        with self.lock:
+        with self._uploads_lock:
             self.uploads[uid] = image
             while len(self.uploads) > self.max_uploads:
                 self.uploads.popitem(last=False)
