@@ -168,3 +168,19 @@ def test_explain_embedding_for_xbyol_and_byol_runs(short_runs, fake_text):
             assert weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1 + 1e-6
             assert all(c in run.dataset("train").concept_names for c, _ in row)
     assert (short_runs["byol"] / "concept_map.pt").is_file()  # the post-hoc map is cached
+
+
+@pytest.mark.slow
+def test_concepts_command_prints_top_concepts(short_runs, fake_text, tmp_path, capsys):
+    from PIL import Image
+
+    from xbyol.cli import main
+
+    png = tmp_path / "img.png"
+    Image.new("RGB", (40, 30), (173, 35, 35)).save(png)
+    assert main(["concepts", str(short_runs["xbyol"]), str(png), "--indices", "0", "-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(png) and lines[4].startswith("test[0] (")
+    weights = [float(line.split()[0]) for line in lines[1:4]]
+    assert weights == sorted(weights, reverse=True)
+    assert main(["concepts", str(short_runs["xbyol"])]) == 2  # nothing to explain: a clear error

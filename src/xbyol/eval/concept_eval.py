@@ -37,7 +37,9 @@ def _mask_groups(bank_groups: dict[str, list[int]], vocab_cols: dict[int, int], 
 
 
 @torch.no_grad()
-def concept_scores(run: Any, split: str = "test", batch_size: int = 256, background: float | None = None) -> dict[str, Any] | None:
+def concept_scores(
+    run: Any, split: str = "test", batch_size: int = 256, background: float | None = None, use_projector: bool = True
+) -> dict[str, Any] | None:
     """SCS, concept accuracy and SSCS of ``run`` on ``split``.
 
     Args:
@@ -45,6 +47,8 @@ def concept_scores(run: Any, split: str = "test", batch_size: int = 256, backgro
         split: dataset split to score.
         batch_size: images per forward pass.
         background: SSCS background level (default ``method.semantic.sscs_background``).
+        use_projector: post-hoc maps only: fit on the projector output (default, the same
+            architecture as ``xbyol``) or on the representation itself.
 
     Returns:
         ``{"map", "n_concepts", "scs", "scs_nonmatch", "scs_margin", "concept_accuracy": {...},
@@ -63,7 +67,7 @@ def concept_scores(run: Any, split: str = "test", batch_size: int = 256, backgro
         return None
     if source == "classes" and not learned:
         return None  # class names alone: a post-hoc map would only repeat the linear probe
-    project_fn, bank = concept_projection(run)
+    project_fn, bank = concept_projection(run, use_projector=use_projector)
     labeler = ConceptLabeler(bank.texts, dataset)
     if labeler.num_labelled == 0:
         return None
