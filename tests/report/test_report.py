@@ -162,7 +162,8 @@ def test_full_report_shows_every_computed_result(full_report):
 
     summary = json.loads(next((run_dir / "dissect").rglob("summary.json")).read_text())
     kv = dict(next(b for b in s["dissection"].blocks if hasattr(b, "items")).items)
-    assert kv["detectors"] == summary["detectors"] and kv["units"] == summary["units"]
+    assert kv["detector units"] == summary["detectors"] and kv["units"] == summary["units"]
+    assert kv["unique concepts (release rule)"] == summary["unique_release"]
     assert any(isinstance(b, Figure) and b.caption.endswith("top_units.png") for b in s["dissection"].blocks)
 
     html = out.read_text()

@@ -157,6 +157,7 @@ def test_dissection_section_reads_summary_and_ranks_units(tmp_path):
         "unit,concept,group,iou,detector,threshold\n0,red,colour,0.050000,True,1.0\n1,circle,shape,0.200000,True,1.0\n"
         "2,blue,colour,0.010000,False,1.0\n")
     sec = dissection_section(RunArtifacts.read(d), top_units=2)
+    assert dict(sec.blocks[0].items) == {"layer": "stages.3", "units": 3, "detector units": 2}
     per_group = next(b for b in sec.blocks if isinstance(b, Table) and b.columns[0] == "group")
     assert per_group.rows == [["shape", 1, 1, 1], ["colour", 1, 1, 2]]
     units = next(b for b in sec.blocks if isinstance(b, Table) and b.columns[0] == "unit")

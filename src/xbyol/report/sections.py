@@ -407,8 +407,11 @@ def dissection_section(a: RunArtifacts, top_units: int = 10, max_figure_bytes: i
     for d in a.dissections:
         s = d.summary
         where = d.directory.relative_to(a.run_dir)
-        kv = [(k, s.get(k)) for k in ("layer", "num_images", "quantile", "iou_threshold", "exact_thresholds",
-                                       "units", "detectors", "unique_paper", "unique_release") if k in s]
+        labels = {"layer": "layer", "num_images": "images dissected", "quantile": "activation quantile",
+                  "iou_threshold": "IoU threshold", "exact_thresholds": "exact thresholds", "units": "units",
+                  "detectors": "detector units", "unique_paper": "unique concepts (paper rule)",
+                  "unique_release": "unique concepts (release rule)"}
+        kv = [(label, s[k]) for k, label in labels.items() if k in s]
         sec.blocks.append(KeyValues(kv, caption=f"{where}"))
         per_group = [k for k in ("detectors_per_group", "unique_paper_per_group", "unique_release_per_group")
                      if isinstance(s.get(k), dict)]
