@@ -32,7 +32,12 @@ class LoadedRun:
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise FileNotFoundError(f"run directory {self.run_dir} does not exist")
-        self.cfg: Config = load_run_config(self.run_dir)
+        import dataclasses
+
+        # point the config at where the run lives now (it may have been moved or trained
+        # elsewhere), so methods find the files they saved there (e.g. the concept bank)
+        cfg = load_run_config(self.run_dir)
+        self.cfg: Config = dataclasses.replace(cfg, out_dir=str(self.run_dir.parent), name=self.run_dir.name)
         self.device = torch.device(device)
         ckpt_path = self.run_dir / "checkpoints" / f"{checkpoint}.pt"
         ckpt = load_checkpoint(ckpt_path, map_location=self.device)

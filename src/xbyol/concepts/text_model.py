@@ -134,13 +134,20 @@ def resolve_text_model(model: str | Path = BUNDLED_MODEL, cache: str | Path | No
     return TextModelRef(str(model), path, weights, file_sha256(weights, cache_dir(cache)))
 
 
-def load_sentence_model(ref: TextModelRef):  # -> sentence_transformers.SentenceTransformer
-    """Construct the sentence-transformers model on the CPU, offline."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
+_LOADED_MODELS: dict[str, object] = {}
 
-    return SentenceTransformer(str(ref.path), device="cpu")
+
+def load_sentence_model(ref: TextModelRef):  # -> sentence_transformers.SentenceTransformer
+    """The sentence-transformers model on the CPU, offline; built once per process and path
+    (the explorer embeds new texts on every request)."""
+    key = str(ref.path)
+    if key not in _LOADED_MODELS:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        _LOADED_MODELS[key] = SentenceTransformer(key, device="cpu").eval()
+    return _LOADED_MODELS[key]
 
 
 def encode_texts(ref: TextModelRef, texts: list[str], batch_size: int = 64) -> torch.Tensor:
