@@ -72,6 +72,11 @@ class LoadedRun:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             net = create_backbone(self.cfg.model.backbone)
+            m = self.cfg.model
+            if m.interpretable_layer:
+                from xbyol.models.interpretable import wrap_interpretable
+
+                net = wrap_interpretable(net, m.interpretable_weight, tau=m.interpretable_tau)
         return net.to(self.device).eval()
 
     def target(self, spec: str):

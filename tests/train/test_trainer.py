@@ -26,7 +26,11 @@ def test_a_short_run_writes_config_checkpoint_and_metrics(tiny_cfg):
         assert key in rows[0], key
     assert all(0.0 <= float(r["loss"]) <= 8.0 for r in rows)
     taus = [float(r["tau"]) for r in rows]
-    assert taus == sorted(taus) and taus[-1] == pytest.approx(1.0)
+    # the update after the last (0-based 5th) optimiser step uses tau_5 of K = 6
+    from xbyol.train.schedules import tau_at
+
+    assert taus == sorted(taus) and taus[0] == pytest.approx(0.996)
+    assert taus[-1] == pytest.approx(tau_at(5, 6, 0.996)) and taus[-1] < 1.0
     info = json.loads((run_dir / "run.json").read_text())
     assert info["finished"] is True and info["method"] == "byol"
 
@@ -109,3 +113,18 @@ def test_batch_larger_than_dataset_is_a_clear_error(tiny_cfg):
     cfg = from_dict(to_dict(tiny_cfg), {"data.batch_size": 1000})
     with pytest.raises(ValueError, match="data.batch_size=1000"):
         train(cfg)
+
+
+def test_interpretable_layer_is_trained_with_its_filter_loss(tiny_cfg):
+    from xbyol.models.interpretable import InterpretableBackbone
+    from xbyol.run import load_run
+
+    cfg = from_dict(to_dict(tiny_cfg), {"model.interpretable_layer": True, "train.steps": 3})
+    run_dir = train(cfg)
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert "loss_filter" in rows[0]
+    for r in rows:
+        assert float(r["loss"]) == pytest.approx(float(r["loss_byol"]) + float(r["loss_filter"]), abs=1e-4)
+    run = load_run(run_dir)
+    assert isinstance(run.backbone, InterpretableBackbone)
+    assert isinstance(run.random_init_backbone(), InterpretableBackbone)

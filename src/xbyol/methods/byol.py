@@ -16,6 +16,7 @@ from xbyol.methods.base import METHODS, Method
 from xbyol.models import create_backbone
 from xbyol.models.ema import copy_as_target, update_momentum
 from xbyol.models.heads import PredictionHead, ProjectionHead
+from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
 from xbyol.train.schedules import tau_at
 
 
@@ -34,6 +35,8 @@ class BYOL(Method):
         super().__init__(cfg, dataset)
         m = cfg.model
         self.backbone = create_backbone(m.backbone)
+        if m.interpretable_layer:
+            self.backbone = wrap_interpretable(self.backbone, m.interpretable_weight, tau=m.interpretable_tau)
         dim = self.backbone.num_features
         self.projector = ProjectionHead(dim, m.proj_hidden, m.proj_dim)
         self.predictor = PredictionHead(m.proj_dim, m.pred_hidden, m.proj_dim)
@@ -48,19 +51,27 @@ class BYOL(Method):
     def target_projection(self, x: torch.Tensor) -> torch.Tensor:
         return self.target_projector(self.target_backbone(x))  # (B, P)
 
-    def byol_terms(self, v1: torch.Tensor, v2: torch.Tensor) -> dict[str, torch.Tensor]:
-        """BYOL loss of two views ``[B, 3, H, W]``, with the online projection for monitors."""
+    def byol_terms(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """BYOL loss of two views ``[B, 3, H, W]``.
+
+        Returns:
+            ``(terms, z_online)``: ``terms`` holds ``loss_byol``, the online projection of
+            view 1 for the collapse monitors, and ``loss_filter`` (already weighted) when the
+            backbone carries an interpretable layer; ``z_online`` is ``[2B, P]`` (both views).
+        """
         v = torch.cat([v1, v2])  # one pass over both views keeps BatchNorm statistics shared
         z_online = self.online_projection(v)  # (2B, P)
         p1, p2 = self.predictor(z_online).chunk(2)
         z1_t, z2_t = self.target_projection(v).chunk(2)
-        loss = byol_loss(p1, p2, z1_t, z2_t)
-        return {"loss_byol": loss, "embed/projection": z_online.detach()[: v1.shape[0]]}
+        terms = {"loss_byol": byol_loss(p1, p2, z1_t, z2_t), "embed/projection": z_online.detach()[: v1.shape[0]]}
+        if isinstance(self.backbone, InterpretableBackbone):
+            terms["loss_filter"] = self.backbone.aux_loss()  # filter loss of this forward (Zhang et al. 2018)
+        return terms, z_online
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         v1, v2 = self.views(batch["image"])
-        out = self.byol_terms(v1, v2)
-        out["loss"] = out["loss_byol"]
+        out, _ = self.byol_terms(v1, v2)
+        out["loss"] = out["loss_byol"] + out.get("loss_filter", 0.0)
         return out
 
     @torch.no_grad()

@@ -39,7 +39,6 @@ from xbyol.concepts.projection import ConceptMap
 from xbyol.concepts.vocabulary import ConceptLabeler
 from xbyol.config import Config
 from xbyol.data.base import SampleDataset
-from xbyol.losses.byol import byol_loss
 from xbyol.losses.semantic import semantic_loss
 from xbyol.methods.base import METHODS
 from xbyol.methods.byol import BYOL
@@ -117,11 +116,7 @@ class XBYOL(BYOL):
         s = self.cfg.method.semantic
         images = batch["image"]
         v1, v2 = self.views(images)
-        v = torch.cat([v1, v2])  # one pass over both views keeps BatchNorm statistics shared
-        z_online = self.online_projection(v)  # (2B, P)
-        p1, p2 = self.predictor(z_online).chunk(2)
-        z1_t, z2_t = self.target_projection(v).chunk(2)
-        out: dict[str, torch.Tensor] = {"loss_byol": byol_loss(p1, p2, z1_t, z2_t)}
+        out, z_online = self.byol_terms(v1, v2)
 
         targets = self.labeler(batch)  # (B, K)
         if s.input == "clean":
@@ -131,8 +126,7 @@ class XBYOL(BYOL):
             targets = targets.repeat(2, 1)  # (2B, K)
         out.update(self.semantic_terms(z, targets))
         out["labelled_fraction"] = targets.any(dim=1).float().mean()
-        out["loss"] = out["loss_byol"] + s.weight * out["loss_semantic"]
-        out["embed/projection"] = z_online.detach()[: images.shape[0]]
+        out["loss"] = out["loss_byol"] + s.weight * out["loss_semantic"] + out.get("loss_filter", 0.0)
         out["embed/concept"] = z.detach()
         return out
 
