@@ -31,6 +31,12 @@ TINY_OVERRIDES = {
 }
 
 
+@pytest.fixture(scope="session")
+def tiny_overrides():
+    """A copy of the tiny-run overrides (import-free access from any test module)."""
+    return dict(TINY_OVERRIDES)
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path, request):
     """A Config for a few-step run on 256 shapes images, written under tmp_path."""

@@ -23,7 +23,9 @@ def fake_encode(ref, texts, batch_size=64):
 
 
 @pytest.fixture
-def fake_text(monkeypatch):
+def fake_text(monkeypatch, tmp_path):
+    # a cache of its own: fake embeddings must not meet real MiniLM ones cached by other tests
+    monkeypatch.setenv("XBYOL_CACHE_DIR", str(tmp_path / "fake-text-cache"))
     monkeypatch.setattr(text_model, "encode_texts", fake_encode)
 
 
@@ -112,18 +114,16 @@ def test_dataset_without_any_known_concept_is_a_clear_error(tiny_cfg, fake_text,
 
 
 @pytest.fixture(scope="module")
-def short_runs(tmp_path_factory):
+def short_runs(tmp_path_factory, tiny_overrides):
     """A 30-step xbyol run and a 2-step byol run on 24 px shapes (fake text embeddings)."""
     from xbyol.config import from_dict
     from xbyol.train import train
-
-    from conftest import TINY_OVERRIDES
 
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("xbyol_runs")
     mp.setenv("XBYOL_CACHE_DIR", str(root / "cache"))
     mp.setattr(text_model, "encode_texts", fake_encode)
-    base = dict(TINY_OVERRIDES, **{"out_dir": str(root), "data.image_size": 24, "data.num_train": 256,
+    base = dict(tiny_overrides, **{"out_dir": str(root), "data.image_size": 24, "data.num_train": 256,
                                    "data.num_test": 128, "data.batch_size": 32, "train.lr": 3e-3})
     runs = {}
     try:
