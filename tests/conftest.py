@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,3 +74,65 @@ def tiny_run_dir(tmp_path_factory):
     run_dir = train(from_dict({}, overrides))
     evaluate(run_dir, progress=False, only=[])
     return run_dir
+
+
+# ----------------------------------------------------------------------------- report and explorer
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+
+def train_tiny(out_dir: Path, name: str = "tiny", method: str = "byol") -> Path:
+    """Train a 3-step run on 256 shapes images; returns its run directory."""
+    from xbyol.config import from_dict
+    from xbyol.train import train
+
+    overrides = dict(TINY_OVERRIDES, out_dir=str(out_dir), name=name)
+    overrides["train.steps"] = 3
+    overrides["method.name"] = method
+    return Path(train(from_dict({}, overrides)))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A freshly trained tiny byol run: config.yaml, metrics.csv, run.json, checkpoints/last.pt."""
+    return train_tiny(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    """``test-artifacts/`` at the repository root (gitignored): screenshots of the browser tests."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def chromium_executable() -> str | None:
+    """The system Chromium (Debian package ``chromium``); ``$XBYOL_CHROMIUM`` overrides."""
+    for candidate in (os.environ.get("XBYOL_CHROMIUM"), "chromium", "chromium-browser"):
+        if candidate and (path := shutil.which(candidate)):
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless system Chromium driven by Playwright; absent: fail in CI, skip locally."""
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install -e '.[dev]')"
+    exe = chromium_executable()
+    if reason is None and exe is None:
+        reason = "chromium not found: run .ci/install-browser (apt-get install chromium)"
+    if reason is not None:
+        if in_ci():
+            pytest.fail(f"browser test cannot run in CI: {reason}")
+        pytest.skip(reason)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
