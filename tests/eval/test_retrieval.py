@@ -91,3 +91,49 @@ def test_summary_and_errors():
         first_relevant_rank(torch.rand(2, 3), torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="relevant items"):
         chance_recall_at_k([0], 5)
+
+
+class _FakeDataset:
+    """Three images; image 0 has two captions, images 0 and 2 share "red"."""
+
+    has_captions = True
+    all_captions = [["red", "crimson"], ["blue"], ["red"]]
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return {"image": torch.full((3, 4, 4), i, dtype=torch.uint8), "caption": self.all_captions[i][0], "index": i}
+
+
+class _FakeMethod:
+    IMG = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    TXT = {"red": [1.0, 0.0], "crimson": [0.8, 0.6], "blue": [0.0, 1.0]}
+
+    def embed_images(self, x):
+        from xbyol.augment import IMAGE_MEAN, IMAGE_STD
+
+        idx = ((x[:, 0, 0, 0] * IMAGE_STD[0] + IMAGE_MEAN[0]) * 255).round().long()
+        return self.IMG[idx]
+
+    def embed_texts(self, texts):
+        return torch.tensor([self.TXT[t] for t in texts])
+
+
+def test_evaluator_protocol_hand_computed():
+    import types
+
+    from xbyol.eval.retrieval_eval import retrieval_metrics
+
+    ds = _FakeDataset()
+    run = types.SimpleNamespace(method=_FakeMethod(), dataset=lambda split: ds, device=torch.device("cpu"))
+    res = retrieval_metrics(run, ks=(1, 2))
+    i2t, t2i = res["image_to_text"], res["text_to_image"]
+    # image->text over the distinct captions [blue, crimson, red]: ranks 1, 1, 3
+    assert i2t["R@1"] == pytest.approx(2 / 3) and i2t["R@2"] == pytest.approx(2 / 3)
+    assert i2t["median_rank"] == 1 and i2t["gallery"] == 3 and i2t["queries"] == 3
+    # image 0 has 2 correct captions of 3, images 1 and 2 one each
+    assert i2t["chance_R@1"] == pytest.approx((2 / 3 + 1 / 3 + 1 / 3) / 3)
+    # text->image: queries blue, crimson, red, red (every caption); ranks 1, 2, 1, 1
+    assert t2i["queries"] == 4 and t2i["R@1"] == pytest.approx(3 / 4) and t2i["R@2"] == 1.0
+    assert t2i["chance_R@1"] == pytest.approx((1 / 3 + 1 / 3 + 2 / 3 + 2 / 3) / 4)
