@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="data seed (train and test streams)")
     p.add_argument("--out", default="runs/bench_crossmodal")
     p.add_argument("--write", action="store_true", help="update the section of benchmarks/BENCHMARKS.md")
+    p.add_argument("--table-only", action="store_true", help="re-render from OUT/results.json instead of training")
     return p.parse_args(argv)
 
 
@@ -77,7 +78,7 @@ def _last_monitors(run_dir: Path) -> dict[str, float]:
 
 def run_one(args: argparse.Namespace, method: str) -> dict[str, Any]:
     from xbyol.eval.evaluate import evaluate
-    from xbyol.train.trainer import train
+    from xbyol.training.trainer import train
 
     cfg = config_for(args, method)
     t0 = time.perf_counter()
@@ -95,6 +96,39 @@ def run_one(args: argparse.Namespace, method: str) -> dict[str, Any]:
     }
     print(f"{method}: trained {train_s:.0f}s, evaluated {out['eval_s']:.0f}s", flush=True)
     return out
+
+
+def step_seconds(args: argparse.Namespace, repeats: int = 6) -> dict[str, float]:
+    """Median seconds of one training step (forward, backward, AdamW, EMA) per method.
+
+    The methods alternate on one fixed batch, so load from other processes on a shared
+    machine affects both alike (wall-clock training times above do not have that property).
+    """
+    from xbyol.data import collate
+    from xbyol.methods import create_method
+    from xbyol.training.trainer import build_dataset
+
+    cfgs = {m: config_for(args, m) for m in METHODS}
+    ds = build_dataset(cfgs[METHODS[0]], "train")
+    batch = collate([ds[i] for i in range(min(args.batch_size, len(ds)))])
+    setups = {}
+    for m, cfg in cfgs.items():
+        method = create_method(cfg, ds).to(memory_format=torch.channels_last).train()
+        opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=cfg.train.lr)
+        setups[m] = (method, opt)
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    for k in range(repeats + 1):
+        for m, (method, opt) in setups.items():
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = method.training_step(batch)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
+            method.after_optimizer_step(k, 100)
+            if k > 0:  # the first step warms up
+                times[m].append(time.perf_counter() - t0)
+    return {m: sorted(v)[len(v) // 2] for m, v in times.items()}
 
 
 def _p(x: float) -> str:
@@ -123,6 +157,8 @@ def table(r: dict[str, dict[str, Any]]) -> str:
     rows.append(f"| kNN accuracy, % | {_p(xm['probe']['knn'])} | {_p(cl['probe']['knn'])} |  |")
     rows.append(f"| training time, s | {xm['train_s']:.0f} | {cl['train_s']:.0f} |  |")
     rows.append(f"| evaluation time, s | {xm['eval_s']:.0f} | {cl['eval_s']:.0f} |  |")
+    if "step_s" in xm:
+        rows.append(f"| one training step, s (interleaved, same batch) | {xm['step_s']:.3f} | {cl['step_s']:.3f} |  |")
     return "\n".join(rows)
 
 
@@ -168,9 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     command = ("python benchmarks/crossmodal.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
-    results = {m: run_one(args, m) for m in METHODS}
+    results_file = Path(args.out) / "results.json"
+    if args.table_only:
+        results = json.loads(results_file.read_text())
+        command = command.replace(" --table-only", "")
+    else:
+        results = {m: run_one(args, m) for m in METHODS}
+    if any("step_s" not in r for r in results.values()):
+        for m, sec in step_seconds(args).items():
+            results[m]["step_s"] = sec
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "results.json").write_text(json.dumps(results, indent=1))
+    results_file.write_text(json.dumps(results, indent=1))
     text = section(args, results, command)
     print(text)
     if args.write:

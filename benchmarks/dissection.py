@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from xbyol.config import from_dict
     from xbyol.explain.dissection import dissect, random_twin
     from xbyol.run import load_run
-    from xbyol.train import train
+    from xbyol.training import train
 
     shim = ensure_interpretable_byol()
     base = {

@@ -67,7 +67,7 @@ def run_one(args: argparse.Namespace, method: str) -> dict[str, Any]:
     from xbyol.eval.concept_eval import concept_scores
     from xbyol.eval.evaluate import evaluate
     from xbyol.run import load_run
-    from xbyol.train import train
+    from xbyol.training import train
 
     t0 = time.perf_counter()
     run_dir = train(config_for(args, method), overwrite=True)

@@ -65,7 +65,7 @@ def tiny_run_dir(tmp_path_factory):
     """
     from xbyol.config import from_dict
     from xbyol.eval.evaluate import evaluate
-    from xbyol.train import train
+    from xbyol.training import train
 
     overrides = dict(TINY_OVERRIDES)
     overrides["out_dir"] = str(tmp_path_factory.mktemp("shared-runs"))
@@ -84,7 +84,7 @@ ARTIFACTS = REPO / "test-artifacts"
 def train_tiny(out_dir: Path, name: str = "tiny", method: str = "byol") -> Path:
     """Train a 3-step run on 256 shapes images; returns its run directory."""
     from xbyol.config import from_dict
-    from xbyol.train import train
+    from xbyol.training import train
 
     overrides = dict(TINY_OVERRIDES, out_dir=str(out_dir), name=name)
     overrides["train.steps"] = 3

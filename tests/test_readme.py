@@ -11,7 +11,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 @pytest.mark.slow
 def test_readme_python_example_runs(tmp_path, monkeypatch):
     text = README.read_text()
-    block = re.search(r"```python\n(import torch\nimport xbyol.*?)```", text, re.S)
+    block = re.search(r"```python\n(import torch\nimport xbyol\n.*?)```", text, re.S)
     assert block, "README has no Python example"
     code = block.group(1)
     original = '["train.epochs=2", "name=my_run"]'

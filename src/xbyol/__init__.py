@@ -6,6 +6,9 @@ The Python API mirrors the command line::
     cfg = xbyol.load_config("configs/shapes_byol.yaml", ["train.steps=200"])
     run_dir = xbyol.train(cfg)
     results = xbyol.evaluate(run_dir)
+
+Explainers live in ``xbyol.explain`` (``from xbyol.explain import explain``): the name
+``xbyol.explain`` is the subpackage, so it is not re-exported as a function here.
 """
 
 from __future__ import annotations
@@ -15,14 +18,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "train": ("xbyol.train.trainer", "train"),
+    "train": ("xbyol.training.trainer", "train"),
     "evaluate": ("xbyol.eval.evaluate", "evaluate"),
     "load_config": ("xbyol.config", "load"),
     "Config": ("xbyol.config", "Config"),
     "load_run": ("xbyol.run", "load_run"),
     "create_dataset": ("xbyol.data", "create_dataset"),
     "create_backbone": ("xbyol.models", "create_backbone"),
-    "explain": ("xbyol.explain", "explain"),
     "explain_embedding": ("xbyol.concepts.explain_embedding", "explain_embedding"),
 }
 

@@ -26,7 +26,7 @@ class LoadedRun:
 
     def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = "last") -> None:
         from xbyol.methods import create_method
-        from xbyol.train.checkpoint import load_checkpoint
+        from xbyol.training.checkpoint import load_checkpoint
 
         self._datasets: dict[str, SampleDataset] = {}
         self.run_dir = Path(run_dir)
@@ -53,7 +53,7 @@ class LoadedRun:
     def dataset(self, split: str) -> SampleDataset:
         """The run's dataset split ("train" or "test"), built once."""
         if split not in self._datasets:
-            from xbyol.train.trainer import build_dataset
+            from xbyol.training.trainer import build_dataset
 
             self._datasets[split] = build_dataset(self.cfg, split)
         return self._datasets[split]

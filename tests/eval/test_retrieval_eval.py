@@ -10,7 +10,7 @@ from xbyol.config import from_dict
 
 @pytest.fixture(scope="module")
 def xmodal_run(tmp_path_factory):
-    from xbyol.train.trainer import train
+    from xbyol.training.trainer import train
 
     cfg = from_dict(
         {},

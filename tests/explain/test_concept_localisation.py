@@ -9,7 +9,7 @@ from xbyol.config import from_dict
 from xbyol.explain import explain
 from xbyol.metrics import pointing_game
 from xbyol.run import load_run
-from xbyol.train import train
+from xbyol.training import train
 
 
 @pytest.mark.slow

@@ -173,7 +173,7 @@ def test_commands_end_to_end(tmp_path, tiny_cfg, capsys):
     import dataclasses
 
     from xbyol.cli import main
-    from xbyol.train import train
+    from xbyol.training import train
 
     cfg = dataclasses.replace(
         tiny_cfg,

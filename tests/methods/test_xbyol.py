@@ -117,7 +117,7 @@ def test_dataset_without_any_known_concept_is_a_clear_error(tiny_cfg, fake_text,
 def short_runs(tmp_path_factory, tiny_overrides):
     """A 30-step xbyol run and a 2-step byol run on 24 px shapes (fake text embeddings)."""
     from xbyol.config import from_dict
-    from xbyol.train import train
+    from xbyol.training import train
 
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("xbyol_runs")

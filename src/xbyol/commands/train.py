@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from xbyol.config import load, load_run_config, from_dict, to_dict
-    from xbyol.train import TrainingDiverged, train
+    from xbyol.training import TrainingDiverged, train
 
     if args.resume:
         base = to_dict(load_run_config(args.resume))
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     except FileExistsError as e:
         print(f"xbyol train: error: {e}", file=sys.stderr)
         return 2
-    from xbyol.train import distributed
+    from xbyol.training import distributed
 
     if distributed.is_main():
         print(f"run directory: {run_dir}")

@@ -17,7 +17,7 @@ from xbyol.models import create_backbone
 from xbyol.models.ema import copy_as_target, update_momentum
 from xbyol.models.heads import PredictionHead, ProjectionHead
 from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
-from xbyol.train.schedules import tau_at
+from xbyol.training.schedules import tau_at
 
 
 class BYOL(Method):

@@ -39,7 +39,7 @@ from xbyol.models import create_backbone
 from xbyol.models.ema import copy_as_target, update_momentum
 from xbyol.models.heads import PredictionHead, ProjectionHead
 from xbyol.text import build_text_encoder, item_captions, second_text_view
-from xbyol.train.schedules import tau_at
+from xbyol.training.schedules import tau_at
 
 
 class CollapseWarning(UserWarning):

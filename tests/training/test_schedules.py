@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from xbyol.train.schedules import lr_at, tau_at
+from xbyol.training.schedules import lr_at, tau_at
 
 
 def test_tau_follows_the_paper_cosine():

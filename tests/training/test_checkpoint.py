@@ -3,7 +3,7 @@ import random
 import numpy as np
 import torch
 
-from xbyol.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from xbyol.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 def test_atomic_save_and_weights_only_load(tmp_path):

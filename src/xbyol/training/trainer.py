@@ -19,10 +19,10 @@ from xbyol import config as config_mod
 from xbyol.config import Config
 from xbyol.data import create_dataset
 from xbyol.data.base import SampleDataset, collate
-from xbyol.train import distributed as dist_utils
-from xbyol.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from xbyol.train.optim import build_optimizer
-from xbyol.train.schedules import lr_at
+from xbyol.training import distributed as dist_utils
+from xbyol.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from xbyol.training.optim import build_optimizer
+from xbyol.training.schedules import lr_at
 
 
 class TrainingDiverged(RuntimeError):

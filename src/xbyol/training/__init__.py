@@ -1,5 +1,5 @@
 """The one trainer: ``train(cfg)`` -> run directory."""
 
-from xbyol.train.trainer import TrainingDiverged, build_dataset, train
+from xbyol.training.trainer import TrainingDiverged, build_dataset, train
 
 __all__ = ["TrainingDiverged", "build_dataset", "train"]

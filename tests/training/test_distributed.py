@@ -56,7 +56,7 @@ from pathlib import Path
 torch.set_num_threads(1)
 import torch.distributed as dist
 from xbyol.config import from_dict
-from xbyol.train import trainer
+from xbyol.training import trainer
 
 out = Path(sys.argv[1])
 cfg = from_dict(json.loads((out / "cfg.json").read_text()))

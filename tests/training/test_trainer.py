@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from xbyol.config import from_dict, load_run_config, to_dict
-from xbyol.train import TrainingDiverged, train
-from xbyol.train.checkpoint import load_checkpoint
-from xbyol.train.trainer import batch_indices
+from xbyol.training import TrainingDiverged, train
+from xbyol.training.checkpoint import load_checkpoint
+from xbyol.training.trainer import batch_indices
 
 
 def _weights(run_dir):
@@ -27,7 +27,7 @@ def test_a_short_run_writes_config_checkpoint_and_metrics(tiny_cfg):
     assert all(0.0 <= float(r["loss"]) <= 8.0 for r in rows)
     taus = [float(r["tau"]) for r in rows]
     # the update after the last (0-based 5th) optimiser step uses tau_5 of K = 6
-    from xbyol.train.schedules import tau_at
+    from xbyol.training.schedules import tau_at
 
     assert taus == sorted(taus) and taus[0] == pytest.approx(0.996)
     assert taus[-1] == pytest.approx(tau_at(5, 6, 0.996)) and taus[-1] < 1.0

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from xbyol.config import TrainCfg
-from xbyol.train.optim import LARS, build_optimizer, split_decay_groups
+from xbyol.training.optim import LARS, build_optimizer, split_decay_groups
 
 
 def test_lars_step_matches_hand_computation():
