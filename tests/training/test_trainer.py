@@ -128,3 +128,29 @@ def test_interpretable_layer_is_trained_with_its_filter_loss(tiny_cfg):
     run = load_run(run_dir)
     assert isinstance(run.backbone, InterpretableBackbone)
     assert isinstance(run.random_init_backbone(), InterpretableBackbone)
+
+
+def test_scalars_go_to_tensorboard_when_it_is_installed(tiny_cfg, monkeypatch):
+    import sys
+    import types
+
+    written = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            written.append(("dir", log_dir))
+
+        def add_scalar(self, key, value, step):
+            written.append((key, value, step))
+
+        def close(self):
+            written.append(("closed",))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    cfg = from_dict(to_dict(tiny_cfg), {"train.steps": 2})
+    train(cfg)
+    assert written[0] == ("dir", str(cfg.run_dir / "tensorboard")) and written[-1] == ("closed",)
+    loss_steps = [w[2] for w in written if len(w) == 3 and w[0] == "loss"]
+    assert loss_steps == [1, 2]

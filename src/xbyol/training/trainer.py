@@ -116,6 +116,15 @@ class MetricsLog:
             csv.DictWriter(f, fieldnames=self.keys).writerow({k: row.get(k, "") for k in self.keys})
 
 
+def tensorboard_writer(run_dir: Path):
+    """A TensorBoard ``SummaryWriter`` on ``RUN_DIR/tensorboard`` when tensorboard is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
 class _StepModule(nn.Module):
     """Routes DDP's forward to ``method.training_step`` so gradients are all-reduced."""
 
@@ -254,10 +263,12 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, stop_after
     scaler = torch.amp.GradScaler("cuda") if (t_cfg.precision == "fp16" and device.type == "cuda") else None
 
     log: MetricsLog | None = None
+    tb = None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, run_dir / "config.yaml")
         log = MetricsLog(run_dir / "metrics.csv", resume_step=step if resume else None)
+        tb = tensorboard_writer(run_dir)
         if not resume and log.rows:
             log.rows, log.keys = [], []
             log._rewrite()
@@ -336,6 +347,10 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, stop_after
                 row.update(_monitor_stats(out))
             assert log is not None
             log.log(row)
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "step" and isinstance(v, (int, float)):
+                        tb.add_scalar(k, v, step)
             if bar:
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.3g}", tau=f"{extra.get('tau', float('nan')):.4f}", img_s=f"{ips:.0f}")
         if bar:
@@ -344,6 +359,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, stop_after
             save(step)
     if bar:
         bar.close()
+    if tb is not None:
+        tb.close()
     save(step)
     if main:
         _write_run_info(run_dir, cfg, device, total, duration_s=time.perf_counter() - t_start, finished=step >= total)
