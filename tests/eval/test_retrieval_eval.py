@@ -48,8 +48,9 @@ def test_short_xmodal_run_beats_chance_and_searches(xmodal_run, capsys):
     for direction in ("image_to_text", "text_to_image"):
         r = res[direction]
         assert r["queries"] == 128
-        assert r["R@10"] > 2 * r["chance_R@10"], (direction, r)
-        assert r["median_rank"] < r["chance_median_rank"], (direction, r)
+        # random ranking: R@10 = 0.08 +- 0.024 and median rank 64 +- ~6 over 128 queries
+        assert r["R@10"] > 1.5 * r["chance_R@10"], (direction, r)
+        assert r["median_rank"] < 0.75 * r["chance_median_rank"], (direction, r)
     assert res["embeddings"]["image_rank"] > 2 and res["embeddings"]["text_rank"] > 2
     header = open(xmodal_run / "metrics.csv").readline()
     assert all(k in header for k in ("image_std", "image_rank", "text_std", "text_rank"))
