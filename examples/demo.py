@@ -25,7 +25,7 @@ DEMO_OVERRIDES = [
     "name=demo_shapes_byol",
     "data.num_train=8192",
     "data.num_test=2048",
-    "train.epochs=8",
+    "train.epochs=14",
 ]
 
 

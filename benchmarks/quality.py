@@ -1,0 +1,191 @@
+"""Representation quality of BYOL after a fixed CPU budget, next to three baselines.
+
+For each dataset (``shapes``, ``digits``) and the small backbone ``resnet10_16``:
+
+- **BYOL**: ``xbyol.train`` on ``configs/<dataset>_byol.yaml`` for a fixed number of
+  optimiser steps (the budget; the wall time is measured and printed).
+- **random init**: the same architecture, freshly initialised (seed of the run).
+- **raw pixels**: the preprocessed image flattened to ``3 * H * W`` values, each
+  standardised with the training split's mean and std.
+- **supervised**: the same backbone plus a linear head trained with cross-entropy on the
+  labels for the same number of steps, batch size, optimiser, learning-rate schedule and
+  precision as BYOL, on light augmentation (the BYOL preset's random resized crop and
+  flip, no colour, blur or solarisation).
+
+Every representation is scored the same way with ``xbyol.eval``: frozen features of the
+whole train and test splits (``extract_features``), the standardised logistic-regression
+probe (``linear_probe``) and the weighted kNN (``knn_accuracy``, k=20, t=0.07), with the
+settings of the dataset's preset. The backbone's own head and projector are not used.
+
+    python benchmarks/quality.py                                    # the table in BENCHMARKS.md
+    python benchmarks/quality.py --datasets digits --steps 100      # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import xbyol
+from xbyol.augment import ByolViews
+from xbyol.config import Config
+from xbyol.data.base import collate
+from xbyol.eval.evaluate import probe_and_knn
+from xbyol.eval.features import extract_features
+from xbyol.eval.knn import knn_accuracy
+from xbyol.eval.linear_probe import linear_probe
+from xbyol.models import create_backbone
+from xbyol.run import load_run
+from xbyol.training.optim import build_optimizer
+from xbyol.training.schedules import lr_at
+from xbyol.training.trainer import batch_indices, build_dataset, steps_per_epoch, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STEPS = {"shapes": 300, "digits": 300}
+
+
+def make_cfg(dataset: str, steps: int, out_dir: str, overrides: list[str]) -> Config:
+    """The dataset's BYOL preset with the step budget."""
+    return xbyol.load_config(
+        ROOT / "configs" / f"{dataset}_byol.yaml",
+        [f"name=quality_{dataset}_byol", f"out_dir={out_dir}", f"train.steps={steps}", "train.progress=false",
+         "train.device=cpu", *overrides],
+    )
+
+
+def score(encode: Callable[[torch.Tensor], torch.Tensor], splits: tuple[Any, Any], cfg: Config) -> dict[str, float]:
+    """Linear-probe and kNN accuracy of ``encode`` (preprocessed images -> [B, D]) with the preset's eval settings."""
+    result, _ = probe_and_knn(encode, splits[0], splits[1], cfg, torch.device("cpu"))
+    return result
+
+
+def score_pixels(splits: tuple[Any, Any], cfg: Config) -> dict[str, float]:
+    """Probe and kNN on raw pixels: flattened preprocessed images, standardised with train statistics."""
+    train_set, test_set = splits
+    tr_x, tr_y = extract_features(lambda x: x.flatten(1), train_set)  # (N, 3HW)
+    te_x, te_y = extract_features(lambda x: x.flatten(1), test_set)
+    mean, std = tr_x.mean(0), tr_x.std(0).clamp_min(1e-6)
+    tr_x, te_x = (tr_x - mean) / std, (te_x - mean) / std
+    probe = linear_probe(tr_x, tr_y, te_x, te_y, C=cfg.eval.probe_c, max_iter=cfg.eval.probe_max_iter, seed=cfg.train.seed)
+    knn = knn_accuracy(tr_x, tr_y, te_x, te_y, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
+    return {"linear_probe": float(probe["accuracy"]), "knn": float(knn)}
+
+
+class Supervised(nn.Module):
+    """Backbone + linear classifier; ``backbone`` is what gets evaluated."""
+
+    def __init__(self, backbone_name: str, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = create_backbone(backbone_name)
+        self.head = nn.Linear(self.backbone.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))  # (B, classes)
+
+
+def train_supervised(cfg: Config) -> nn.Module:
+    """Cross-entropy training with BYOL's budget, optimiser, schedule and precision; returns the backbone."""
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    dataset = build_dataset(cfg, "train")
+    model = Supervised(cfg.model.backbone, len(dataset.class_names))
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt).train()
+    light = dataclasses.replace(
+        cfg.aug, jitter_p=0.0, grayscale_p=0.0, blur_p=(0.0, 0.0), solarize_p=(0.0, 0.0)
+    )  # crop + flip only
+    views = ByolViews(light, cfg.data.image_size)
+    bs = cfg.data.batch_size
+    total = t.steps if t.steps is not None else t.epochs * steps_per_epoch(len(dataset), bs, 1)
+    warmup = t.warmup_steps if t.warmup_steps is not None else int(0.1 * total)
+    base_lr = t.lr * bs / 256 if t.optimizer in ("lars", "sgd") else t.lr
+    optimizer = build_optimizer(model, t, base_lr)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
+    spe = steps_per_epoch(len(dataset), bs, 1)
+    step = 0
+    while step < total:
+        for idx in batch_indices(len(dataset), bs, t.seed, step // spe, 0, 1):
+            if step >= total:
+                break
+            batch = collate([dataset[i] for i in idx])
+            x, _ = views(batch["image"].contiguous(memory_format=fmt))  # (B, 3, S, S), one light view
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total, base_lr, warmup)
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = F.cross_entropy(model(x).float(), batch["label"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+    return model.backbone.eval()
+
+
+def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str]) -> dict[str, Any]:
+    cfg = make_cfg(dataset, steps, out_dir, overrides)
+    res: dict[str, Any] = {"dataset": dataset, "steps": steps, "batch_size": cfg.data.batch_size,
+                           "backbone": cfg.model.backbone, "overrides": overrides}
+    t0 = time.perf_counter()
+    run_dir = train(cfg, overwrite=True)
+    res["byol_train_s"] = time.perf_counter() - t0
+    splits = (build_dataset(cfg, "train"), build_dataset(cfg, "test"))
+    res["train_images"], res["test_images"] = len(splits[0]), len(splits[1])
+    run = load_run(run_dir)
+    res["byol"] = score(run.method.encode, splits, cfg)
+    res["random_init"] = score(run.random_init_backbone(seed=cfg.train.seed), splits, cfg)
+    res["raw_pixels"] = score_pixels(splits, cfg)
+    t0 = time.perf_counter()
+    sup = train_supervised(cfg)
+    res["supervised_train_s"] = time.perf_counter() - t0
+    res["supervised"] = score(sup, splits, cfg)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", default=["shapes", "digits"])
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps of BYOL and supervised (default: 300)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("overrides", nargs="*", help="extra config overrides for every run, e.g. train.lr=1e-3")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
+    t_all = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ds in args.datasets:
+            steps = args.steps or DEFAULT_STEPS[ds]
+            r = run_dataset(ds, steps, tmp, args.overrides)
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    print()
+    print("| dataset | steps x batch | representation | linear probe | kNN (k=20) | train wall time |")
+    print("|---|---|---|---|---|---|")
+    ok = True
+    for r in results:
+        for key, name in (("byol", "BYOL"), ("random_init", "random init"), ("raw_pixels", "raw pixels"), ("supervised", "supervised")):
+            wall = {"byol": f"{r['byol_train_s']:.0f} s", "supervised": f"{r['supervised_train_s']:.0f} s"}.get(key, "-")
+            print(f"| {r['dataset']} | {r['steps']} x {r['batch_size']} | {name} | {r[key]['linear_probe']:.3f} | "
+                  f"{r[key]['knn']:.3f} | {wall} |")
+        for base in ("random_init", "raw_pixels"):
+            ok &= all(r["byol"][m] > r[base][m] for m in ("linear_probe", "knn"))
+    print(f"\ntotal {time.perf_counter() - t_all:.0f} s, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"BYOL beats random init and raw pixels on both metrics for every dataset: {'PASS' if ok else 'FAIL'}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

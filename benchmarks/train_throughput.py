@@ -1,0 +1,197 @@
+"""Images/s of a full BYOL training step next to the bare arithmetic of the same step.
+
+For each backbone (ResNet-18 with the CIFAR stem and the small ``resnet10_16``, 32x32
+``shapes`` images) and batch size (128, 256) two things are timed, alternately, for
+``--reps`` repetitions (a shared machine's load changes from minute to minute; the
+interleaving gives both the same conditions):
+
+- **full**: ``xbyol.train`` itself on the ``configs/shapes_byol.yaml`` preset (bf16
+  autocast, channels_last, AdamW, its logging and collapse-monitor intervals). A step is
+  the time between two consecutive ``after_optimizer_step`` calls of the method, so it
+  holds everything the trainer does per step: reading and collating the batch, both
+  augmented views, the forward and backward passes, the optimiser, the EMA update,
+  logging and monitors.
+- **limit**: the same modules, optimiser and precision on two views made once before
+  timing: online forward + backward and target forward of both views, the loss, the
+  optimiser step and both EMA updates, and nothing else.
+
+Both are timed in wall-clock seconds (images/s, the headline) and in process CPU
+seconds (images per CPU-second: less sensitive to other jobs on a shared machine). The
+first ``--warmup`` steps of every run are discarded (oneDNN kernel creation); each run's
+figure is the median over its remaining steps; the table shows the median over
+repetitions and ``ratio = full / limit`` (target: at least 0.85).
+
+    python benchmarks/train_throughput.py                       # the table in BENCHMARKS.md
+    python benchmarks/train_throughput.py --backbones resnet10_16 --batch-sizes 256 --reps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+import xbyol
+from xbyol.config import Config
+from xbyol.data.base import collate
+from xbyol.losses.byol import byol_loss
+from xbyol.methods import create_method
+from xbyol.methods.byol import BYOL
+from xbyol.models.ema import update_momentum
+from xbyol.training.optim import build_optimizer
+from xbyol.training.schedules import tau_at
+from xbyol.training.trainer import build_dataset, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 0.85
+# (warm-up, timed) steps per run: the small net needs ~3 steps before oneDNN's bf16 kernels are
+# built; ResNet-18 at batch 256 takes tens of seconds per step on two shared CPU cores
+DEFAULT_STEPS = {"resnet10_16": (3, 6), "resnet18_cifar": (1, 2)}
+
+
+def make_cfg(backbone: str, batch_size: int, steps: int, out_dir: str) -> Config:
+    """The shapes preset at ``batch_size`` with one epoch of exactly ``steps`` optimiser steps."""
+    return xbyol.load_config(
+        ROOT / "configs" / "shapes_byol.yaml",
+        [
+            f"name=throughput_{backbone}_{batch_size}",
+            f"out_dir={out_dir}",
+            f"model.backbone={backbone}",
+            f"data.batch_size={batch_size}",
+            f"data.num_train={batch_size * steps}",
+            "data.num_test=16",
+            f"train.steps={steps}",
+            "train.progress=false",
+            "train.device=cpu",
+        ],
+    )
+
+
+@contextlib.contextmanager
+def step_clock() -> Iterator[list[tuple[float, float]]]:
+    """Record ``(wall, process CPU)`` seconds at the end of every optimiser step of BYOL runs.
+
+    The trainer calls ``method.after_optimizer_step`` once per step, after the optimiser;
+    the time between two calls is one whole training step as the trainer runs it.
+    """
+    marks: list[tuple[float, float]] = []
+    original = BYOL.after_optimizer_step
+
+    def marked(self: BYOL, step: int, total_steps: int) -> dict[str, float]:
+        out = original(self, step, total_steps)
+        marks.append((time.perf_counter(), time.process_time()))
+        return out
+
+    BYOL.after_optimizer_step = marked  # type: ignore[method-assign]
+    try:
+        yield marks
+    finally:
+        BYOL.after_optimizer_step = original  # type: ignore[method-assign]
+
+
+def full_step_times(cfg: Config, warmup: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of every step after ``warmup`` of a real ``xbyol.train`` run."""
+    with step_clock() as marks:
+        train(cfg, overwrite=True)
+    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks[warmup - 1 : -1], marks[warmup:])]
+
+
+def limit_step_times(cfg: Config, warmup: int, steps: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of the bare BYOL arithmetic on pre-made views, same modules/optimiser/precision."""
+    torch.manual_seed(cfg.train.seed)
+    dataset = build_dataset(cfg, "train")
+    method = create_method(cfg, dataset)
+    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    method = method.to(memory_format=fmt).train()
+    optimizer = build_optimizer(method, cfg.train, cfg.train.lr)
+    bs = cfg.data.batch_size
+    images = collate([dataset[i] for i in range(bs)])["image"].contiguous(memory_format=fmt)  # (B, 3, H, W)
+    with torch.no_grad():
+        v1, v2 = method.views(images, seed=0)
+    v = torch.cat([v1, v2]).contiguous(memory_format=fmt)  # (2B, 3, S, S)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
+    times = []
+    for step in range(warmup + steps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            z = method.projector(method.backbone(v))  # (2B, P)
+            p1, p2 = method.predictor(z).chunk(2)
+            with torch.no_grad():
+                z1, z2 = method.target_projector(method.target_backbone(v)).chunk(2)
+            loss = byol_loss(p1, p2, z1, z2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            tau = tau_at(step, warmup + steps, cfg.method.tau_base)
+            update_momentum(method.backbone, method.target_backbone, tau)
+            update_momentum(method.projector, method.target_projector, tau)
+        if step >= warmup:
+            times.append((time.perf_counter() - t0, time.process_time() - c0))
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backbones", nargs="+", default=["resnet18_cifar", "resnet10_16"])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[128, 256])
+    p.add_argument("--reps", type=int, default=3, help="alternating (limit, full) repetitions per setting")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 6 small net, 2 ResNet-18)")
+    p.add_argument("--warmup", type=int, default=None, help="discarded steps at the start of every run (default: 3 small net, 1 ResNet-18)")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if torch.cuda.is_available():
+        print("note: CUDA is available but this benchmark times the CPU (train.device=cpu)")
+    load0 = os.getloadavg()
+    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, load average {load0[0]:.1f}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for backbone in args.backbones:
+            warmup, steps = DEFAULT_STEPS.get(backbone, (2, 4))
+            warmup = warmup if args.warmup is None else args.warmup
+            steps = steps if args.steps is None else args.steps
+            for bs in args.batch_sizes:
+                cfg = make_cfg(backbone, bs, warmup + steps, tmp)
+                cfg.train.device = "cpu"
+                reps = []
+                for rep in range(args.reps):
+                    lim = limit_step_times(cfg, warmup, steps)
+                    ful = full_step_times(cfg, warmup)
+                    r = {k: (bs / statistics.median(t[i] for t in ful), bs / statistics.median(t[i] for t in lim))
+                         for i, k in enumerate(("wall", "cpu"))}
+                    reps.append(r)
+                    print(f"  {backbone} batch {bs} rep {rep + 1}: wall full {r['wall'][0]:.1f} / limit {r['wall'][1]:.1f} img/s "
+                          f"= {r['wall'][0] / r['wall'][1]:.3f}; CPU time full {r['cpu'][0]:.1f} / limit {r['cpu'][1]:.1f} "
+                          f"img/CPU-s = {r['cpu'][0] / r['cpu'][1]:.3f} (load {os.getloadavg()[0]:.1f})", flush=True)
+                rows.append((backbone, bs, reps))
+    load1 = os.getloadavg()
+    print()
+    print("| backbone | batch | full step (img/s) | limit (img/s) | ratio (wall) | per-repetition | "
+          "full (img/CPU-s) | limit (img/CPU-s) | ratio (CPU time) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    summary = []
+    for backbone, bs, reps in rows:
+        med = {k: tuple(statistics.median(r[k][j] for r in reps) for j in (0, 1)) for k in ("wall", "cpu")}
+        ratio = {k: statistics.median(r[k][0] / r[k][1] for r in reps) for k in ("wall", "cpu")}
+        per_rep = ", ".join(f"{r['wall'][0] / r['wall'][1]:.2f}" for r in reps)
+        summary.append(ratio["wall"])
+        print(f"| {backbone} | {bs} | {med['wall'][0]:.1f} | {med['wall'][1]:.1f} | **{ratio['wall']:.2f}** | {per_rep} | "
+              f"{med['cpu'][0]:.1f} | {med['cpu'][1]:.1f} | {ratio['cpu']:.2f} |")
+    print(f"\nload average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end ({os.cpu_count()} CPUs); "
+          f"{args.threads} torch threads; {args.reps} alternating repetitions")
+    ok = all(r >= TARGET for r in summary)
+    print(f"target: full / limit (wall) >= {TARGET} for every setting: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
