@@ -3,9 +3,9 @@ CPU, evaluate it, and print the linear-probe and kNN accuracy of the trained enc
 to a randomly initialised one.
 
 Budget: 288 optimiser steps (9 epochs of 8,192 images at batch 256) plus the evaluation
-(features of 8,192 + 2,048 images for both encoders, probes, concept scores) take about
-4.5 minutes of CPU time on one thread (measured, see benchmarks/BENCHMARKS.md), so at most
-that on two cores.
+(features of 8,192 + 2,048 images for both encoders, probes, concept scores). Measured on a
+2-core CPU (benchmarks/BENCHMARKS.md, "make demo"): 116 s of training + 19 s of evaluation,
+linear probe 0.389 vs 0.333 and kNN 0.380 vs 0.325 for the trained vs the random-init encoder.
 
 Run it directly with extra overrides, e.g.::
 
