@@ -96,3 +96,11 @@ def test_throughput_main_reports_ratio_and_exit_code(throughput, capsys, monkeyp
     out = capsys.readouterr().out
     assert "| resnet10_16 | 8 |" in out
     assert code == (0 if "PASS" in out.splitlines()[-1] else 1)
+
+
+def test_quality_byol_only_skips_the_baselines(quality, tmp_path):
+    overrides = ["data.num_train=64", "data.num_test=32", "data.batch_size=32",
+                 "model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32"]
+    res = quality.run_dataset("shapes", 1, str(tmp_path), overrides, byol_only=True)
+    assert set(res["byol"]) == {"linear_probe", "knn"}
+    assert not {"random_init", "raw_pixels", "supervised"} & set(res)
