@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from bench_markdown import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Cross-modal BYOL vs CLIP (shapes)"
@@ -193,13 +193,6 @@ def section(args: argparse.Namespace, r: dict[str, dict[str, Any]], command: str
     )
 
 
-def write_section(text: str, path: Path) -> None:
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -218,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(args, results, command)
     print(text)
     if args.write:
-        write_section(text, Path(__file__).resolve().parent / "BENCHMARKS.md")
+        write_section(Path(__file__).resolve().parent / "BENCHMARKS.md", SECTION, text)
     return 0
 
 

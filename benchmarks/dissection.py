@@ -21,12 +21,12 @@ import argparse
 import csv
 import json
 import platform
-import re
 import sys
 import time
 from pathlib import Path
 
 import torch
+from bench_markdown import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Network dissection (shapes)"
@@ -71,15 +71,6 @@ def ensure_interpretable_byol() -> bool:
 def last_metrics(run_dir: Path) -> dict[str, str]:
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     return rows[-1] if rows else {}
-
-
-def replace_section(md: str, body: str) -> str:
-    block = f"{SECTION}\n\n{body.strip()}\n"
-    if SECTION in md:
-        pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=\n## |\Z)", re.S)
-        return pattern.sub(lambda _: block.rstrip("\n"), md, count=1).rstrip("\n") + "\n"
-    head = md.rstrip("\n") + "\n\n" if md.strip() else "# Benchmarks\n\n"
-    return head + block
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + body)
     if not args.no_write:
         path = ROOT / "benchmarks" / "BENCHMARKS.md"
-        md = path.read_text() if path.exists() else ""
-        path.write_text(replace_section(md, body))
+        write_section(path, SECTION, f"{SECTION}\n\n{body.strip()}\n")
         print(f"\nwritten: {path}")
     return 0
 

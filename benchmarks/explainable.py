@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
+from bench_markdown import write_section  # noqa: E402
 
 SECTION = "## Explainable BYOL (shapes)"
 GROUPS = ("shape", "colour", "size", "position")
@@ -139,13 +139,6 @@ def section(args: argparse.Namespace, byol: dict[str, Any], xbyol: dict[str, Any
     ])
 
 
-def write_section(text: str, path: Path) -> None:
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -156,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(args, results["byol"], results["xbyol"], command.strip())
     print(text)
     if args.write:
-        write_section(text, Path(__file__).resolve().parent / "BENCHMARKS.md")
+        write_section(Path(__file__).resolve().parent / "BENCHMARKS.md", SECTION, text)
     return 0
 
 

@@ -161,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
             steps = steps if args.steps is None else args.steps
             for bs in args.batch_sizes:
                 cfg = make_cfg(backbone, bs, warmup + steps, tmp)
-                cfg.train.device = "cpu"
                 reps = []
                 for rep in range(args.reps):
                     lim = limit_step_times(cfg, warmup, steps)

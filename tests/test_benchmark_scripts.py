@@ -26,6 +26,29 @@ def _load(name: str):
 
 
 @pytest.fixture(scope="module")
+def bench_markdown():
+    return _load("bench_markdown")
+
+
+def test_replace_section_swaps_one_section_with_its_subsections(bench_markdown):
+    md = "# Benchmarks\n\n## A\n\nold a\n\n### A detail\n\nold detail\n\n## B\n\nb\n"
+    out = bench_markdown.replace_section(md, "## A", "## A\n\nnew a\n")
+    assert out == "# Benchmarks\n\n## A\n\nnew a\n\n## B\n\nb\n"
+    # the last section runs to the end of the file
+    out = bench_markdown.replace_section(md, "## B", "## B\n\nnew b")
+    assert out == "# Benchmarks\n\n## A\n\nold a\n\n### A detail\n\nold detail\n\n## B\n\nnew b\n"
+
+
+def test_replace_section_appends_a_missing_section_and_titles_an_empty_file(bench_markdown, tmp_path):
+    assert bench_markdown.replace_section("# Benchmarks\n\n## A\n\na\n", "## C", "## C\n\nc\n") == (
+        "# Benchmarks\n\n## A\n\na\n\n## C\n\nc\n"
+    )
+    path = tmp_path / "BENCHMARKS.md"
+    bench_markdown.write_section(path, "## C", "## C\n\nc\n")
+    assert path.read_text() == "# Benchmarks\n\n## C\n\nc\n"
+
+
+@pytest.fixture(scope="module")
 def quality():
     return _load("quality")
 
