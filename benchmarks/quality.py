@@ -54,7 +54,7 @@ from xbyol.training.schedules import lr_at
 from xbyol.training.trainer import batch_indices, build_dataset, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STEPS = {"shapes": 300, "digits": 600}
+DEFAULT_STEPS = {"shapes": 300, "digits": 1200}
 # shapes at the demo's size: 8192 train images (32 steps per epoch at batch 256, ~9 epochs in the
 # budget) and 2048 test images (sampling noise about +-1 point); digits has its fixed 1437 / 360 split
 DATA_OVERRIDES = {"shapes": ["data.num_train=8192", "data.num_test=2048"]}
@@ -162,7 +162,7 @@ def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], by
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=["shapes", "digits"])
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps of BYOL and supervised (default: shapes 300, digits 600)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps of BYOL and supervised (default: shapes 300, digits 1200)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--byol-only", action="store_true", help="score BYOL alone (for sweeps: the baselines do not depend on BYOL's settings)")
