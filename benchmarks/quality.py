@@ -161,7 +161,8 @@ def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], by
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--datasets", nargs="+", default=["shapes", "digits"])
+    p.add_argument("--datasets", nargs="+", choices=sorted(DEFAULT_STEPS), default=["shapes", "digits"],
+                   help="datasets to run; put config overrides before this flag (or after '--'), or they read as dataset names")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of BYOL and supervised (default: shapes 300, digits 1200)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -127,3 +127,13 @@ def test_quality_byol_only_skips_the_baselines(quality, tmp_path):
     res = quality.run_dataset("shapes", 1, str(tmp_path), overrides, byol_only=True)
     assert set(res["byol"]) == {"linear_probe", "knn"}
     assert not {"random_init", "raw_pixels", "supervised"} & set(res)
+
+
+def test_quality_rejects_an_override_read_as_a_dataset_name(quality, capsys):
+    """`--datasets shapes train.lr=1` takes the override as a dataset: argparse must name it before any training."""
+    with pytest.raises(SystemExit) as exc:
+        quality.main(["--datasets", "shapes", "train.lr=1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'train.lr=1'" in err
+    assert "'digits', 'shapes'" in err
