@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", choices=sorted(DEFAULT_STEPS), default=["shapes", "digits"],
                    help="datasets to run; put config overrides before this flag (or after '--'), or they read as dataset names")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps of BYOL and supervised (default: shapes 300, digits 1200)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps of BYOL and supervised (default: "
+                   + ", ".join(f"{d} {n}" for d, n in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--byol-only", action="store_true", help="score BYOL alone (for sweeps: the baselines do not depend on BYOL's settings)")
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             r = run_dataset(ds, steps, tmp, DATA_OVERRIDES.get(ds, []) + args.overrides, byol_only=args.byol_only)
             results.append(r)
             print(json.dumps(r), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
     if args.byol_only:
         for r in results:
             print(f"{r['dataset']}: BYOL linear probe {r['byol']['linear_probe']:.3f}, kNN {r['byol']['knn']:.3f} "
@@ -197,8 +200,6 @@ def main(argv: list[str] | None = None) -> int:
             ok &= all(r["byol"][m] > r[base][m] for m in ("linear_probe", "knn"))
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"BYOL beats random init and raw pixels on both metrics for every dataset: {'PASS' if ok else 'FAIL'}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
     return 0 if ok else 1
 
 

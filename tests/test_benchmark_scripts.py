@@ -8,6 +8,7 @@ that do not depend on training length behave as their docstrings say.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -127,6 +128,18 @@ def test_quality_byol_only_skips_the_baselines(quality, tmp_path):
     res = quality.run_dataset("shapes", 1, str(tmp_path), overrides, byol_only=True)
     assert set(res["byol"]) == {"linear_probe", "knn"}
     assert not {"random_init", "raw_pixels", "supervised"} & set(res)
+
+
+def test_quality_byol_only_writes_the_json_it_is_asked_for(quality, tmp_path):
+    out = tmp_path / "quality.json"
+    overrides = ["data.num_train=64", "data.num_test=32", "data.batch_size=32",
+                 "model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32"]
+    code = quality.main(["--byol-only", "--steps", "1", "--threads", str(torch.get_num_threads()),
+                         "--json", str(out), *overrides, "--datasets", "shapes"])
+    assert code == 0
+    (res,) = json.loads(out.read_text())
+    assert res["dataset"] == "shapes" and res["steps"] == 1
+    assert set(res["byol"]) == {"linear_probe", "knn"}
 
 
 def test_quality_rejects_an_override_read_as_a_dataset_name(quality, capsys):
