@@ -21,6 +21,10 @@ settings of the dataset's preset. The backbone's own head and projector are not 
     python benchmarks/quality.py --datasets digits --steps 100      # quicker
     python benchmarks/quality.py --threads 1 train.lr=1e-3          # extra config overrides (BYOL and supervised)
     python benchmarks/quality.py --datasets shapes --byol-only method.tau_base=0.996   # one sweep point
+
+shapes at the budget where BYOL beats raw pixels (BENCHMARKS.md; about 2 h of BYOL on two cores):
+
+    python benchmarks/quality.py --steps 1200 data.image_size=64 model.backbone=resnet10_32 train.optimizer=lars train.lr=1.0 train.weight_decay=1e-5 --datasets shapes
 """
 
 from __future__ import annotations
