@@ -122,20 +122,21 @@ def test_throughput_main_reports_ratio_and_exit_code(throughput, capsys, monkeyp
     assert code == (0 if "PASS" in out.splitlines()[-1] else 1)
 
 
+# a one-step shapes run small enough for the suite: 64 / 32 images and narrow heads
+TINY_QUALITY_OVERRIDES = ["data.num_train=64", "data.num_test=32", "data.batch_size=32",
+                          "model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32"]
+
+
 def test_quality_byol_only_skips_the_baselines(quality, tmp_path):
-    overrides = ["data.num_train=64", "data.num_test=32", "data.batch_size=32",
-                 "model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32"]
-    res = quality.run_dataset("shapes", 1, str(tmp_path), overrides, byol_only=True)
+    res = quality.run_dataset("shapes", 1, str(tmp_path), TINY_QUALITY_OVERRIDES, byol_only=True)
     assert set(res["byol"]) == {"linear_probe", "knn"}
     assert not {"random_init", "raw_pixels", "supervised"} & set(res)
 
 
 def test_quality_byol_only_writes_the_json_it_is_asked_for(quality, tmp_path):
     out = tmp_path / "quality.json"
-    overrides = ["data.num_train=64", "data.num_test=32", "data.batch_size=32",
-                 "model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32"]
     code = quality.main(["--byol-only", "--steps", "1", "--threads", str(torch.get_num_threads()),
-                         "--json", str(out), *overrides, "--datasets", "shapes"])
+                         "--json", str(out), *TINY_QUALITY_OVERRIDES, "--datasets", "shapes"])
     assert code == 0
     (res,) = json.loads(out.read_text())
     assert res["dataset"] == "shapes" and res["steps"] == 1
