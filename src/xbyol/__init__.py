@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "train": ("xbyol.training.trainer", "train"),
+    "resume_run": ("xbyol.training.trainer", "resume_run"),
     "evaluate": ("xbyol.eval.evaluate", "evaluate"),
     "load_config": ("xbyol.config", "load"),
     "Config": ("xbyol.config", "Config"),

@@ -24,12 +24,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-supervised BYOL that can explain what it learned: train, evaluate, explain, report.",
     )
     parser.add_argument("--version", action="version", version=f"xbyol {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks instead of one-line errors (also XBYOL_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"xbyol.commands.{mod.name}")
         if hasattr(module, "add_parser"):
             module.add_parser(sub)
     return parser
+
+
+def debug_enabled(args: argparse.Namespace | None = None) -> bool:
+    """``--debug`` or ``XBYOL_DEBUG=1``: let tracebacks through instead of one-line errors."""
+    env = os.environ.get("XBYOL_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    return env or bool(getattr(args, "debug", False))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,15 +47,32 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if debug_enabled(args):
+        return int(args.func(args) or 0)
     from xbyol.config import ConfigError
+    from xbyol.errors import XbyolError
 
     try:
         rc = args.func(args)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:
+    except (XbyolError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"xbyol {args.command}: error: {msg}", file=sys.stderr)
+        print(f"xbyol {args.command}: error: {_one_line(msg)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"xbyol {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not bad input: still one line, the traceback on request
+        print(
+            f"xbyol {args.command}: internal error: {type(e).__name__}: {_one_line(str(e))} "
+            "(rerun with --debug or XBYOL_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
     return int(rc or 0)
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
 
 
 if __name__ == "__main__":

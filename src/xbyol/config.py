@@ -143,7 +143,9 @@ class TrainCfg:
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     log_every: int = opt(10, "write metrics.csv every N steps", low=1)
     monitor_every: int = opt(50, "log collapse monitors every N steps", low=1)
-    ckpt_every: int | None = opt(None, "write a checkpoint every N steps (always at the end)")
+    ckpt_every: int | None = opt(None, "write a checkpoint every N steps (default: every epoch; always at the end)", low=1)
+    ckpt_minutes: float | None = opt(10.0, "also write a checkpoint when this many minutes have passed since the last one (null: only by steps)", low=0.0)
+    max_abs_weight: float | None = opt(1e8, "stop as diverged when a parameter or buffer exceeds this magnitude (null: only NaN/Inf stop)", low=0.0)
     progress: bool = opt(True, "show a progress bar")
 
 

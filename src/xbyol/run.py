@@ -10,6 +10,7 @@ from torch import nn
 
 from xbyol.config import Config, load_run_config
 from xbyol.data.base import SampleDataset
+from xbyol.errors import CheckpointError
 
 
 class LoadedRun:
@@ -26,7 +27,7 @@ class LoadedRun:
 
     def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = "last") -> None:
         from xbyol.methods import create_method
-        from xbyol.training.checkpoint import load_checkpoint
+        from xbyol.training.checkpoint import check_finite_state, load_checkpoint
 
         self._datasets: dict[str, SampleDataset] = {}
         self.run_dir = Path(run_dir)
@@ -41,9 +42,16 @@ class LoadedRun:
         self.device = torch.device(device)
         ckpt_path = self.run_dir / "checkpoints" / f"{checkpoint}.pt"
         ckpt = load_checkpoint(ckpt_path, map_location=self.device)
+        check_finite_state(ckpt_path, ckpt["method"])
         self.step = int(ckpt["step"])
         self.method = create_method(self.cfg, self.dataset("train")).to(self.device)
-        self.method.load_state_dict(ckpt["method"])
+        try:
+            self.method.load_state_dict(ckpt["method"])
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"{ckpt_path} does not fit the model built from {self.run_dir / 'config.yaml'} "
+                f"({str(e).splitlines()[-1].strip()})"
+            ) from None
         self.method.eval()
 
     @property

@@ -89,12 +89,12 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(tiny_cfg, monkey
     def poisoned(self, batch):
         out = original(self, batch)
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == 4:  # the 4th step, numbered 4 as in metrics.csv
             out["loss"] = out["loss"] * float("nan")
         return out
 
     monkeypatch.setattr(BYOL, "training_step", poisoned)
-    with pytest.raises(TrainingDiverged, match="at step 3"):
+    with pytest.raises(TrainingDiverged, match="at step 4"):
         train(cfg)
     assert load_checkpoint(cfg.run_dir / "checkpoints" / "last.pt")["step"] == 2
 

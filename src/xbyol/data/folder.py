@@ -45,6 +45,7 @@ from PIL import Image
 
 from xbyol.data import DATASETS
 from xbyol.data.base import Sample, SampleDataset
+from xbyol.errors import XbyolError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TEST_FRACTION = 0.2
@@ -52,7 +53,7 @@ MASKS_DIR = "masks"
 CAPTIONS_FILE = "captions.jsonl"
 
 
-class UnreadableImageError(OSError):
+class UnreadableImageError(XbyolError, OSError):
     """An image or mask file could not be decoded; the message names the file."""
 
 
@@ -108,10 +109,13 @@ def read_image(path: Path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
         UnreadableImageError: the file cannot be decoded.
     """
     try:
-        with Image.open(path) as im:
-            im.load()
-            orig = im.size
-            rgb = resize_center_crop(to_rgb(im), size)
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                orig = im.size
+                rgb = resize_center_crop(to_rgb(im), size)
     except Exception as e:  # Pillow raises many exception types for bad files
         raise UnreadableImageError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
     arr = np.array(rgb, dtype=np.uint8)  # (S, S, 3)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xbyol.data.folder import read_image
 from xbyol.explain.targets import (
     ConceptTarget,
     DimensionTarget,
@@ -31,27 +32,16 @@ TARGET_KINDS = ("concept", "image", "class", "dim", "norm")
 
 
 def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """Read an image file as uint8 ``[3, size, size]`` (RGB; shorter side resized, centre crop)."""
-    from PIL import Image, UnidentifiedImageError
+    """Read an image file as uint8 ``[3, size, size]``, decoded exactly as training decodes it.
 
+    Raises:
+        FileNotFoundError: no such file.
+        UnreadableImageError: not an image, truncated, or a decompression bomb.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image {p} does not exist")
-    try:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            s = size / min(w, h)
-            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-            import numpy as np
-
-            arr = np.asarray(im, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{p} is not a readable image: {e}") from None
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    return read_image(p, size)[0]
 
 
 def load_probe(run: Any) -> tuple[nn.Linear, list[str]]:

@@ -5,28 +5,65 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import json
 import math
 import os
 import platform
+import random
+import signal
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
+from xbyol import __version__
 from xbyol import config as config_mod
-from xbyol.config import Config
+from xbyol.config import Config, ConfigError
 from xbyol.data import create_dataset
 from xbyol.data.base import SampleDataset, collate
+from xbyol.errors import CheckpointError
 from xbyol.training import distributed as dist_utils
-from xbyol.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from xbyol.training.checkpoint import (
+    LAST,
+    first_bad_tensor,
+    load_latest_checkpoint,
+    optimizer_tensors,
+    remove_stale_temporaries,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from xbyol.training.interrupt import StopRequest
 from xbyol.training.optim import build_optimizer
+from xbyol.training.resume import check_resume_changes
 from xbyol.training.schedules import lr_at
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is kept."""
+    """The loss or a weight became NaN/Inf (or exploded); the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped the run; ``str(e)`` says where and how to continue.
+
+    Attributes:
+        step: the last completed optimiser step (1-based count of steps done).
+        signum: the signal that asked for the stop.
+        saved: whether a checkpoint of ``step`` was written (False after a second Ctrl-C).
+        exit_code: 128 + signum, the shell's convention (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, step: int, signum: int, saved: bool) -> None:
+        super().__init__(message)
+        self.step, self.signum, self.saved = step, signum, saved
+        self.exit_code = 128 + signum
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -150,7 +187,7 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 
 
 def _monitor_stats(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    from xbyol.eval.monitors import effective_rank, embedding_std
+    from xbyol.eval.monitors import effective_rank, embedding_std  # moves beside the trainer in the consolidation (#20)
 
     stats: dict[str, float] = {}
     for k, v in out.items():
@@ -177,246 +214,490 @@ def hardware_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def train(cfg: Config, resume: bool = False, overwrite: bool = False, stop_after: int | None = None) -> Path:
+def train(
+    cfg: Config,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+    extend: bool = False,
+) -> Path:
     """Train ``cfg.method.name`` on ``cfg.data.name``; returns the run directory.
 
     Args:
         cfg: the run's config (validated; saved to ``RUN_DIR/config.yaml``).
-        resume: continue from ``RUN_DIR/checkpoints/last.pt``; the run continues exactly
-            (same data order, RNG streams, optimiser state and schedules).
+        resume: continue from the newest loadable checkpoint in ``RUN_DIR/checkpoints``
+            (``last.pt``, else ``prev.pt``); the run continues exactly: same data order,
+            RNG streams, optimiser state and schedules, from any step.
         overwrite: allow training into an existing run directory from scratch.
         stop_after: stop (with a checkpoint) once this global step is reached, as if
             interrupted; the schedules still span the full run, so a later ``resume``
             continues exactly.
+        extend: with ``resume``, accept config keys that differ from the checkpoint's
+            and change the run's maths (e.g. ``train.steps``); they are printed and
+            recorded in ``run.json``. Without it such differences are refused.
 
     Raises:
-        TrainingDiverged: the loss became NaN/Inf (the last good checkpoint is kept).
+        TrainingDiverged: the loss or a weight became NaN/Inf or exceeded
+            ``train.max_abs_weight`` (the last good checkpoint is kept).
+        TrainingInterrupted: SIGINT/SIGTERM (a checkpoint of the last step is saved).
+        ConfigError, CheckpointError, FileExistsError: bad input, before any step runs.
     """
-    from xbyol.methods import create_method
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, extend=extend)
+    return trainer.run(stop_after)
 
-    t_cfg = cfg.train
-    device = resolve_device(t_cfg.device)
-    distributed = dist_utils.init_from_env(device)
-    rank, world = dist_utils.rank(), dist_utils.world_size()
-    main = rank == 0
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
 
-    run_dir = cfg.run_dir
-    ckpt_path = run_dir / "checkpoints" / "last.pt"
-    if main and not resume and not overwrite and ckpt_path.exists():
-        raise FileExistsError(
-            f"run directory {run_dir} already holds a checkpoint; pass --resume to continue it, "
-            "--overwrite to start again, or choose another name"
-        )
-    if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"cannot resume: {ckpt_path} does not exist")
-    if t_cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+def resume_run(run_dir: str | Path, overrides: list[str] | None = None, extend: bool = False, stop_after: int | None = None) -> Path:
+    """Continue the run in ``run_dir`` from its newest checkpoint, from any working directory.
 
-    torch.manual_seed(t_cfg.seed)
-    import numpy as np
-    import random
+    The run's saved config is read from ``run_dir`` and the run directory is ``run_dir``
+    itself, whatever ``out_dir`` the config holds; ``overrides`` are checked as in
+    :func:`train` with ``extend``.
+    """
+    run_dir = Path(run_dir)
+    saved = config_mod.load_run_config(run_dir)
+    cfg = config_mod.from_dict(config_mod.to_dict(saved), overrides or [])
+    cfg = dataclasses.replace(cfg, out_dir=str(run_dir.parent), name=run_dir.name)
+    return train(cfg, resume=True, stop_after=stop_after, extend=extend)
 
-    np.random.seed(t_cfg.seed)
-    random.seed(t_cfg.seed)
 
-    dataset = build_dataset(cfg, "train")
-    method = create_method(cfg, dataset).to(device)
-    if t_cfg.channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    bs = cfg.data.batch_size
-    spe = steps_per_epoch(len(dataset), bs, world)
-    if spe == 0:
-        raise ValueError(
-            f"data.batch_size={bs} is larger than the {len(dataset)} training images per process; lower it"
-        )
-    total = t_cfg.steps if t_cfg.steps is not None else t_cfg.epochs * spe
-    if total <= 0:
-        raise ValueError("train.steps/train.epochs give zero optimiser steps")
-    warmup = t_cfg.warmup_steps if t_cfg.warmup_steps is not None else int(0.1 * total)
-    base_lr = t_cfg.lr * bs * world / 256 if t_cfg.optimizer in ("lars", "sgd") else t_cfg.lr
-    optimizer = build_optimizer(method, t_cfg, base_lr)
+class Trainer:
+    """One training run in visible phases: set up, restore, step, log, check, checkpoint."""
 
-    step = 0
-    if resume:
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
-        method.load_state_dict(ckpt["method"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+    def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False, extend: bool = False) -> None:
+        from xbyol.methods import create_method  # methods import training.schedules: a cycle at import time
+
+        self.cfg, t = cfg, cfg.train
+        self.device = resolve_device(t.device)
+        self.distributed = dist_utils.init_from_env(self.device)
+        self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
+        self.main = self.rank == 0
+        self.verbose = self.main and t.progress
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.run_dir = cfg.run_dir
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_path = self.ckpt_dir / LAST
+        self.resume = resume
+        if self.main and not resume and not overwrite and self.ckpt_path.exists():
+            raise FileExistsError(
+                f"run directory {self.run_dir} already holds a checkpoint; pass --resume to continue it, "
+                "--overwrite to start again, or choose another name"
+            )
+        ckpt = None
+        if resume:
+            if not self.ckpt_dir.is_dir():
+                raise CheckpointError(f"cannot resume: {self.ckpt_dir} does not exist (no checkpoint was written)")
+            self.restored_from, ckpt = load_latest_checkpoint(self.ckpt_dir, map_location=self.device)
+        self.changes = check_resume_changes(ckpt["config"], config_mod.to_dict(cfg), extend) if ckpt else []
+
+        torch.manual_seed(t.seed)
+        np.random.seed(t.seed)
+        random.seed(t.seed)
+        if self.verbose and cfg.data.root:
+            print(f"opening {cfg.data.name} data at {cfg.data.root} ...", flush=True)
+        self.dataset = build_dataset(cfg, "train")
+        self.method = create_method(cfg, self.dataset).to(self.device)
+        if t.channels_last:
+            self.method = self.method.to(memory_format=torch.channels_last)
+        bs = cfg.data.batch_size
+        self.steps_per_epoch = steps_per_epoch(len(self.dataset), bs, self.world)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"data.batch_size={bs} is larger than the {len(self.dataset)} training images per process; lower it"
+            )
+        self.total = t.steps if t.steps is not None else t.epochs * self.steps_per_epoch
+        if self.total <= 0:
+            raise ConfigError("train.steps/train.epochs give zero optimiser steps")
+        self.warmup = t.warmup_steps if t.warmup_steps is not None else int(0.1 * self.total)
+        self.base_lr = t.lr * bs * self.world / 256 if t.optimizer in ("lars", "sgd") else t.lr
+        self.optimizer = build_optimizer(self.method, t, self.base_lr)
+        self.ckpt_every = t.ckpt_every or self.steps_per_epoch
+        # Loss finiteness is read on the host every step on CPU (free there) but only at
+        # log cadence on CUDA, where each read would stall the device queue.
+        self.sync_every = 1 if self.device.type != "cuda" else t.log_every
+
+        self.step = 0
+        self.saved_step: int | None = None
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.step_module = self._wrap_distributed()
+        self.scaler = torch.amp.GradScaler("cuda") if (t.precision == "fp16" and self.device.type == "cuda") else None
+
+    # ------------------------------------------------------------------------- set-up
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
         step = int(ckpt["step"])
+        if step > self.total:
+            raise ConfigError(
+                f"train.steps/train.epochs give {self.total} steps, but {self.restored_from} is already at step {step}"
+            )
+        try:
+            self.method.load_state_dict(ckpt["method"])
+        except RuntimeError as e:
+            changed = ", ".join(f"{k} ({old!r} in the checkpoint, {new!r} now)" for k, old, new in self.changes)
+            why = f"these keys differ from the saved run: {changed}" if changed else str(e).splitlines()[-1].strip()
+            raise CheckpointError(f"{self.restored_from} does not fit the model built from the config: {why}") from None
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as e:
+            raise CheckpointError(f"{self.restored_from}: its optimiser state does not fit the config ({e})") from None
         set_rng_state(ckpt["rng"])
+        self.step = self.saved_step = step
 
-    step_module: nn.Module = _StepModule(method)
-    if distributed:
-        if cfg.model.sync_bn and device.type == "cuda":
-            step_module = nn.SyncBatchNorm.convert_sync_batchnorm(step_module)
-        elif cfg.model.sync_bn and main:
+    def _wrap_distributed(self) -> nn.Module:
+        module: nn.Module = _StepModule(self.method)
+        if not self.distributed:
+            return module
+        if self.cfg.model.sync_bn and self.device.type == "cuda":
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        elif self.cfg.model.sync_bn and self.main:
             import warnings
 
             warnings.warn("model.sync_bn: SyncBatchNorm needs CUDA devices; using per-process BatchNorm on CPU")
-        step_module = nn.parallel.DistributedDataParallel(
-            step_module,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=getattr(method, "ddp_find_unused_parameters", False),
+        return nn.parallel.DistributedDataParallel(
+            module,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=getattr(self.method, "ddp_find_unused_parameters", False),
         )
-    scaler = torch.amp.GradScaler("cuda") if (t_cfg.precision == "fp16" and device.type == "cuda") else None
 
-    log: MetricsLog | None = None
-    tb = None
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_mod.save(cfg, run_dir / "config.yaml")
-        log = MetricsLog(run_dir / "metrics.csv", resume_step=step if resume else None)
-        tb = tensorboard_writer(run_dir)
-        if not resume and log.rows:
+    def _prepare_run_dir(self) -> MetricsLog | None:
+        if not self.main:
+            return None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.resume or self.changes:
+            config_mod.save(self._config_to_save(), self.run_dir / "config.yaml")
+        removed = remove_stale_temporaries(self.ckpt_dir) if self.ckpt_dir.is_dir() else []
+        if removed and self.verbose:
+            print(f"removed {len(removed)} partial checkpoint file(s) left by an interrupted write", flush=True)
+        log = MetricsLog(self.run_dir / "metrics.csv", resume_step=self.step if self.resume else None)
+        if not self.resume and log.rows:
             log.rows, log.keys = [], []
             log._rewrite()
-        _write_run_info(run_dir, cfg, device, total)
+        return log
 
-    def save(at_step: int) -> None:
-        if not main:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "method": method.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "step": at_step,
-                "total_steps": total,
-                "rng": rng_state(),
-                "config": config_mod.to_dict(cfg),
-                "extra": method.extra_state(),
-            },
-        )
+    def _config_to_save(self) -> Config:
+        """The config with the run's own ``out_dir``/``name`` as first saved (a resume may run elsewhere)."""
+        path = self.run_dir / "config.yaml"
+        if self.resume and path.is_file():
+            saved = config_mod.load(path)
+            return dataclasses.replace(self.cfg, out_dir=saved.out_dir, name=saved.name)
+        return self.cfg
 
-    bar = None
-    if main and t_cfg.progress:
-        from tqdm.auto import tqdm
+    def describe(self) -> list[str]:
+        """What the run found and will do, printed before the first step."""
+        cfg, t, ds = self.cfg, self.cfg.train, self.dataset
+        skipped = len(getattr(ds, "skipped_files", []) or [])
+        start = f"resuming from step {self.step}/{self.total} ({self.restored_from.name})" if self.resume else "new run"
+        lines = [
+            f"run directory: {self.run_dir} ({start})",
+            f"data: {cfg.data.name}, train split {len(ds)} images, {len(ds.class_names)} classes"
+            + (f", {skipped} unreadable files skipped" if skipped else "")
+            + f"; batch {cfg.data.batch_size} x {self.world} process(es)",
+            f"schedule: {self.total} steps = {self.total / self.steps_per_epoch:.2f} epochs of {self.steps_per_epoch} steps"
+            f"; {t.optimizer} lr {self.base_lr:.3g}, warm-up {self.warmup} steps",
+            f"model: {cfg.method.name} on {cfg.model.backbone}; device {self.device} ({torch.get_num_threads()} threads)"
+            f", precision {t.precision}, memory format {'channels_last' if t.channels_last else 'NCHW'}",
+            f"checkpoints: every {self.ckpt_every} steps"
+            + (f" and every {t.ckpt_minutes:g} min" if t.ckpt_minutes else "")
+            + f", to {self.ckpt_path} (the one before kept as prev.pt)",
+        ]
+        lines += [f"changed on resume (--extend): {k}: {old!r} -> {new!r}" for k, old, new in self.changes]
+        return lines
 
-        bar = tqdm(total=total, initial=step, desc=f"train {cfg.method.name}", unit="step", dynamic_ncols=True)
+    # ------------------------------------------------------------------------- the loop
 
-    method.train()
-    t_last, imgs_since = time.perf_counter(), 0
-    t_start = time.perf_counter()
-    end = total if stop_after is None else min(stop_after, total)
-    for batch in _batches(dataset, cfg, start_step=step, total=end, rank=rank, world=world):
-        batch = _to_device(batch, device)
-        if t_cfg.channels_last:
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-        lr = lr_at(step, total, base_lr, warmup)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with _autocast(device, t_cfg.precision):
-            out = step_module(batch)
-        loss = out["loss"]
-        if not torch.isfinite(loss.detach()).item():
+    def run(self, stop_after: int | None = None) -> Path:
+        t = self.cfg.train
+        prev_det, prev_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        log = self._prepare_run_dir()
+        tb = tensorboard_writer(self.run_dir) if self.main else None
+        if self.verbose:
+            print("\n".join(self.describe()), flush=True)
+        segment = _RunInfo(self.run_dir, self.cfg, self.device, self.total, self.step, self.changes) if self.main else None
+        bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.total, initial=self.step, desc=f"train {self.cfg.method.name}", unit="step", dynamic_ncols=True)
+        end = self.total if stop_after is None else min(stop_after, self.total)
+        status = "failed"
+        try:
+            with StopRequest(announce=self.main) as stop:
+                status = self._loop(end, stop, log, tb, bar)
+            return self.run_dir
+        except KeyboardInterrupt as e:
+            status = "interrupted"
+            if isinstance(e, TrainingInterrupted):
+                raise
+            raise self._interrupted(signal.SIGINT, saved=False) from None
+        except TrainingDiverged:
+            status = "diverged"
+            raise
+        finally:
             if bar:
                 bar.close()
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at step {step}; stopped. The last good checkpoint "
-                f"({ckpt_path if ckpt_path.exists() else 'none written yet'}) is kept. "
-                "Try a lower train.lr, train.grad_clip or fp32 precision."
+            if tb is not None:
+                tb.close()
+            if segment is not None:
+                segment.close(self.step, status)
+            torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+
+    def _loop(self, end: int, stop: StopRequest, log: MetricsLog | None, tb: Any, bar: Any) -> str:
+        t = self.cfg.train
+        self.method.train()
+        t_last, imgs_since = time.perf_counter(), 0
+        t_saved = time.monotonic()
+        first_bad_loss = torch.zeros((), dtype=torch.long, device=self.device)
+        for batch in _batches(self.dataset, self.cfg, start_step=self.step, total=end, rank=self.rank, world=self.world):
+            out, lr = self._step(batch, first_bad_loss)
+            extra = self.method.after_optimizer_step(self.step, self.total)
+            self.step += 1
+            step = self.step
+            imgs_since += batch["image"].shape[0] * self.world
+            at_log = step % t.log_every == 0 or step == self.total or step == 1
+            due = step < end and (
+                step % self.ckpt_every == 0 or (t.ckpt_minutes is not None and time.monotonic() - t_saved >= 60 * t.ckpt_minutes)
             )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
+            if self.device.type == "cuda" and (at_log or due or step == end):
+                self._check_loss(first_bad_loss)
+            if at_log or due:
+                self._check_weights(step)
+            if self.main and at_log:
+                now = time.perf_counter()
+                ips = imgs_since / max(now - t_last, 1e-9)
+                t_last, imgs_since = now, 0
+                self._log(step, lr, out, extra, ips, log, tb, bar)
+            if bar:
+                bar.update(1)
+            if due:
+                self._save()
+                t_saved = time.monotonic()
+            if step < end and self._stop_requested(stop, step):
+                if self.saved_step != step:
+                    self._check_weights(step)
+                    self._save()
+                raise self._interrupted(stop.signum or signal.SIGINT, saved=True)
+        self._check_weights(self.step)
+        self._save()
+        return "finished" if self.step >= self.total else "stopped"
+
+    def _step(self, batch: dict[str, Any], first_bad_loss: torch.Tensor) -> tuple[dict[str, torch.Tensor], float]:
+        """One optimiser step on ``batch``; returns the method's outputs and the lr used."""
+        t = self.cfg.train
+        batch = _to_device(batch, self.device)
+        if t.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        lr = lr_at(self.step, self.total, self.base_lr, self.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with _autocast(self.device, t.precision):
+            out = self.step_module(batch)
+        loss = out["loss"]
+        finite = torch.isfinite(loss.detach())
+        if self.sync_every == 1:
+            if not bool(finite):
+                raise self._diverged(f"the loss became {loss.item()} at step {self.step + 1}")
+        else:
+            first_bad_loss.copy_(torch.where(~finite & (first_bad_loss == 0), self.step + 1, first_bad_loss))
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        if t_cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(method.parameters(), t_cfg.grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
+        if t.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), t.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         else:
-            optimizer.step()
-        extra = method.after_optimizer_step(step, total)
-        step += 1
-        imgs_since += batch["image"].shape[0] * world
+            self.optimizer.step()
+        return out, lr
 
-        if main and (step % t_cfg.log_every == 0 or step == total or step == 1):
-            now = time.perf_counter()
-            ips = imgs_since / max(now - t_last, 1e-9)
-            t_last, imgs_since = now, 0
-            row: dict[str, Any] = {"step": step, "epoch": (step - 1) // spe, "lr": lr}
-            row.update({k: float(v.detach()) for k, v in out.items() if not k.startswith("embed/") and v.numel() == 1})
-            row.update(extra)
-            row["images_per_s"] = ips
-            if step % t_cfg.monitor_every == 0 or step == 1 or step == total:
-                row.update(_monitor_stats(out))
-            assert log is not None
-            log.log(row)
-            if tb is not None:
-                for k, v in row.items():
-                    if k != "step" and isinstance(v, (int, float)):
-                        tb.add_scalar(k, v, step)
-            if bar:
-                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.3g}", tau=f"{extra.get('tau', float('nan')):.4f}", img_s=f"{ips:.0f}")
+    def _log(self, step: int, lr: float, out: dict[str, torch.Tensor], extra: dict[str, float], ips: float, log: MetricsLog | None, tb: Any, bar: Any) -> None:
+        t = self.cfg.train
+        row: dict[str, Any] = {"step": step, "epoch": (step - 1) // self.steps_per_epoch, "lr": lr}
+        row.update({k: float(v.detach()) for k, v in out.items() if not k.startswith("embed/") and v.numel() == 1})
+        row.update(extra)
+        row["images_per_s"] = ips
+        if step % t.monitor_every == 0 or step == 1 or step == self.total:
+            row.update(_monitor_stats(out))
+        assert log is not None
+        log.log(row)
+        if tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    tb.add_scalar(k, v, step)
         if bar:
-            bar.update(1)
-        if t_cfg.ckpt_every and step % t_cfg.ckpt_every == 0 and step < total:
-            save(step)
-    if bar:
-        bar.close()
-    if tb is not None:
-        tb.close()
-    save(step)
-    if main:
-        _write_run_info(run_dir, cfg, device, total, duration_s=time.perf_counter() - t_start, finished=step >= total)
-    dist_utils.barrier()
-    return run_dir
+            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.3g}", tau=f"{extra.get('tau', float('nan')):.4f}", img_s=f"{ips:.0f}")
 
+    # ------------------------------------------------------------------------- health and stops
 
-def _batches(
-    dataset: SampleDataset, cfg: Config, start_step: int, total: int, rank: int, world: int
-) -> Iterator[dict[str, Any]]:
-    """Yield collated batches from global step ``start_step`` up to ``total``."""
-    bs = cfg.data.batch_size
-    spe = steps_per_epoch(len(dataset), bs, world)
-    step = start_step
-    while step < total:
-        epoch, offset = divmod(step, spe)
-        batches = batch_indices(len(dataset), bs, cfg.train.seed, epoch, rank, world)[offset:]
-        batches = batches[: total - step]
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=batches,
-            collate_fn=collate,
-            num_workers=cfg.data.num_workers,
-            persistent_workers=False,
+    def _check_loss(self, first_bad_loss: torch.Tensor) -> None:
+        bad = int(first_bad_loss)
+        if bad:
+            raise self._diverged(f"the loss became non-finite at step {bad}")
+
+    def _check_weights(self, step: int) -> None:
+        """Stop as diverged when a parameter or buffer is NaN/Inf or above ``train.max_abs_weight``."""
+        limit = self.cfg.train.max_abs_weight
+        named = list(self.method.named_parameters()) + list(self.method.named_buffers())
+        bad = first_bad_tensor(named, max_abs=limit)
+        if bad is not None:
+            name, peak = bad
+            what = "non-finite values" if not math.isfinite(peak) else f"|value| {peak:.3g} > train.max_abs_weight={limit:g}"
+            raise self._diverged(f"{name} has {what} at step {step}")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        kept = (
+            f"the last good checkpoint ({self.ckpt_path}, step {self.saved_step}) is kept"
+            if self.saved_step is not None
+            else "no checkpoint had been written yet"
         )
-        for b in loader:
-            yield b
-            step += 1
+        return TrainingDiverged(f"{what}; stopped, {kept}. Try a lower train.lr, train.grad_clip or fp32 precision.")
+
+    def _stop_requested(self, stop: StopRequest, step: int) -> bool:
+        """Whether to stop now; under DDP every rank agrees, so all stop at the same step."""
+        wanted = stop.signum is not None
+        if not self.distributed:
+            return wanted
+        if self.device.type == "cuda" and step % self.cfg.train.log_every != 0:
+            return False
+        flag = torch.tensor([stop.signum or 0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if int(flag) and stop.signum is None:
+            stop.signum = int(flag)
+        return bool(int(flag))
+
+    def _interrupted(self, signum: int, saved: bool) -> TrainingInterrupted:
+        name = signal.Signals(signum).name
+        if saved:
+            msg = (
+                f"interrupted ({name}) at step {self.step}/{self.total}; checkpoint saved to {self.ckpt_path}; "
+                f"continue with: xbyol train --resume {self.run_dir}"
+            )
+        else:
+            kept = f"the checkpoint of step {self.saved_step} ({self.ckpt_path}) is kept" if self.saved_step is not None else "no checkpoint was written"
+            msg = (
+                f"aborted ({name}) at step {self.step}/{self.total} without saving; {kept}; "
+                f"continue with: xbyol train --resume {self.run_dir}"
+            )
+        return TrainingInterrupted(msg, self.step, signum, saved)
+
+    # ------------------------------------------------------------------------- checkpoints
+
+    def _save(self) -> None:
+        """Checkpoint the current step (rank 0), after refusing non-finite optimiser state."""
+        if not self.main:
+            return
+        optim_state = self.optimizer.state_dict()
+        bad = first_bad_tensor(optimizer_tensors(optim_state))
+        if bad is not None:
+            raise self._diverged(f"{bad[0]} has non-finite values at step {self.step}")
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                "method": self.method.state_dict(),
+                "optimizer": optim_state,
+                "step": self.step,
+                "total_steps": self.total,
+                "rng": rng_state(),
+                "config": config_mod.to_dict(self.cfg),
+                "extra": self.method.extra_state(),
+            },
+            keep_previous=True,
+        )
+        self.saved_step = self.step
 
 
-def _write_run_info(run_dir: Path, cfg: Config, device: torch.device, total: int, duration_s: float | None = None, finished: bool = False) -> None:
-    import json
+class _StepBatches:
+    """Batch indices from global step ``start`` to ``end``, epoch after epoch (a batch sampler).
 
-    from xbyol import __version__
+    The indices depend only on ``(seed, epoch, rank, world)``; nothing here draws from the
+    global RNG, so where a run is resumed cannot shift the augmentations' random stream.
+    """
 
-    path = run_dir / "run.json"
-    info: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            info = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            info = {}
-    info.update(
-        {
-            "xbyol_version": __version__,
-            "method": cfg.method.name,
-            "dataset": cfg.data.name,
-            "backbone": cfg.model.backbone,
-            "total_steps": total,
-            "hardware": hardware_info(device),
-            "finished": finished,
-        }
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, end: int, rank: int, world: int) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.end, self.rank, self.world = start, end, rank, world
+
+    def __len__(self) -> int:
+        return max(self.end - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        spe = steps_per_epoch(self.n, self.batch_size, self.world)
+        step = self.start
+        while step < self.end:
+            epoch, offset = divmod(step, spe)
+            for batch in batch_indices(self.n, self.batch_size, self.seed, epoch, self.rank, self.world)[offset:]:
+                if step >= self.end:
+                    return
+                yield batch
+                step += 1
+
+
+def _batches(dataset: SampleDataset, cfg: Config, start_step: int, total: int, rank: int, world: int) -> Iterator[dict[str, Any]]:
+    """Collated batches from global step ``start_step`` up to ``total``, from one DataLoader.
+
+    The loader gets a generator of its own (seeded by ``train.seed``): its base-seed draw
+    for workers would otherwise consume the global torch RNG that the augmentations use.
+    """
+    sampler = _StepBatches(len(dataset), cfg.data.batch_size, cfg.train.seed, start_step, total, rank, world)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=cfg.data.num_workers,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
     )
-    info.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S"))
-    if duration_s is not None:
-        info["duration_s"] = info.get("duration_s", 0.0) + duration_s
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, path)
+    yield from loader
+
+
+class _RunInfo:
+    """``run.json``: version, hardware, and one segment per training session (start, end, time, outcome)."""
+
+    def __init__(self, run_dir: Path, cfg: Config, device: torch.device, total: int, start_step: int, changes: list) -> None:
+        self.path = run_dir / "run.json"
+        self.t0 = time.perf_counter()
+        info: dict[str, Any] = {}
+        if self.path.is_file():
+            try:
+                info = json.loads(self.path.read_text())
+            except json.JSONDecodeError:
+                info = {}
+        if start_step == 0:
+            info = {}
+        info.update(
+            {
+                "xbyol_version": __version__,
+                "method": cfg.method.name,
+                "dataset": cfg.data.name,
+                "backbone": cfg.model.backbone,
+                "total_steps": total,
+                "hardware": hardware_info(device),
+                "finished": False,
+            }
+        )
+        info.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S"))
+        segment: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "start_step": start_step}
+        if changes:
+            segment["changed_keys"] = {k: {"from": old, "to": new} for k, old, new in changes}
+        info.setdefault("segments", []).append(segment)
+        self.info = info
+        self._write()
+
+    def close(self, step: int, status: str) -> None:
+        seg = self.info["segments"][-1]
+        seg.update({"end_step": step, "duration_s": time.perf_counter() - self.t0, "status": status})
+        self.info["duration_s"] = sum(s.get("duration_s", 0.0) for s in self.info["segments"])
+        self.info["num_segments"] = len(self.info["segments"])
+        self.info["finished"] = status == "finished"
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.info, indent=2))
+        os.replace(tmp, self.path)
