@@ -114,7 +114,8 @@ def test_resume_removes_stale_temporaries_and_falls_back_to_prev(tiny_cfg):
     ck = cfg.run_dir / "checkpoints"
     (ck / "last.pt.tmp12345").write_bytes(b"half a checkpoint")
     (ck / "last.pt").write_bytes((ck / "last.pt").read_bytes()[:1000])  # a torn newest file
-    resume_run(cfg.run_dir, stop_after=4)
+    with pytest.warns(ckpt_mod.CheckpointWarning, match=r"last\.pt is truncated or corrupt.*prev\.pt \(step 2\)"):
+        resume_run(cfg.run_dir, stop_after=4)
     assert not list(ck.glob("*.tmp*"))
     assert load_checkpoint(ck / "last.pt")["step"] == 4  # continued from prev.pt (step 2)
     rows = (cfg.run_dir / "metrics.csv").read_text().splitlines()[1:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -22,6 +23,10 @@ from xbyol.errors import CheckpointError
 
 LAST = "last.pt"
 PREVIOUS = "prev.pt"
+
+
+class CheckpointWarning(UserWarning):
+    """The newest checkpoint could not be used and an older one was taken instead."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -123,9 +128,13 @@ def load_latest_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "c
     for name in (LAST, PREVIOUS):
         path = Path(ckpt_dir) / name
         try:
-            return path, load_checkpoint(path, map_location)
+            ckpt = load_checkpoint(path, map_location)
         except CheckpointError as e:
             reasons.append(str(e))
+            continue
+        if reasons:
+            warnings.warn(f"{reasons[0]}; using {path} (step {ckpt['step']}) instead", CheckpointWarning, stacklevel=2)
+        return path, ckpt
     raise CheckpointError("no usable checkpoint: " + "; ".join(reasons))
 
 
