@@ -4,15 +4,39 @@ every applicable registered evaluator (concept scores, retrieval, ...)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from xbyol.run import LoadedRun, load_run
+
+
+class StageTimer:
+    """Times the named stages of a long job; ``verbose`` prints each start and end on stderr.
+
+    ``seconds`` maps stage name -> wall time, written into the job's JSON.
+    """
+
+    def __init__(self, prefix: str, verbose: bool) -> None:
+        self.prefix, self.verbose = prefix, verbose
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.verbose:
+            print(f"{self.prefix}: {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.seconds[name] = round(dt, 3)
+        if self.verbose:
+            print(f"{self.prefix}: {name} done in {dt:.1f} s", file=sys.stderr, flush=True)
 
 
 def probe_and_knn(
@@ -22,16 +46,25 @@ def probe_and_knn(
     cfg,
     device: torch.device,
     progress: bool = False,
+    stage: StageTimer | None = None,
+    label: str = "trained",
 ) -> tuple[dict[str, float], Any]:
-    """Linear-probe and kNN accuracy of ``encode_fn`` (preprocessed images -> [B, D])."""
+    """Linear-probe and kNN accuracy of ``encode_fn`` (preprocessed images -> [B, D]).
+
+    ``stage`` times the features, probe and kNN stages under ``label``.
+    """
     from xbyol.eval.features import extract_features
     from xbyol.eval.knn import knn_accuracy
     from xbyol.eval.linear_probe import linear_probe
 
-    tr_x, tr_y = extract_features(encode_fn, train_set, device=device, progress=progress)
-    te_x, te_y = extract_features(encode_fn, test_set, device=device, progress=progress)
-    probe = linear_probe(tr_x, tr_y, te_x, te_y, C=cfg.eval.probe_c, max_iter=cfg.eval.probe_max_iter, seed=cfg.train.seed)
-    knn = knn_accuracy(tr_x, tr_y, te_x, te_y, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
+    stage = stage or StageTimer("eval", verbose=False)
+    with stage(f"{label}: features of {len(train_set)} train + {len(test_set)} test images"):
+        tr_x, tr_y = extract_features(encode_fn, train_set, device=device, progress=progress)
+        te_x, te_y = extract_features(encode_fn, test_set, device=device, progress=progress)
+    with stage(f"{label}: linear probe"):
+        probe = linear_probe(tr_x, tr_y, te_x, te_y, C=cfg.eval.probe_c, max_iter=cfg.eval.probe_max_iter, seed=cfg.train.seed)
+    with stage(f"{label}: kNN"):
+        knn = knn_accuracy(tr_x, tr_y, te_x, te_y, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
     return {"linear_probe": float(probe["accuracy"]), "knn": float(knn)}, probe["classifier"]
 
 
@@ -47,13 +80,15 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
     from xbyol.eval.evaluators import load_evaluators
     from xbyol.eval.linear_probe import probe_to_torch
 
-    run = load_run(run_dir, device=device)
-    cfg = run.cfg
-    train_set, test_set = run.dataset("train"), run.dataset("test")
-    results: dict[str, Any] = {"step": run.step, "dataset": cfg.data.name, "method": cfg.method.name}
+    stage = StageTimer("eval", verbose=progress)
     t0 = time.perf_counter()
+    with stage("loading the run and its datasets"):
+        run = load_run(run_dir, device=device)
+        cfg = run.cfg
+        train_set, test_set = run.dataset("train"), run.dataset("test")
+    results: dict[str, Any] = {"step": run.step, "dataset": cfg.data.name, "method": cfg.method.name}
     if len(train_set.class_names) > 1:
-        trained, classifier = probe_and_knn(run.method.encode, train_set, test_set, cfg, run.device, progress)
+        trained, classifier = probe_and_knn(run.method.encode, train_set, test_set, cfg, run.device, progress, stage)
         results["trained"] = trained
         lin = probe_to_torch(classifier)
         torch.save(
@@ -62,15 +97,17 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
         )
         if cfg.eval.baseline:
             rand = run.random_init_backbone(seed=cfg.train.seed)
-            results["random_init"], _ = probe_and_knn(rand, train_set, test_set, cfg, run.device, progress)
+            results["random_init"], _ = probe_and_knn(rand, train_set, test_set, cfg, run.device, progress, stage, "random init")
     evaluators = load_evaluators()
     for name in evaluators.names():
         if only is not None and name not in only:
             continue
-        res = evaluators.create(name, run=run)
+        with stage(name):
+            res = evaluators.create(name, run=run)
         if res is not None:
             results[name] = res
     results["eval_seconds"] = time.perf_counter() - t0
+    results["stage_seconds"] = stage.seconds
     path = run.path("eval.json")
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2))
@@ -88,7 +125,7 @@ def format_results(results: dict[str, Any]) -> str:
             rows.append((key.replace("_", " "), f"{results['trained'][key]:.4f}", "-" if r is None else f"{r:.4f}"))
         lines.append(_table(rows))
     for name, value in results.items():
-        if name in ("trained", "random_init", "step", "dataset", "method", "eval_seconds") or not isinstance(value, dict):
+        if name in ("trained", "random_init", "step", "dataset", "method", "eval_seconds", "stage_seconds") or not isinstance(value, dict):
             continue
         lines.append(f"\n[{name}]")
         lines.append(_format_section(value))

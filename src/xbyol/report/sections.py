@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: eval.json keys that are not evaluator sections
-_EVAL_META = ("step", "dataset", "method", "eval_seconds", "trained", "random_init")
+_EVAL_META = ("step", "dataset", "method", "eval_seconds", "stage_seconds", "trained", "random_init")
 #: evaluators with their own report section
 _OWN_SECTIONS = ("concepts", "retrieval")
 
