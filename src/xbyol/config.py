@@ -121,6 +121,7 @@ class CrossModalCfg:
 class MethodCfg:
     name: str = choice("byol", ["byol", "xbyol", "xmodal", "clip"], "training objective")
     tau_base: float = opt(0.996, "EMA momentum at step 0; follows a cosine schedule to 1", 0.0, 1.0)
+    concat_views: bool | str = choice("auto", ["auto", True, False], "BYOL/xbyol: pass both views through the networks as one batch (BatchNorm statistics shared across the views) or one view at a time (statistics per view, as in the paper's code); auto: separate on CPU (faster there), concatenated on CUDA")
     semantic: SemanticCfg = field(default_factory=SemanticCfg)
     crossmodal: CrossModalCfg = field(default_factory=CrossModalCfg)
 
@@ -135,8 +136,8 @@ class TrainCfg:
     momentum: float = opt(0.9, "SGD/LARS momentum", 0.0, 1.0)
     lars_eta: float = opt(1e-3, "LARS trust coefficient", low=0.0)
     warmup_steps: int | None = opt(None, "linear warm-up steps (default: 10% of total)")
-    precision: str = choice("fp32", ["fp32", "bf16", "fp16"], "autocast precision")
-    channels_last: bool = opt(False, "use the channels_last memory format")
+    precision: str = choice("auto", ["auto", "fp32", "bf16", "fp16"], "autocast precision; auto: bf16 where the hardware has it (AVX512-BF16/AMX CPUs, recent GPUs), fp16 with loss scaling on older GPUs, else fp32")
+    channels_last: bool | str = choice("auto", ["auto", True, False], "channels_last memory format; auto: on for convolutional backbones")
     grad_clip: float | None = opt(None, "clip the gradient norm to this value")
     seed: int = opt(0, "seed of model init, augmentation and data order")
     deterministic: bool = opt(False, "torch.use_deterministic_algorithms(True)")

@@ -53,7 +53,7 @@ def test_truncated_checkpoint_is_named(run_copy, capsys, command):
     if command == "train":  # a resume falls back to prev.pt; break that one too
         _truncate(run_copy / "checkpoints" / "prev.pt")
     argv = {
-        "eval": ["eval", str(run_copy)],
+        "eval": ["eval", str(run_copy), "--no-progress"],
         "explain": ["explain", str(run_copy), "--target", "norm", "--indices", "0", "--out", str(run_copy / "x")],
         "train": ["train", "--resume", str(run_copy)],
     }[command]
@@ -67,7 +67,7 @@ def test_checkpoint_with_pickled_objects_is_refused_as_unsafe(run_copy, capsys):
     blob = torch.load(ckpt, weights_only=True)
     blob["extra"] = argparse.Namespace(x=1)  # any class outside the weights-only allow-list
     torch.save(blob, ckpt)
-    assert main(["eval", str(run_copy)]) == 2
+    assert main(["eval", str(run_copy), "--no-progress"]) == 2
     line = _one_error_line(capsys, "eval")
     assert str(ckpt) in line and "not a safe xbyol checkpoint" in line
 

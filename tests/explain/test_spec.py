@@ -3,6 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
+from xbyol.data.folder import UnreadableImageError
 from xbyol.explain.spec import load_image, parse_target
 from xbyol.explain.targets import (
     ConceptTarget,
@@ -74,5 +75,5 @@ def test_load_image_converts_and_crops(tmp_path):
     assert out.shape == (3, 10, 10) and out.dtype == torch.uint8
     assert torch.equal(out[0], out[1]) and int(out[0, 5, 5]) == 200
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="not a readable image"):
+    with pytest.raises(UnreadableImageError, match=r"cannot read image .*bad\.png"):
         load_image(tmp_path / "bad.png", 10)

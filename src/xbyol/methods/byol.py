@@ -17,6 +17,7 @@ from xbyol.models import create_backbone
 from xbyol.models.ema import copy_as_target, update_momentum
 from xbyol.models.heads import PredictionHead, ProjectionHead
 from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
+from xbyol.training.precision import resolve_concat_views
 from xbyol.training.schedules import tau_at
 
 
@@ -43,6 +44,7 @@ class BYOL(Method):
         self.target_backbone = copy_as_target(self.backbone)
         self.target_projector = copy_as_target(self.projector)
         self.views = ByolViews(cfg.aug, cfg.data.image_size)
+        self.concat_views = resolve_concat_views(cfg.method.concat_views)
 
     def online_projection(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))  # (B, P)
@@ -59,10 +61,16 @@ class BYOL(Method):
             view 1 for the collapse monitors, and ``loss_filter`` (already weighted) when the
             backbone carries an interpretable layer; ``z_online`` is ``[2B, P]`` (both views).
         """
-        v = torch.cat([v1, v2])  # one pass over both views keeps BatchNorm statistics shared
-        z_online = self.online_projection(v)  # (2B, P)
-        p1, p2 = self.predictor(z_online).chunk(2)
-        z1_t, z2_t = self.target_projection(v).chunk(2)
+        if self.concat_views:  # one pass: BatchNorm statistics are shared by both views
+            v = torch.cat([v1, v2])
+            z_online = self.online_projection(v)  # (2B, P)
+            p1, p2 = self.predictor(z_online).chunk(2)
+            z1_t, z2_t = self.target_projection(v).chunk(2)
+        else:  # one view at a time: BatchNorm statistics per view
+            z1, z2 = self.online_projection(v1), self.online_projection(v2)  # (B, P) each
+            z_online = torch.cat([z1, z2])  # (2B, P)
+            p1, p2 = self.predictor(z1), self.predictor(z2)
+            z1_t, z2_t = self.target_projection(v1), self.target_projection(v2)
         terms = {"loss_byol": byol_loss(p1, p2, z1_t, z2_t), "embed/projection": z_online.detach()[: v1.shape[0]]}
         if isinstance(self.backbone, InterpretableBackbone):
             terms["loss_filter"] = self.backbone.aux_loss()  # filter loss of this forward (Zhang et al. 2018)

@@ -39,6 +39,7 @@ from xbyol.training.checkpoint import (
 )
 from xbyol.training.interrupt import StopRequest
 from xbyol.training.optim import build_optimizer
+from xbyol.training.precision import resolve_channels_last, resolve_concat_views, resolve_precision
 from xbyol.training.resume import check_resume_changes
 from xbyol.training.schedules import lr_at
 
@@ -74,7 +75,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device: {name!r} requested but CUDA is not available")
+        raise ConfigError(f"train.device: {name!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is None:  # torch.cuda.set_device needs an index
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
     return dev
 
 
@@ -287,7 +290,8 @@ class Trainer:
         if resume:
             if not self.ckpt_dir.is_dir():
                 raise CheckpointError(f"cannot resume: {self.ckpt_dir} does not exist (no checkpoint was written)")
-            self.restored_from, ckpt = load_latest_checkpoint(self.ckpt_dir, map_location=self.device)
+            # on the CPU: the RNG states must stay CPU tensors; load_state_dict moves the weights
+            self.restored_from, ckpt = load_latest_checkpoint(self.ckpt_dir, map_location="cpu")
         self.changes = check_resume_changes(ckpt["config"], config_mod.to_dict(cfg), extend) if ckpt else []
 
         torch.manual_seed(t.seed)
@@ -296,8 +300,13 @@ class Trainer:
         if self.verbose and cfg.data.root:
             print(f"opening {cfg.data.name} data at {cfg.data.root} ...", flush=True)
         self.dataset = build_dataset(cfg, "train")
-        self.method = create_method(cfg, self.dataset).to(self.device)
-        if t.channels_last:
+        concat = resolve_concat_views(cfg.method.concat_views, self.device)
+        method_cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, concat_views=concat))
+        self.method = create_method(method_cfg, self.dataset).to(self.device)
+        self.precision = resolve_precision(t.precision, self.device)
+        self.channels_last = resolve_channels_last(t.channels_last, self.method.backbone)
+        self.concat_views = concat
+        if self.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
         bs = cfg.data.batch_size
         self.steps_per_epoch = steps_per_epoch(len(self.dataset), bs, self.world)
@@ -321,7 +330,7 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt)
         self.step_module = self._wrap_distributed()
-        self.scaler = torch.amp.GradScaler("cuda") if (t.precision == "fp16" and self.device.type == "cuda") else None
+        self.scaler = torch.amp.GradScaler("cuda") if (self.precision == "fp16" and self.device.type == "cuda") else None
 
     # ------------------------------------------------------------------------- set-up
 
@@ -383,6 +392,10 @@ class Trainer:
             return dataclasses.replace(self.cfg, out_dir=saved.out_dir, name=saved.name)
         return self.cfg
 
+    def resolved(self) -> dict[str, Any]:
+        """The concrete values the ``auto`` settings took on this device (stored in run.json)."""
+        return {"precision": self.precision, "channels_last": self.channels_last, "concat_views": self.concat_views}
+
     def describe(self) -> list[str]:
         """What the run found and will do, printed before the first step."""
         cfg, t, ds = self.cfg, self.cfg.train, self.dataset
@@ -396,7 +409,8 @@ class Trainer:
             f"schedule: {self.total} steps = {self.total / self.steps_per_epoch:.2f} epochs of {self.steps_per_epoch} steps"
             f"; {t.optimizer} lr {self.base_lr:.3g}, warm-up {self.warmup} steps",
             f"model: {cfg.method.name} on {cfg.model.backbone}; device {self.device} ({torch.get_num_threads()} threads)"
-            f", precision {t.precision}, memory format {'channels_last' if t.channels_last else 'NCHW'}",
+            f", precision {self.precision}, memory format {'channels_last' if self.channels_last else 'NCHW'}"
+            f", views {'concatenated' if self.concat_views else 'separate'}",
             f"checkpoints: every {self.ckpt_every} steps"
             + (f" and every {t.ckpt_minutes:g} min" if t.ckpt_minutes else "")
             + f", to {self.ckpt_path} (the one before kept as prev.pt)",
@@ -416,7 +430,7 @@ class Trainer:
         tb = tensorboard_writer(self.run_dir) if self.main else None
         if self.verbose:
             print("\n".join(self.describe()), flush=True)
-        segment = _RunInfo(self.run_dir, self.cfg, self.device, self.total, self.step, self.changes) if self.main else None
+        segment = _RunInfo(self.run_dir, self.cfg, self.device, self.total, self.step, self.changes, self.resolved()) if self.main else None
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
@@ -488,12 +502,12 @@ class Trainer:
         """One optimiser step on ``batch``; returns the method's outputs and the lr used."""
         t = self.cfg.train
         batch = _to_device(batch, self.device)
-        if t.channels_last:
+        if self.channels_last:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         lr = lr_at(self.step, self.total, self.base_lr, self.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with _autocast(self.device, t.precision):
+        with _autocast(self.device, self.precision):
             out = self.step_module(batch)
         loss = out["loss"]
         finite = torch.isfinite(loss.detach())
@@ -659,7 +673,7 @@ def _batches(dataset: SampleDataset, cfg: Config, start_step: int, total: int, r
 class _RunInfo:
     """``run.json``: version, hardware, and one segment per training session (start, end, time, outcome)."""
 
-    def __init__(self, run_dir: Path, cfg: Config, device: torch.device, total: int, start_step: int, changes: list) -> None:
+    def __init__(self, run_dir: Path, cfg: Config, device: torch.device, total: int, start_step: int, changes: list, resolved: dict[str, Any]) -> None:
         self.path = run_dir / "run.json"
         self.t0 = time.perf_counter()
         info: dict[str, Any] = {}
@@ -678,6 +692,7 @@ class _RunInfo:
                 "backbone": cfg.model.backbone,
                 "total_steps": total,
                 "hardware": hardware_info(device),
+                "resolved": resolved,
                 "finished": False,
             }
         )
