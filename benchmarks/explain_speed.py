@@ -56,8 +56,9 @@ def gradcam_vs_captum(model: nn.Module, x: torch.Tensor, target, repeats: int) -
     around every call).
 
     Returns:
-        ``ours_s`` and ``captum_s`` (median seconds per call for the batch ``x [B, 3, H, W]``)
-        and ``max_abs_diff`` between the two ``[B, H, W]`` maps.
+        ``ours_s`` and ``captum_s`` (median seconds per call for the batch ``x [B, 3, H, W]``),
+        ``max_abs_diff`` between the two ``[B, H, W]`` maps and ``captum_max`` (the largest
+        value of Captum's maps, the scale of that difference).
     """
     from captum.attr import LayerAttribution, LayerGradCam  # optional dependency, as in xbyol.explain
 
@@ -71,12 +72,14 @@ def gradcam_vs_captum(model: nn.Module, x: torch.Tensor, target, repeats: int) -
     def ours_gradcam() -> torch.Tensor:
         return explain(model, x, target, method="gradcam", normalize=False)
 
-    diff = (captum_gradcam()[:, 0].detach() - ours_gradcam()).abs().max().item()
+    reference = captum_gradcam()[:, 0].detach()  # (B, H, W)
+    diff = (reference - ours_gradcam()).abs().max().item()
     ours_t, captum_t = [], []
     for _ in range(max(3, 4 * repeats)):
         ours_t.append(_time(ours_gradcam, x.device))
         captum_t.append(_time(captum_gradcam, x.device))
-    return {"ours_s": statistics.median(ours_t), "captum_s": statistics.median(captum_t), "max_abs_diff": diff}
+    return {"ours_s": statistics.median(ours_t), "captum_s": statistics.median(captum_t), "max_abs_diff": diff,
+            "captum_max": reference.abs().max().item()}
 
 
 def main() -> None:
