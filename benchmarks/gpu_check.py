@@ -7,9 +7,10 @@
 Sections (``--sections`` picks some; each one runs even when an earlier one failed, and
 its error lands in the JSON, so a single short GPU session yields everything it can):
 
-1. ``tests``: the test suite's CUDA tests (``pytest -m cuda``: bf16 and fp16+GradScaler
-   training, channels_last, explainers and metrics equal to the CPU, a CUDA checkpoint
-   loaded with CUDA hidden, ...). They all skip on a CPU.
+1. ``tests``: the test suite's CUDA tests (``pytest -m cuda``: ``train.device: cuda``,
+   bf16 and fp16+GradScaler training, channels_last, resume on the GPU, explainers and
+   metrics equal to the CPU, a CUDA checkpoint loaded with CUDA hidden, ...). They all
+   skip on a CPU.
 2. ``ddp``: BYOL through ``torchrun`` with NCCL (gloo on the CPU), one process and, with two
    GPUs, two: two epochs uninterrupted, the same run again (the run-to-run noise floor of
    non-deterministic kernels), and runs stopped at the epoch boundary and mid-epoch, then
@@ -27,9 +28,9 @@ its error lands in the JSON, so a single short GPU session yields everything it 
 
 Everything goes to a JSON file (``--json``, default ``$OUT/gpu_check.json`` when ``OUT``
 is set) and Markdown tables to stdout. Exit code 0 when every check passed (tests, DDP
-resume, fp16 finiteness, Grad-CAM agreement with Captum, no section error); the speed
-targets (full/limit >= 0.9 for resnet18_cifar, bf16 faster than fp32) are reported
-beside them but do not change the exit code.
+resume, fp16 finiteness, Grad-CAM agreement with Captum, no section or setting raised);
+the speed targets (full/limit >= 0.9 for resnet18_cifar, bf16 faster than fp32) are
+reported beside them but do not change the exit code.
 """
 
 from __future__ import annotations
@@ -77,16 +78,30 @@ TINY = dict(backbones=["resnet10_16"], batch_sizes=[8], warmup=1, steps=2, reps=
 TINY_HEADS = ("model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32")
 
 
+def train_device(args: argparse.Namespace) -> str:
+    """``train.device`` for the runs: ``cuda:0`` with its index (``torch.cuda.set_device`` rejects a bare ``cuda``)."""
+    return "cuda:0" if args.device == "cuda" else "cpu"
+
+
 # ----------------------------------------------------------------------------- 1. CUDA tests
 
 
+def cuda_test_files() -> list[Path]:
+    """The test modules that hold ``pytest.mark.cuda`` tests.
+
+    Only these are collected, so the check needs none of the packages other tests import
+    (Flask, Playwright, the bundled MiniLM) on a GPU machine.
+    """
+    return sorted(p for p in (ROOT / "tests").rglob("test_*.py") if "pytest.mark.cuda" in p.read_text())
+
+
 def run_cuda_tests(device: torch.device) -> dict[str, Any]:
-    """``pytest -m cuda`` over ``tests/`` in a subprocess; counts from its JUnit XML."""
+    """``pytest -m cuda`` over :func:`cuda_test_files` in a subprocess; counts from its JUnit XML."""
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", "-m", "cuda",
-               f"--junitxml={xml}", str(ROOT / "tests")]
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+               f"--junitxml={xml}", *map(str, cuda_test_files())]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
         suite = ET.parse(xml).getroot()
         suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
         assert suite is not None
@@ -134,14 +149,18 @@ def ddp_worker(args: argparse.Namespace) -> int:
         cfg = ddp_cfg(args, world, args.workdir, name)
         runs.append((f"{name}_first_part", lambda cfg=cfg, stop=stop: train(cfg, stop_after=stop)))
         runs.append((f"{name}_resumed", lambda cfg=cfg: train(cfg, resume=True)))
-    times = {}
+    times, errors = {}, {}
     for label, fn in runs:
         t0 = time.perf_counter()
-        fn()
+        try:
+            fn()
+        except Exception as exc:  # keep going: the other runs still tell something (every rank fails alike)
+            errors[label] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
         times[label] = time.perf_counter() - t0
     if dist.get_rank() == 0:
         result = {"world_size": world, "backend": dist.get_backend(), "steps": args.ddp_steps,
-                  "steps_per_epoch": args.ddp_steps // 2, "seconds": times,
+                  "steps_per_epoch": args.ddp_steps // 2, "seconds": times, "run_errors": errors,
                   "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
         Path(args.workdir, "ddp_result.json").write_text(json.dumps(result))
     dist.barrier()
@@ -170,24 +189,33 @@ def run_ddp(args: argparse.Namespace, nproc: int) -> dict[str, Any]:
                "--ddp-backbone", args.ddp_backbone, "--ddp-batch", str(args.ddp_batch),
                "--ddp-steps", str(args.ddp_steps), *[f"--extra={e}" for e in args.extra]]
         env = dict(os.environ, OMP_NUM_THREADS=str(max(1, torch.get_num_threads() // nproc)))
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env)
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
         if done.returncode != 0:
             return {"ok": False, "nproc": nproc, "returncode": done.returncode,
                     "output_tail": (done.stdout + done.stderr)[-4000:]}
         result = json.loads(Path(workdir, "ddp_result.json").read_text())
+        failed = {label.split("_first_part")[0].split("_resumed")[0] for label in result["run_errors"]}
         ckpt = {name: load_checkpoint(Path(workdir, name, "checkpoints", "last.pt"))
-                for name in ("straight", "straight_again", *points)}
-        run_world = json.loads(Path(workdir, "straight", "run.json").read_text()).get("hardware", {}).get("world_size")
-    noise = max_weight_diff(ckpt["straight"]["method"], ckpt["straight_again"]["method"])
-    resumes = {}
+                for name in ("straight", "straight_again", *points) if name not in failed}
+        info = Path(workdir, "straight", "run.json")
+        run_world = json.loads(info.read_text()).get("hardware", {}).get("world_size") if info.is_file() else None
+    noise = (max_weight_diff(ckpt["straight"]["method"], ckpt["straight_again"]["method"])
+             if {"straight", "straight_again"} <= set(ckpt) else None)
+    resumes: dict[str, dict[str, Any]] = {}
     for name, stop in points.items():
+        if name in failed or noise is None:
+            resumes[name] = {"ok": False, "stopped_at": stop, "max_diff": None}
+            continue
         diff = max_weight_diff(ckpt["straight"]["method"], ckpt[name]["method"])
         ok = ckpt[name]["step"] == ckpt["straight"]["step"] == args.ddp_steps and (
             diff == 0.0 if noise == 0.0 else diff <= 10 * noise)
         resumes[name] = {"ok": ok, "stopped_at": stop, "max_diff": diff}
     ok = all(r["ok"] for r in resumes.values()) and result["world_size"] == run_world == nproc
-    return {"ok": ok, "nproc": nproc, **result, "run_to_run_max_diff": noise, "resume": resumes,
-            "run_json_world_size": run_world}
+    out = {"ok": ok, "nproc": nproc, **result, "run_to_run_max_diff": noise, "resume": resumes,
+           "run_json_world_size": run_world}
+    if result["run_errors"]:
+        out["output_tail"] = (done.stdout + done.stderr)[-4000:]
+    return out
 
 
 # ----------------------------------------------------------------------------- 3. fp16 + GradScaler
@@ -196,7 +224,7 @@ def run_ddp(args: argparse.Namespace, nproc: int) -> dict[str, Any]:
 def run_fp16(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     """A ``fp16_steps`` fp16 run of resnet10_16 (every step logged); all losses must be finite."""
     cfg = tt.make_cfg("resnet10_16", args.fp16_batch, args.fp16_steps, workdir,
-                      (f"train.device={args.device}", "train.precision=fp16", "train.log_every=1", "name=fp16",
+                      (f"train.device={train_device(args)}", "train.precision=fp16", "train.log_every=1", "name=fp16",
                        *args.extra))
     t0 = time.perf_counter()
     run_dir = train(cfg, overwrite=True)
@@ -222,44 +250,66 @@ def _peak_mib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
+def throughput_row(args: argparse.Namespace, backbone: str, bs: int, variant: str, workdir: str):  # type: ignore[no-untyped-def]
+    """(row, config) of one setting: ``--reps`` alternating limit / full runs, peak GPU memory of the full runs."""
+    device = torch.device(train_device(args))
+    precision, channels_last = VARIANTS[variant]
+    cfg = tt.make_cfg(backbone, bs, args.warmup + args.steps, workdir,
+                      (f"train.device={train_device(args)}", f"train.precision={precision}",
+                       f"train.channels_last={str(channels_last).lower()}", *args.extra))
+    dataset = build_dataset(cfg, "train")
+    reps = []
+    for _ in range(args.reps):
+        lim = tt.limit_step_times(cfg, args.warmup, args.steps, dataset)
+        _peak_reset(device)
+        ful = tt.full_step_times(cfg, args.warmup)
+        reps.append((bs / statistics.median(w for w, _ in ful), bs / statistics.median(w for w, _ in lim), _peak_mib(device)))
+    ratios = [f / li for f, li, _ in reps]
+    row = {"backbone": backbone, "batch": bs, "variant": variant,
+           "full_img_s": statistics.median(r[0] for r in reps), "limit_img_s": statistics.median(r[1] for r in reps),
+           "ratio": statistics.median(ratios), "ratios": ratios,
+           "peak_mib": max((r[2] for r in reps if r[2] is not None), default=None)}
+    return row, cfg
+
+
+def stage_row(args: argparse.Namespace, cfg, variant: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Median milliseconds and shares of each stage of one step (``train_throughput.stage_times``)."""
+    times = tt.stage_times(cfg, args.warmup, args.steps)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    total = sum(med.values())
+    return {"backbone": cfg.model.backbone, "batch": cfg.data.batch_size, "variant": variant,
+            "ms": {k: 1000 * v for k, v in med.items()}, "share": {k: v / total for k, v in med.items()},
+            "step_ms": 1000 * total}
+
+
 def run_throughput(args: argparse.Namespace, workdir: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(one row per backbone x batch x variant, one per-stage split per backbone x batch)."""
-    device = torch.device(args.device)
+    """(one row per backbone x batch x variant, one per-stage split per backbone x batch in the last variant).
+
+    A setting that raises (e.g. out of GPU memory) becomes a row with its ``error``; the others still run.
+    """
     rows, stages = [], []
     for backbone in args.backbones:
         for bs in args.batch_sizes:
-            split_cfg = None
+            cfg = None
             for variant in args.variants:
-                precision, channels_last = VARIANTS[variant]
-                cfg = tt.make_cfg(backbone, bs, args.warmup + args.steps, workdir,
-                                  (f"train.device={args.device}", f"train.precision={precision}",
-                                   f"train.channels_last={str(channels_last).lower()}", *args.extra))
-                dataset = build_dataset(cfg, "train")
-                reps = []
-                for _ in range(args.reps):
-                    lim = tt.limit_step_times(cfg, args.warmup, args.steps, dataset)
-                    _peak_reset(device)
-                    ful = tt.full_step_times(cfg, args.warmup)
-                    peak = _peak_mib(device)
-                    full_ips = bs / statistics.median(w for w, _ in ful)
-                    limit_ips = bs / statistics.median(w for w, _ in lim)
-                    reps.append((full_ips, limit_ips, peak))
-                ratios = [f / li for f, li, _ in reps]
-                rows.append({"backbone": backbone, "batch": bs, "variant": variant,
-                             "full_img_s": statistics.median(r[0] for r in reps),
-                             "limit_img_s": statistics.median(r[1] for r in reps),
-                             "ratio": statistics.median(ratios), "ratios": ratios,
-                             "peak_mib": max((r[2] for r in reps if r[2] is not None), default=None)})
-                print(f"  {backbone} batch {bs} {variant}: full {rows[-1]['full_img_s']:.0f} / limit "
-                      f"{rows[-1]['limit_img_s']:.0f} img/s = {rows[-1]['ratio']:.2f}", flush=True)
-                split_cfg = cfg  # the last variant (the preset's bf16 + channels_last by default)
-            assert split_cfg is not None
-            times = tt.stage_times(split_cfg, args.warmup, args.steps)
-            med = {name: statistics.median(t) for name, t in times.items()}
-            total = sum(med.values())
-            stages.append({"backbone": backbone, "batch": bs, "variant": args.variants[-1],
-                           "ms": {k: 1000 * v for k, v in med.items()},
-                           "share": {k: v / total for k, v in med.items()}, "step_ms": 1000 * total})
+                try:
+                    row, cfg = throughput_row(args, backbone, bs, variant, workdir)
+                except Exception as exc:
+                    row = {"backbone": backbone, "batch": bs, "variant": variant, "error": f"{type(exc).__name__}: {exc}"}
+                    traceback.print_exc()
+                    print(f"  {backbone} batch {bs} {variant}: {row['error']}", flush=True)
+                else:
+                    print(f"  {backbone} batch {bs} {variant}: full {row['full_img_s']:.0f} / limit "
+                          f"{row['limit_img_s']:.0f} img/s = {row['ratio']:.2f}", flush=True)
+                rows.append(row)
+                if args.device == "cuda":
+                    torch.cuda.empty_cache()
+            if cfg is not None and "error" not in rows[-1]:
+                try:
+                    stages.append(stage_row(args, cfg, args.variants[-1]))
+                except Exception as exc:
+                    stages.append({"backbone": backbone, "batch": bs, "variant": args.variants[-1],
+                                   "error": f"{type(exc).__name__}: {exc}"})
     return rows, stages
 
 
@@ -268,7 +318,7 @@ def run_throughput(args: argparse.Namespace, workdir: str) -> tuple[list[dict[st
 
 def run_explain(args: argparse.Namespace) -> dict[str, Any]:
     """Grad-CAM (ours and Captum's LayerGradCam) and integrated gradients on one batch on the device."""
-    device = torch.device(args.device)
+    device = torch.device(train_device(args))
     torch.manual_seed(0)
     model = create_backbone(args.explain_backbone).eval().to(device)
     g = torch.Generator().manual_seed(0)
@@ -310,7 +360,7 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def targets(res: dict[str, Any]) -> dict[str, Any]:
     """The issue's speed targets, from the throughput rows (None where the rows are missing)."""
-    rows = res.get("throughput") or []
+    rows = [r for r in res.get("throughput") or [] if "error" not in r]
     r18 = [r["ratio"] for r in rows if r["backbone"] == "resnet18_cifar"]
     by = {(r["backbone"], r["batch"], r["variant"]): r["full_img_s"] for r in rows}
     bf16_faster = [by[k[:2] + ("bf16",)] > by[k] for k in by if k[2] == "fp32" and k[:2] + ("bf16",) in by]
@@ -339,7 +389,9 @@ def markdown(res: dict[str, Any]) -> str:
                 out.append(f"| DDP {d['nproc']} process(es), {d['backend']}: resume at step {r['stopped_at']} of "
                            f"{d['steps']} ({where.replace('_', ' ')}, {d['steps_per_epoch']} steps/epoch) | "
                            f"{'PASS' if r['ok'] else 'FAIL'} | resumed vs uninterrupted max abs weight diff "
-                           f"{r['max_diff']:.3g}; uninterrupted run to run {d['run_to_run_max_diff']:.3g} |")
+                           f"{_f(r['max_diff'], '.3g')}; uninterrupted run to run {_f(d['run_to_run_max_diff'], '.3g')} |")
+            for label, err in d["run_errors"].items():
+                out.append(f"| DDP {d['nproc']} process(es): run `{label}` | ERROR | {err[:200]} |")
         else:
             out.append(f"| DDP {d['nproc']} process(es) | FAIL | torchrun exit code {d['returncode']} |")
     if "fp16" in res:
@@ -356,6 +408,9 @@ def markdown(res: dict[str, Any]) -> str:
         out += ["", "| backbone | batch | precision | full step (img/s) | limit (img/s) | **full / limit** | "
                 "per repetition | peak GPU memory (MiB) |", "|---|---|---|---|---|---|---|---|"]
         for r in res["throughput"]:
+            if "error" in r:
+                out.append(f"| {r['backbone']} | {r['batch']} | {r['variant']} | ERROR: {r['error'][:150]} | | | | |")
+                continue
             out.append(f"| {r['backbone']} | {r['batch']} | {r['variant']} | {r['full_img_s']:.1f} | {r['limit_img_s']:.1f} | "
                        f"**{r['ratio']:.2f}** | {', '.join(f'{x:.2f}' for x in r['ratios'])} | {_f(r['peak_mib'], '.0f')} |")
     if res.get("stages"):
@@ -364,6 +419,9 @@ def markdown(res: dict[str, Any]) -> str:
                 "| backbone | batch | precision | " + " | ".join(names) + " | sum (ms) |",
                 "|---|---|---|" + "---|" * (len(names) + 1)]
         for s in res["stages"]:
+            if "error" in s:
+                out.append(f"| {s['backbone']} | {s['batch']} | {s['variant']} | ERROR: {s['error'][:150]} |")
+                continue
             cells = " | ".join(f"{s['ms'][n]:.1f} ({100 * s['share'][n]:.0f}%)" for n in names)
             out.append(f"| {s['backbone']} | {s['batch']} | {s['variant']} | {cells} | {s['step_ms']:.1f} |")
     if "explain" in res:
@@ -433,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.ddp_worker:
         return ddp_worker(args)
-    device = torch.device(args.device)
+    device = torch.device(train_device(args))
     t_start = time.perf_counter()
     res: dict[str, Any] = {"environment": environment(device), "tiny": args.tiny}
     with tempfile.TemporaryDirectory() as workdir:
@@ -457,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = [res["tests"]["ok"]] if "tests" in res else []
     checks += [d["ok"] for d in res.get("ddp", [])]
     checks += [res[k]["ok"] for k in ("fp16", "explain") if k in res]
+    checks += ["error" not in r for r in res.get("throughput", []) + res.get("stages", [])]
     res["ok"] = all(checks) and not res.get("errors")
     path = args.json or (str(Path(os.environ["OUT"]) / "gpu_check.json") if os.environ.get("OUT") else None)
     if path:

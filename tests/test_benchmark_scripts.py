@@ -180,11 +180,11 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     # 1. the CUDA tests are selected and all skip here
     tests = res["tests"]
     assert tests["ok"] and tests["failures"] == tests["errors"] == 0
-    assert tests["skipped"] == tests["tests"] >= 19
+    assert tests["skipped"] == tests["tests"] >= 21
     # 2. one torchrun process with gloo; resuming at an epoch boundary is exact
     (ddp,) = res["ddp"]
     assert (ddp["nproc"], ddp["world_size"], ddp["backend"], ddp["run_json_world_size"]) == (1, 1, "gloo", 1)
-    assert ddp["run_to_run_max_diff"] == 0.0
+    assert ddp["run_to_run_max_diff"] == 0.0 and ddp["run_errors"] == {}
     assert ddp["resume"]["epoch_boundary"] == {"ok": True, "stopped_at": 2, "max_diff": 0.0}
     mid = ddp["resume"]["mid_epoch"]
     assert mid["stopped_at"] == 1 and mid["ok"] == (mid["max_diff"] == 0.0)
@@ -212,6 +212,12 @@ def test_gpu_check_without_cuda_says_so_in_one_line(gpu_check, monkeypatch, caps
         gpu_check.parse_args([])
     assert exc.value.code == 2
     assert "--device cuda: CUDA is not available on this machine" in capsys.readouterr().err
+
+
+def test_gpu_check_collects_only_the_modules_with_cuda_tests(gpu_check):
+    names = {p.name for p in gpu_check.cuda_test_files()}
+    assert {"test_train_cuda.py", "test_metrics_cuda.py", "test_cam_registry.py", "test_views.py"} <= names
+    assert "test_app.py" not in names  # the explorer's tests import Flask, absent on GPU images
 
 
 def test_gpu_check_resume_points_are_a_boundary_and_mid_epoch(gpu_check):

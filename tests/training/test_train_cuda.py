@@ -19,7 +19,7 @@ from xbyol.training.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
-DEVICE = "cuda"
+DEVICE = "cuda:0"
 
 
 def _cfg(tiny_cfg, **overrides):
@@ -72,6 +72,23 @@ def test_channels_last_gives_the_same_losses_on_cuda(tiny_cfg):
     cl = train(_cfg(tiny_cfg, name="cl", **common, **{"train.channels_last": True}))
     # TF32 convolutions (PyTorch's CUDA default) round differently per layout: ~1e-3 relative
     assert _losses(cl) == pytest.approx(_losses(dense), rel=1e-2)
+
+
+def test_train_device_cuda_without_an_index_trains(tiny_cfg):
+    """``train.device: cuda`` (as users write it) must work, not only ``cuda:0`` or ``auto``."""
+    run_dir = train(from_dict(to_dict(tiny_cfg), {"name": "plain_cuda", "train.device": "cuda", "train.steps": 1}))
+    assert len(_losses(run_dir)) == 1
+
+
+def test_resume_on_cuda_continues_to_the_last_step(tiny_cfg):
+    """Stop half-way and resume on the GPU: the checkpoint's RNG states and optimiser state must load there."""
+    cfg = _cfg(tiny_cfg, name="resume", **{"train.precision": "bf16", "train.steps": 4})
+    train(cfg, stop_after=2)
+    assert load_checkpoint(cfg.run_dir / "checkpoints" / "last.pt")["step"] == 2
+    train(cfg, resume=True)
+    assert load_checkpoint(cfg.run_dir / "checkpoints" / "last.pt")["step"] == 4
+    losses = _losses(cfg.run_dir)
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
 
 
 _LOAD_ON_CPU = r"""
