@@ -189,7 +189,7 @@ def run_ddp(args: argparse.Namespace, nproc: int) -> dict[str, Any]:
                "--ddp-backbone", args.ddp_backbone, "--ddp-batch", str(args.ddp_batch),
                "--ddp-steps", str(args.ddp_steps), *[f"--extra={e}" for e in args.extra]]
         env = dict(os.environ, OMP_NUM_THREADS=str(max(1, torch.get_num_threads() // nproc)))
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
         if done.returncode != 0:
             return {"ok": False, "nproc": nproc, "returncode": done.returncode,
                     "output_tail": (done.stdout + done.stderr)[-4000:]}

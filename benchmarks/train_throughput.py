@@ -46,14 +46,13 @@ import torch
 
 import xbyol
 from xbyol.config import Config
-from xbyol.data.base import collate
+from xbyol.data.base import SampleDataset, collate
 from xbyol.losses.byol import byol_loss
 from xbyol.methods import create_method
 from xbyol.methods.byol import BYOL
 from xbyol.models.ema import update_momentum
 from xbyol.training.optim import build_optimizer
 from xbyol.training.schedules import tau_at
-from xbyol.data.base import SampleDataset
 from xbyol.training.trainer import build_dataset, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +65,7 @@ DEFAULT_STEPS = {"resnet10_16": (3, 6), "resnet18_cifar": (1, 2)}
 def make_cfg(backbone: str, batch_size: int, steps: int, out_dir: str, overrides: tuple[str, ...] = ()) -> Config:
     """The shapes preset at ``batch_size`` with one epoch of exactly ``steps`` optimiser steps.
 
-    ``overrides`` (dotted ``key=value``) come last, e.g. ``("train.device=cuda", "train.precision=fp32")``.
+    ``overrides`` (dotted ``key=value``) come last, e.g. ``("train.device=cuda:0", "train.precision=fp32")``.
     """
     return xbyol.load_config(
         ROOT / "configs" / "shapes_byol.yaml",
