@@ -23,6 +23,11 @@ repetitions and ``ratio = full / limit`` (target: at least 0.85).
 
     python benchmarks/train_throughput.py                       # the table in BENCHMARKS.md
     python benchmarks/train_throughput.py --backbones resnet10_16 --batch-sizes 256 --reps 5
+
+The functions take the device and precision from the config (``train.device``,
+``train.precision``, ``train.channels_last``), so ``benchmarks/gpu_check.py`` reuses them
+on CUDA; there every step boundary waits for the GPU (``torch.cuda.synchronize``), in the
+full and the limit runs alike, so the clock measures finished work, not queued kernels.
 """
 
 from __future__ import annotations
@@ -41,14 +46,14 @@ import torch
 
 import xbyol
 from xbyol.config import Config
-from xbyol.data.base import collate
+from xbyol.data.base import SampleDataset, collate
 from xbyol.losses.byol import byol_loss
 from xbyol.methods import create_method
 from xbyol.methods.byol import BYOL
 from xbyol.models.ema import update_momentum
 from xbyol.training.optim import build_optimizer
 from xbyol.training.schedules import tau_at
-from xbyol.training.trainer import build_dataset, train
+from xbyol.training.trainer import build_dataset, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.85
@@ -57,8 +62,11 @@ TARGET = 0.85
 DEFAULT_STEPS = {"resnet10_16": (3, 6), "resnet18_cifar": (1, 2)}
 
 
-def make_cfg(backbone: str, batch_size: int, steps: int, out_dir: str) -> Config:
-    """The shapes preset at ``batch_size`` with one epoch of exactly ``steps`` optimiser steps."""
+def make_cfg(backbone: str, batch_size: int, steps: int, out_dir: str, overrides: tuple[str, ...] = ()) -> Config:
+    """The shapes preset at ``batch_size`` with one epoch of exactly ``steps`` optimiser steps.
+
+    ``overrides`` (dotted ``key=value``) come last, e.g. ``("train.device=cuda:0", "train.precision=fp32")``.
+    """
     return xbyol.load_config(
         ROOT / "configs" / "shapes_byol.yaml",
         [
@@ -71,22 +79,31 @@ def make_cfg(backbone: str, batch_size: int, steps: int, out_dir: str) -> Config
             f"train.steps={steps}",
             "train.progress=false",
             "train.device=cpu",
+            *overrides,
         ],
     )
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @contextlib.contextmanager
-def step_clock() -> Iterator[list[tuple[float, float]]]:
+def step_clock(device: torch.device = torch.device("cpu")) -> Iterator[list[tuple[float, float]]]:
     """Record ``(wall, process CPU)`` seconds at the end of every optimiser step of BYOL runs.
 
     The trainer calls ``method.after_optimizer_step`` once per step, after the optimiser;
-    the time between two calls is one whole training step as the trainer runs it.
+    the time between two calls is one whole training step as the trainer runs it. On CUDA
+    the mark waits for the step's kernels first (:func:`sync`).
     """
     marks: list[tuple[float, float]] = []
     original = BYOL.after_optimizer_step
 
     def marked(self: BYOL, step: int, total_steps: int) -> dict[str, float]:
         out = original(self, step, total_steps)
+        sync(device)
         marks.append((time.perf_counter(), time.process_time()))
         return out
 
@@ -99,43 +116,133 @@ def step_clock() -> Iterator[list[tuple[float, float]]]:
 
 def full_step_times(cfg: Config, warmup: int) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of every step after ``warmup`` of a real ``xbyol.train`` run."""
-    with step_clock() as marks:
+    with step_clock(resolve_device(cfg.train.device)) as marks:
         train(cfg, overwrite=True)
     return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks[warmup - 1 : -1], marks[warmup:])]
 
 
-def limit_step_times(cfg: Config, warmup: int, steps: int) -> list[tuple[float, float]]:
-    """(wall, CPU) seconds of the bare BYOL arithmetic on pre-made views, same modules/optimiser/precision."""
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The trainer's autocast: bf16 / fp16 on ``device``, nothing for fp32."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _setup(cfg: Config, dataset: SampleDataset | None = None):  # type: ignore[no-untyped-def]
+    """(device, memory format, method, optimiser, grad scaler or None, dataset) as the trainer builds them."""
     torch.manual_seed(cfg.train.seed)
-    dataset = build_dataset(cfg, "train")
-    method = create_method(cfg, dataset)
+    device = resolve_device(cfg.train.device)
+    dataset = build_dataset(cfg, "train") if dataset is None else dataset
+    method = create_method(cfg, dataset).to(device)
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     method = method.to(memory_format=fmt).train()
     optimizer = build_optimizer(method, cfg.train, cfg.train.lr)
+    scaler = torch.amp.GradScaler("cuda") if (cfg.train.precision == "fp16" and device.type == "cuda") else None
+    return device, fmt, method, optimizer, scaler, dataset
+
+
+def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
+def limit_step_times(
+    cfg: Config, warmup: int, steps: int, dataset: SampleDataset | None = None
+) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of the bare BYOL arithmetic on pre-made views, same modules/optimiser/precision.
+
+    ``dataset``: the run's training split when already built (only its first batch is used).
+    """
+    device, fmt, method, optimizer, scaler, dataset = _setup(cfg, dataset)
     bs = cfg.data.batch_size
-    images = collate([dataset[i] for i in range(bs)])["image"].contiguous(memory_format=fmt)  # (B, 3, H, W)
+    images = collate([dataset[i] for i in range(bs)])["image"].to(device).contiguous(memory_format=fmt)  # (B, 3, H, W)
     with torch.no_grad():
         v1, v2 = method.views(images, seed=0)
     v = torch.cat([v1, v2]).contiguous(memory_format=fmt)  # (2B, 3, S, S)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
     times = []
     for step in range(warmup + steps):
+        sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        with _autocast(device, cfg.train.precision):
             z = method.projector(method.backbone(v))  # (2B, P)
             p1, p2 = method.predictor(z).chunk(2)
             with torch.no_grad():
                 z1, z2 = method.target_projector(method.target_backbone(v)).chunk(2)
             loss = byol_loss(p1, p2, z1, z2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        _backward_and_step(loss, optimizer, scaler)
         with torch.no_grad():
             tau = tau_at(step, warmup + steps, cfg.method.tau_base)
             update_momentum(method.backbone, method.target_backbone, tau)
             update_momentum(method.projector, method.target_projector, tau)
+        sync(device)
         if step >= warmup:
             times.append((time.perf_counter() - t0, time.process_time() - c0))
+    return times
+
+
+STAGES = ("data", "to_device", "augment", "forward_backward", "optimizer", "ema")
+
+
+def stage_times(cfg: Config, warmup: int, steps: int, dataset: SampleDataset | None = None) -> dict[str, list[float]]:
+    """Wall seconds of each stage of the trainer's BYOL step, the device synchronised between stages.
+
+    The stages, in the trainer's order: ``data`` (``dataset[i]`` for the batch and
+    ``collate``, as the trainer's ``DataLoader`` with ``data.num_workers=0`` does),
+    ``to_device`` (the non-blocking copy, channels_last), ``augment`` (both views,
+    ``method.views``), ``forward_backward`` (online and target forwards, the loss, the
+    backward), ``optimizer`` (the step) and ``ema`` (``method.after_optimizer_step``). The
+    synchronisations serialise what the trainer may overlap, so the sum is an upper bound
+    of a full step; the shares say which stage holds a step back. Logging and the
+    collapse monitors are not included (they run every ``train.log_every`` steps).
+
+    Returns:
+        ``{stage: [seconds of each step after warmup]}`` for every name in :data:`STAGES`.
+    """
+    device, fmt, method, optimizer, scaler, dataset = _setup(cfg, dataset)
+    bs = cfg.data.batch_size
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.train.seed))
+    times: dict[str, list[float]] = {name: [] for name in STAGES}
+    n_batches = len(dataset) // bs
+    for step in range(warmup + steps):
+        marks = [time.perf_counter()]
+
+        def mark() -> None:
+            sync(device)
+            marks.append(time.perf_counter())
+
+        idx = order[(step % n_batches) * bs : (step % n_batches + 1) * bs].tolist()
+        batch = collate([dataset[i] for i in idx])
+        mark()
+        images = batch["image"].to(device, non_blocking=True)
+        if cfg.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
+        mark()
+        with _autocast(device, cfg.train.precision):
+            v1, v2 = method.views(images)
+            mark()
+            terms, _ = method.byol_terms(v1, v2)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            terms["loss_byol"].backward()
+        else:
+            scaler.scale(terms["loss_byol"]).backward()
+        mark()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+        mark()
+        method.after_optimizer_step(step, warmup + steps)
+        mark()
+        if step >= warmup:
+            for name, a, b in zip(STAGES, marks[:-1], marks[1:]):
+                times[name].append(b - a)
     return times
 
 

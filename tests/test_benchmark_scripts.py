@@ -151,3 +151,89 @@ def test_quality_rejects_an_override_read_as_a_dataset_name(quality, capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'train.lr=1'" in err
     assert "'digits', 'shapes'" in err
+
+
+# ----------------------------------------------------------------------------- gpu_check.py
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # gpu_check imports its sibling benchmark modules
+    try:
+        yield _load("gpu_check")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+@pytest.mark.slow  # ~40 s: the CUDA test selection, four torchrun runs, three throughput settings, the explainers
+def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+    """The one-command GPU check at tiny sizes on the CPU: every section runs and reports, JSON under $OUT."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, OUT=str(tmp_path))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--tiny",
+                           "--threads", "1"], env=env, capture_output=True, text=True, timeout=900)
+    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert "errors" not in res, res.get("errors")
+    assert done.returncode == (0 if res["ok"] else 1), done.stderr[-2000:]
+    # 1. the CUDA tests are selected and all skip here
+    tests = res["tests"]
+    assert tests["ok"] and tests["failures"] == tests["errors"] == 0
+    assert tests["skipped"] == tests["tests"] >= 21
+    # 2. one torchrun process with gloo; resuming at an epoch boundary is exact
+    (ddp,) = res["ddp"]
+    assert (ddp["nproc"], ddp["world_size"], ddp["backend"], ddp["run_json_world_size"]) == (1, 1, "gloo", 1)
+    assert ddp["run_to_run_max_diff"] == 0.0 and ddp["run_errors"] == {}
+    assert ddp["resume"]["epoch_boundary"] == {"ok": True, "stopped_at": 2, "max_diff": 0.0}
+    mid = ddp["resume"]["mid_epoch"]
+    assert mid["stopped_at"] == 1 and mid["ok"] == (mid["max_diff"] == 0.0)
+    assert "fp16" not in res  # fp16 autocast needs CUDA
+    # 3. throughput: every precision variant, and a per-stage split that adds up
+    assert [r["variant"] for r in res["throughput"]] == ["fp32", "bf16", "bf16+channels_last"]
+    for row in res["throughput"]:
+        assert row["full_img_s"] > 0 and row["limit_img_s"] > 0 and row["peak_mib"] is None
+        assert row["ratio"] == pytest.approx(row["full_img_s"] / row["limit_img_s"], rel=1e-9)
+    (split,) = res["stages"]
+    assert list(split["ms"]) == ["data", "to_device", "augment", "forward_backward", "optimizer", "ema"]
+    assert sum(split["share"].values()) == pytest.approx(1.0)
+    assert sum(split["ms"].values()) == pytest.approx(split["step_ms"])
+    # 4. Grad-CAM agrees with Captum's LayerGradCam; integrated gradients is timed
+    assert res["explain"]["ok"] and res["explain"]["gradcam_rel_diff"] < 1e-5
+    assert res["explain"]["ig_maps_s"] > 0
+    # 5. the Markdown report on stdout
+    assert "| resnet10_16 | 8 | bf16+channels_last |" in done.stdout
+    assert done.stdout.rstrip().endswith(f"JSON: {tmp_path / 'gpu_check.json'}")
+
+
+def test_gpu_check_without_cuda_says_so_in_one_line(gpu_check, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.parse_args([])
+    assert exc.value.code == 2
+    assert "--device cuda: CUDA is not available on this machine" in capsys.readouterr().err
+
+
+def test_gpu_check_collects_only_the_modules_with_cuda_tests(gpu_check):
+    names = {p.name for p in gpu_check.cuda_test_files()}
+    assert {"test_train_cuda.py", "test_metrics_cuda.py", "test_cam_registry.py", "test_views.py"} <= names
+    assert "test_app.py" not in names  # the explorer's tests import Flask, absent on GPU images
+
+
+def test_gpu_check_resume_points_are_a_boundary_and_mid_epoch(gpu_check):
+    # two epochs of steps // 2 steps each
+    assert gpu_check.resume_points(20) == {"epoch_boundary": 10, "mid_epoch": 5}
+    assert gpu_check.resume_points(4) == {"epoch_boundary": 2, "mid_epoch": 1}
+
+
+def test_gpu_check_weight_diff_and_targets(gpu_check):
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
+    assert gpu_check.max_weight_diff(a, {"w": torch.tensor([1.5, 1.0]), "n": torch.tensor(4)}) == 1.0
+    with pytest.raises(ValueError, match="differ in keys"):
+        gpu_check.max_weight_diff(a, {"w": a["w"]})
+    row = {"backbone": "resnet18_cifar", "batch": 256}
+    rows = [dict(row, variant="fp32", full_img_s=100.0, ratio=0.95), dict(row, variant="bf16", full_img_s=180.0, ratio=0.85)]
+    assert gpu_check.targets({"throughput": rows}) == {
+        "resnet18_full_over_limit_min": 0.85, "resnet18_ratio_ok": False, "bf16_faster_than_fp32_everywhere": True}
+    assert gpu_check.targets({}) == {
+        "resnet18_full_over_limit_min": None, "resnet18_ratio_ok": None, "bf16_faster_than_fp32_everywhere": None}

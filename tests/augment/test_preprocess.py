@@ -39,6 +39,7 @@ def test_preprocess_rejects_int_dtype():
         preprocess(torch.zeros(1, 3, 4, 4, dtype=torch.int64))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_preprocess_stays_on_device():
     x = torch.zeros(1, 3, 4, 4, dtype=torch.uint8, device="cuda")

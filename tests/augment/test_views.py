@@ -43,6 +43,7 @@ def test_shapes_dtypes_device():
         assert torch.isfinite(v).all()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_views_on_cuda_are_seeded_and_stay_on_device():
     views = ByolViews(AugCfg(), image_size=32)

@@ -47,8 +47,8 @@ def _target(method: str, model: nn.Module, probe: nn.Linear, x: torch.Tensor, id
     return EmbeddingSimilarityTarget(refs[idx])
 
 
-def _devices() -> list[str]:
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+def _devices() -> list:
+    return ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.cuda)] if torch.cuda.is_available() else [])
 
 
 @pytest.mark.parametrize("device", _devices())
@@ -72,6 +72,20 @@ def test_batch_equals_each_image_alone(method: str) -> None:
         alone = explain(model, x[i : i + 1], _target(method, model, probe, x, [i]), method=method, **kw)
         assert alone.max() == 1
         torch.testing.assert_close(batch[i : i + 1], alone, atol=1e-6, rtol=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", DETERMINISTIC)
+def test_maps_on_cuda_equal_the_cpu_maps(method: str) -> None:
+    # float64 on both devices: float32 CUDA convolutions use TF32 by default (~1e-3 relative)
+    model, x, probe = _setup("cpu", batch=3, size=16, dtype=torch.float64)
+    kw = dict(FAST.get(method, {}), **({"layer": "stages.1"} if method == "scorecam" else {}))
+    on_cpu = explain(model, x, _target(method, model, probe, x, [0, 1, 2]), method=method, **kw)
+    model, x, probe = model.to("cuda"), x.to("cuda"), probe.to("cuda")
+    on_cuda = explain(model, x, _target(method, model, probe, x, [0, 1, 2]), method=method, **kw)
+    assert on_cuda.device == x.device
+    torch.testing.assert_close(on_cuda.cpu(), on_cpu, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("method", ["lime", "kernelshap"])
