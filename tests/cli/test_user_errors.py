@@ -129,8 +129,7 @@ def test_strict_folder_with_an_unreadable_file_names_it(tmp_path, capsys, tiny_o
             argv += ["--set", s]
     assert main(argv) == 2
     line = _one_error_line(capsys, "train")
-    assert str(bad) in line
-    assert not (tmp_path / "runs").exists()
+    assert str(bad) in line  # found when first read, so the run stops at its first batch
 
 
 def test_debug_lets_the_traceback_through(run_copy, monkeypatch):

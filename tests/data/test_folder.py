@@ -72,36 +72,33 @@ def test_shorter_side_resize_and_centre_crop(tmp_path):
     assert (img[1, 1:7] == 255).all() and (img[0, 1:7] == 0).all() and (img[2, 1:7] == 0).all()
 
 
-def test_bad_files_are_skipped_with_one_warning(tmp_path):
+def test_bad_files_are_found_lazily_skipped_and_counted(tmp_path):
     root = tmp_path / "bad"
     save_rgb(root / "apple" / "good.png", (1, 2, 3))
-    (root / "apple" / "broken.png").write_bytes(truncated_bytes("PNG"))  # fails Image.verify
+    (root / "apple" / "broken.png").write_bytes(truncated_bytes("PNG"))  # fails even Image.verify
     save_rgb(root / "box" / "good.png", (4, 5, 6))
     (root / "box" / "late.jpg").write_bytes(truncated_bytes("JPEG", cut_from_end=10))  # fails only on decode
     (root / "box" / "notes.txt").write_text("not an image")
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        ds = FolderDataset(root, "train", image_size=8)
-    msgs = dataset_warnings(rec)
-    assert len(msgs) == 1 and "1 unreadable" in msgs[0] and "broken.png" in msgs[0]
-    assert sorted(ds.keys) == ["apple/good.png", "box/good.png", "box/late.jpg"]
-    late = ds.keys.index("box/late.jpg")
-    with pytest.warns(DatasetWarning, match="late.jpg"):
-        s = ds[late]
-    assert s["index"] == (late + 1) % 3 and ds.load_failures == 1
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert ds[late]["index"] == (late + 1) % 3  # known bad: no second warning
-    assert ds.load_failures == 1
-    # a whole pass never raises
-    assert len([ds[i] for i in range(len(ds))]) == 3
+        warnings.simplefilter("error")  # opening reads no image, so nothing to warn about yet
+        ds = FolderDataset(root, "train", image_size=8)
+    assert ds.keys == ["apple/broken.png", "apple/good.png", "box/good.png", "box/late.jpg"]
+    with pytest.warns(DatasetWarning, match="broken.png"):
+        s = ds[0]
+    assert s["index"] == 1 and ds.load_failures == 1
+    late = ds.keys.index("box/late.jpg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per dataset: later failures are only counted
+        assert ds[late]["index"] == 1  # wraps around to the next readable image
+        assert ds[0]["index"] == 1  # a known bad file is not read again
+    assert ds.load_failures == 2
+    assert [ds[i]["index"] for i in range(len(ds))] == [1, 1, 2, 1]  # a whole pass never raises
 
-    with pytest.raises(UnreadableImageError, match="broken.png"):
-        FolderDataset(root, "train", image_size=8, strict=True)
-    (root / "apple" / "broken.png").unlink()
     strict = FolderDataset(root, "train", image_size=8, strict=True)
+    with pytest.raises(UnreadableImageError, match="broken.png"):
+        strict[0]
     with pytest.raises(UnreadableImageError, match="late.jpg"):
-        strict[strict.keys.index("box/late.jpg")]
+        strict[late]
 
 
 def test_captions_jsonl(tmp_path):

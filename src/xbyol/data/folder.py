@@ -23,11 +23,10 @@ Layout (``root`` = ``data.root``)::
 - Images of any mode (grayscale, palette, RGBA, 16-bit) become RGB; transparent
   pixels are composited onto white. Each image is resized so its shorter side is
   ``image_size`` (bilinear), then centre-cropped to a square.
-- Unreadable files: every image of the split is opened and checked with Pillow's
-  ``verify()`` at construction; failures are skipped and reported in one warning
-  (``strict=True`` raises, naming the file). A file that passes the check but fails to
-  decode later (e.g. a JPEG cut short) is replaced in that batch by the next readable
-  image, counted in ``load_failures`` and reported by one warning; it never stops a run.
+- Unreadable files are found lazily: a file that fails to decode when first read is
+  replaced in that batch by the next readable image (the same one every time, so an
+  exact resume stays exact), counted in ``load_failures`` and reported by one warning;
+  ``strict=True`` raises instead, naming the file. Nothing is opened at construction.
 - Test split: ``test_root`` (same layout, same classes) when given, else a
   deterministic per-class 20% split of ``root`` fixed by ``seed``.
 """
@@ -35,6 +34,7 @@ Layout (``root`` = ``data.root``)::
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +102,7 @@ def resize_center_crop(img: Image.Image, size: int, resample: int = Image.Resamp
     return img.crop((left, top, left + size, top + size))
 
 
-def read_image(path: Path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+def read_image(path: str | Path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Decode ``path`` -> (``[3, S, S]`` uint8, original ``(width, height)``).
 
     Raises:
@@ -238,31 +238,43 @@ def verify_files(paths: list[Path], strict: bool, dataset: str) -> tuple[list[in
 
 @dataclass
 class _Item:
-    path: Path
+    path: str  # a plain string: 60,000 Path objects cost seconds
     key: str  # path relative to its root, posix separators
     label: int
 
 
-def _scan_images(directory: Path) -> list[Path]:
-    out = []
-    for p in directory.rglob("*"):
-        rel = p.relative_to(directory)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
-            out.append(p)
-    return sorted(out)
+def _scan_images(directory: Path) -> list[str]:
+    """Posix paths, relative to ``directory``, of the image files below it (hidden names skipped).
+
+    ``os.scandir`` reads each directory once and knows file types without a ``stat`` per
+    file, and plain strings avoid pathlib's per-object cost: a 60,000-image folder scans in
+    a fraction of a second. Sorted as paths (by their parts), like ``sorted(Path, ...)``.
+    """
+    out: list[str] = []
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        with os.scandir(os.path.join(directory, rel)) as entries:
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                key = f"{rel}/{e.name}" if rel else e.name
+                if e.is_dir():
+                    pending.append(key)
+                elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file():
+                    out.append(key)
+    return sorted(out, key=lambda k: k.split("/"))
 
 
-def scan_folder(root: Path) -> dict[str, list[Path]]:
-    """Class name -> sorted image paths, for every sub-folder of ``root`` holding images."""
-    classes: dict[str, list[Path]] = {}
+def scan_folder(root: Path) -> dict[str, list[str]]:
+    """Class name -> sorted image keys (posix paths relative to ``root``), for every sub-folder holding images."""
+    classes: dict[str, list[str]] = {}
     for d in sorted(root.iterdir()):
         if not d.is_dir() or d.name.startswith(".") or d.name == MASKS_DIR:
             continue
         files = _scan_images(d)
         if files:
-            classes[d.name] = files
+            classes[d.name] = [f"{d.name}/{f}" for f in files]
     return classes
 
 
@@ -383,7 +395,7 @@ class FolderDataset(ImageFilesDataset):
         self.class_names = list(by_class)
         class_index = {c: k for k, c in enumerate(self.class_names)}
 
-        roots: list[tuple[Path, dict[str, list[Path]]]] = [(self.root, by_class)]
+        roots: list[tuple[Path, dict[str, list[str]]]] = [(self.root, by_class)]
         self.test_root = None
         if test_root is not None:
             self.test_root = check_root(test_root, "folder", "test_root", layout)
@@ -401,7 +413,7 @@ class FolderDataset(ImageFilesDataset):
         all_items: list[list[_Item]] = []
         for base, classes in roots:
             items = [
-                _Item(p, p.relative_to(base).as_posix(), class_index[c]) for c, paths in classes.items() for p in paths
+                _Item(os.path.join(base, key), key, class_index[c]) for c, keys in classes.items() for key in keys
             ]
             all_items.append(items)
         if self.test_root is not None:
@@ -446,11 +458,9 @@ class FolderDataset(ImageFilesDataset):
             cap_path = base / CAPTIONS_FILE if (base / CAPTIONS_FILE).is_file() else None
         captions, bad_lines = read_captions_jsonl(cap_path, strict) if cap_path is not None else ({}, [])
 
-        # verify the files of this split
-        keep, bad_files = verify_files([it.path for it in items], strict, "folder")
-        items = [items[k] for k in keep]
-        if not items:
-            raise ValueError(f"folder: no readable image in the {split} split of {base}")
+        # unreadable files are found when first read (ImageFilesDataset), not by opening
+        # every file here: that took 24 s on a 60,000-image folder
+        bad_files: list[str] = []
 
         self.paths = [it.path for it in items]
         self.keys = [it.key for it in items]
