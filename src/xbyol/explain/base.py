@@ -81,6 +81,8 @@ class Explainer(abc.ABC):
 
     #: whether the method uses the target (Eigen-CAM does not)
     needs_target: bool = True
+    #: the target classes the method can explain (``None``: any callable target)
+    target_types: tuple[type, ...] | None = None
 
     def __init__(self, model: nn.Module, normalize: bool = True) -> None:
         if not isinstance(model, nn.Module):
