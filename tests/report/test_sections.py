@@ -214,3 +214,16 @@ def test_concept_confusion_counts_single_concept_images(monkeypatch):
     texts, counts = conf["colour"]
     assert texts == ["red", "blue", "green"]
     assert counts.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]
+
+
+def test_mask_outline_is_the_inner_boundary() -> None:
+    import numpy as np
+
+    from xbyol.report.heatmaps import mask_outline
+
+    mask = np.zeros((5, 6), dtype=bool)
+    mask[1:4, 1:5] = True  # a 3x4 block: only its middle row's two middle pixels are interior
+    expected = mask.copy()
+    expected[2, 2:4] = False
+    assert np.array_equal(mask_outline(mask), expected)
+    assert not mask_outline(np.zeros((3, 3), dtype=bool)).any()

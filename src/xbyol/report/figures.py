@@ -19,6 +19,7 @@ __all__ = [
     "embedding_map_figure",
     "image_data_uri",
     "png_data_uri",
+    "upscale",
 ]
 
 
@@ -44,11 +45,20 @@ def _figure_uri(fig, dpi: int = 100) -> str:
     return png_data_uri(buf.getvalue())
 
 
+def upscale(arr: np.ndarray, min_size: int) -> np.ndarray:
+    """``[H, W, ...]`` repeated by the smallest integer factor (nearest) that makes ``min(H, W) >= min_size``."""
+    side = min(arr.shape[0], arr.shape[1])
+    if not min_size or side >= min_size:
+        return arr
+    f = math.ceil(min_size / side)
+    return arr.repeat(f, axis=0).repeat(f, axis=1)
+
+
 def image_data_uri(image: torch.Tensor | np.ndarray, min_size: int = 0) -> str:
     """PNG ``data:`` URI of an image, upscaled by an integer factor (nearest) to at least ``min_size``.
 
     Args:
-        image: uint8 ``[3, H, W]`` tensor or ``[H, W, 3]`` array.
+        image: uint8 ``[3, H, W]`` tensor or ``[H, W, 3]`` (RGB) / ``[H, W, 4]`` (RGBA) array.
         min_size: smallest displayed side in pixels (0: as is).
     """
     from PIL import Image
@@ -59,15 +69,10 @@ def image_data_uri(image: torch.Tensor | np.ndarray, min_size: int = 0) -> str:
         arr = image.detach().cpu().permute(1, 2, 0).numpy()  # (H, W, 3)
     else:
         arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"image_data_uri: expected uint8 [H, W, 3], got {arr.dtype} {list(arr.shape)}")
-    im = Image.fromarray(arr)
-    side = min(im.size)
-    if min_size and side < min_size:
-        f = math.ceil(min_size / side)
-        im = im.resize((im.size[0] * f, im.size[1] * f), Image.NEAREST)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"image_data_uri: expected uint8 [H, W, 3] or [H, W, 4], got {arr.dtype} {list(arr.shape)}")
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(upscale(arr, min_size))).save(buf, format="PNG")
     return png_data_uri(buf.getvalue())
 
 
