@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import struct
 import tempfile
@@ -469,16 +470,25 @@ def test_serve_binds_loopback_by_default(trained_run, monkeypatch, capsys):
 # ----------------------------------------------------------------------------- in a browser
 
 
-@pytest.fixture
-def live_server(app):
+@contextlib.contextmanager
+def serving(app):
+    """``app`` on a threaded local server; yields its URL."""
     from werkzeug.serving import make_server
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app):
+    with serving(app) as url:
+        yield url
 
 
 @pytest.mark.browser
@@ -512,3 +522,148 @@ def test_explorer_in_chromium(live_server, browser, artifacts_dir):
     page.screenshot(path=str(artifacts_dir / "explorer-upload.png"), full_page=True)
     page.close()
     assert errors == []
+
+
+def open_explorer(browser, live_server):
+    """A page on the explorer with image 0's top concepts shown; returns (page, console errors, failed requests)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    failed: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.goto(live_server + "/")
+    expect(page.locator("#top-concepts li")).to_have_count(5, timeout=30_000)
+    return page, errors, failed
+
+
+def hold(page, pattern: str) -> list:
+    """Hold the next request matching ``pattern`` until the test calls ``.continue_()`` on it; later ones pass."""
+    held: list = []
+    page.route(pattern, lambda route, request: route.continue_() if held else held.append(route))
+    return held
+
+
+@pytest.mark.browser
+def test_a_late_answer_for_another_image_is_dropped(live_server, browser, artifacts_dir):
+    from playwright.sync_api import expect
+
+    page, errors, failed = open_explorer(browser, live_server)
+    held = hold(page, "**/api/explain")
+    page.fill("#concept", "red")
+    page.click("#explain")
+    page.wait_for_function("document.getElementById('explain').disabled")
+    expect(page.locator("#status")).to_contain_text('explaining "red"')
+    assert len(held) == 1
+    page.locator("#thumbs button").nth(7).click()  # pick image 7 while image 0 is being explained
+    expect(page.locator("#selected-title")).to_have_text("test image 7")
+    expect(page.locator("#top-concepts li")).to_have_count(5, timeout=30_000)
+    with page.expect_response("**/api/explain") as answer:
+        held[0].continue_()  # image 0's answer arrives now
+    assert answer.value.ok and answer.value.json()["index"] == 0
+    page.wait_for_timeout(300)
+    expect(page.locator("#results img.heatmap")).to_have_count(0)  # not shown under "test image 7"
+    expect(page.locator("#selected-title")).to_have_text("test image 7")
+    assert "cosine" not in page.locator("#status").inner_text()
+    # explaining image 7 now shows image 7's answer
+    with page.expect_response("**/api/explain") as answer:
+        page.click("#explain")
+    assert answer.value.json()["index"] == 7
+    expect(page.locator("#results img.heatmap")).to_have_count(len(METHODS), timeout=60_000)
+    page.screenshot(path=str(artifacts_dir / "explorer-after-race.png"), full_page=True)
+    page.close()
+    assert errors == [] and failed == []
+
+
+@pytest.mark.browser
+def test_an_error_clears_the_old_results(live_server, browser):
+    from playwright.sync_api import expect
+
+    page, errors, failed = open_explorer(browser, live_server)
+    page.fill("#concept", "blue")
+    page.click("#explain")
+    expect(page.locator("#results img.heatmap")).to_have_count(len(METHODS), timeout=60_000)
+    page.route("**/api/explain", lambda route, request: route.fulfill(
+        status=422, content_type="application/json", body='{"error": "cannot explain this", "status": 422}'))
+    page.fill("#concept", "green")
+    page.click("#explain")
+    expect(page.locator("#status")).to_have_text("cannot explain this")
+    expect(page.locator("#status")).to_have_class("error")
+    expect(page.locator("#results img")).to_have_count(0)
+    page.close()
+    # the 422 shows in the console as a failed resource load, which is the page's intended error path
+    assert [e for e in errors if "422" not in e] == [] and failed == []
+
+
+@pytest.mark.browser
+def test_the_method_list_and_the_display_controls(run, browser, artifacts_dir):
+    from playwright.sync_api import expect
+
+    with serving(create_app(run, methods=METHODS)) as url:  # a fresh explorer: no concept text embedded yet
+        page, errors, failed = open_explorer(browser, url)
+        controls(page, artifacts_dir)
+    assert errors == [] and failed == []
+
+
+def controls(page, artifacts_dir) -> None:
+    from playwright.sync_api import expect
+
+    cam = page.locator('#methods input[value="cam"]')
+    expect(cam).to_be_disabled()
+    assert "LinearClassTarget" in page.locator("#methods label.unsupported").get_attribute("title")
+    expect(page.locator("#methods")).to_contain_text("ignores the concept text")
+    assert page.locator("#selected-truth").inner_text().startswith("ground-truth concepts: ")
+    assert "100/" in page.locator("#uniform-level").inner_text()
+    assert "x uniform" in page.locator("#top-concepts li").first.inner_text()
+    # a concept text the dataset does not name: the page says the text model is loading
+    held = hold(page, "**/api/explain")
+    page.fill("#concept", "a mauve thing never typed before")
+    page.click("#explain")
+    expect(page.locator("#status")).to_contain_text("loading the text model")
+    held[0].continue_()
+    expect(page.locator("#results img.heatmap")).to_have_count(len(METHODS), timeout=60_000)
+    expect(page.locator("#colorbar")).to_be_visible()
+    page.fill("#opacity", "30")
+    page.dispatch_event("#opacity", "input")
+    opacities = page.locator("#results img.heatmap").evaluate_all("els => els.map(i => i.style.opacity)")
+    assert opacities == ["0.3"] * len(METHODS)
+    expect(page.locator("#opacity-value")).to_have_text("30%")
+    # a known concept with a mask in this image: its outline is drawn
+    truth = page.locator("#selected-truth").inner_text().removeprefix("ground-truth concepts: ").split(", ")
+    page.fill("#concept", truth[0])
+    page.click("#explain")
+    expect(page.locator("#mask-note")).to_contain_text(f'ground-truth mask of "{truth[0]}"', timeout=60_000)
+    expect(page.locator("#results img.outline")).to_have_count(len(METHODS))
+    page.screenshot(path=str(artifacts_dir / "explorer-controls.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_an_upload_while_explaining_drops_the_old_answer(live_server, browser, artifacts_dir):
+    from playwright.sync_api import expect
+
+    page, errors, failed = open_explorer(browser, live_server)
+    held = hold(page, "**/api/explain")
+    page.fill("#concept", "red")
+    page.click("#explain")
+    page.wait_for_function("document.getElementById('explain').disabled")
+    page.set_input_files("#upload-file", files=[{"name": "wide.png", "mimeType": "image/png",
+                                                   "buffer": png_bytes(96, 32, (20, 160, 40))}])
+    page.click("#upload")
+    expect(page.locator("#selected-title")).to_have_text("your image", timeout=30_000)
+    expect(page.locator("#selected-info")).to_contain_text("centre-cropped")
+    expect(page.locator("#explain")).to_be_enabled()
+    with page.expect_response("**/api/explain") as answer:
+        held[0].continue_()
+    assert answer.value.json()["index"] == 0
+    page.wait_for_timeout(300)
+    expect(page.locator("#results img.heatmap")).to_have_count(0)
+    with page.expect_response("**/api/explain") as answer:
+        page.click("#explain")
+    assert "upload" in answer.value.json()
+    expect(page.locator("#results img.heatmap")).to_have_count(len(METHODS), timeout=60_000)
+    page.screenshot(path=str(artifacts_dir / "explorer-upload-race.png"), full_page=True)
+    page.close()
+    assert errors == [] and failed == []

@@ -169,8 +169,7 @@ async function explain() {
     if (loading) textModelLoaded = true;
     if (token !== state.token) return; // a newer request or another image: this answer is stale
     showResults(data);
-    setStatus(`"${data.concept}": cosine with the image ${data.score.toFixed(3)} (1: same direction, 0: unrelated); ` +
-      "each map is scaled to its own lowest..highest value");
+    setStatus(`"${data.concept}": cosine with the image ${data.score.toFixed(3)} (1: same direction, 0: unrelated)`);
   } catch (e) {
     if (token !== state.token) return;
     $("results").replaceChildren();
