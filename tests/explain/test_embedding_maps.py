@@ -102,3 +102,18 @@ def test_colours_and_csv(tmp_path):
     png = plot_map(coords, ["a", "b", "none"], tmp_path / "map.png", title="t")
     assert png.stat().st_size > 1000
     assert np.asarray(coords).shape == (3, 2)
+
+
+def test_map_limit_samples_across_the_labels(tiny_run_dir, tmp_path, capsys):
+    from xbyol.cli import main
+    from xbyol.data.sampling import dataset_labels, stratified_indices
+    from xbyol.run import load_run
+
+    labels = dataset_labels(load_run(tiny_run_dir).dataset("test"))
+    assert main(["map", str(tiny_run_dir), "--limit", "8", "--out", str(tmp_path), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "map_pca_label.csv")))
+    expected = stratified_indices(labels, 8)
+    assert [int(r["index"]) for r in rows] == expected
+    assert len({labels[i] for i in expected}) == min(8, len(set(labels)))
+    assert main(["map", str(tiny_run_dir), "--limit", "2"]) == 2
+    assert "--limit must be at least 3" in capsys.readouterr().err

@@ -189,7 +189,8 @@ def embedding_map(
         method: ``pca``, ``tsne`` or ``umap``.
         color_by: ``label`` or ``concept`` (a concept group; ``group`` names it, default the first).
         split: dataset split.
-        limit: use only the first ``limit`` images.
+        limit: use only ``limit`` images, sampled evenly across the labels
+            (:func:`~xbyol.data.sampling.stratified_indices`).
         seed: random state of t-SNE / UMAP.
         out: output directory (default ``RUN_DIR/maps``).
 
@@ -199,6 +200,7 @@ def embedding_map(
     """
     from torch.utils.data import Subset
 
+    from xbyol.data.sampling import dataset_labels, stratified_indices
     from xbyol.eval.features import extract_features
 
     if color_by not in ("label", "concept"):
@@ -211,21 +213,22 @@ def embedding_map(
         group = group or next(iter(groups))
         if group not in groups:
             raise ValueError(f"unknown concept group {group!r}; the dataset has: {', '.join(groups)}")
-    n = len(dataset) if limit is None else min(limit, len(dataset))
+    chosen = list(range(len(dataset))) if limit is None else stratified_indices(dataset_labels(dataset), limit)
+    n = len(chosen)
     if n < 3:
         raise ValueError(f"need at least 3 images for a map, got {n}")
-    subset = Subset(dataset, list(range(n)))
+    subset = Subset(dataset, chosen)
     feats, labels = extract_features(run.method.encode, subset, batch_size, run.device, progress)
     coords = embed_2d(feats, method, seed)
     label_names = color_values(labels, dataset.class_names)
     extra: dict[str, list[str]] = {}
     if groups:
-        concepts = torch.stack([dataset[i]["concepts"] for i in range(n)])  # (N, V)
+        concepts = torch.stack([dataset[i]["concepts"] for i in chosen])  # (N, V)
         extra = group_columns(concepts, dataset.concept_names, groups)
     values = label_names if color_by == "label" else extra[str(group)]
     tag = "label" if color_by == "label" else str(group)
     out_dir = Path(out) if out is not None else Path(run.run_dir) / "maps"
     stem = f"map_{method}_{tag}".replace(" ", "_")
-    csv_path = write_map_csv(out_dir / f"{stem}.csv", coords, label_names, list(range(n)), extra)
+    csv_path = write_map_csv(out_dir / f"{stem}.csv", coords, label_names, chosen, extra)
     png = plot_map(coords, values, out_dir / f"{stem}.png", title=f"{Path(run.run_dir).name}: {method} of {n} {split} embeddings", legend_title=tag)
     return {"png": png, "csv": csv_path}

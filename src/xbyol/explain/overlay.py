@@ -74,14 +74,23 @@ def overlay(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5, cmap
 
 
 def save_overlay(
-    path: str | Path, image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5, cmap: str = "jet"
+    path: str | Path, image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5, cmap: str = "jet",
+    by_value: bool = False, min_size: int = 0,
 ) -> Path:
-    """Write :func:`overlay` as a PNG; returns the path."""
+    """Write :func:`overlay` as a PNG, upscaled by an integer factor (nearest: each pixel a
+    sharp block) until its shorter side is at least ``min_size``; returns the path."""
+    import math
+
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(overlay(image, heatmap, alpha=alpha, cmap=cmap).cpu().numpy()).save(path, format="PNG")
+    arr = overlay(image, heatmap, alpha=alpha, cmap=cmap, by_value=by_value).cpu().numpy()  # (H, W, 3)
+    side = min(arr.shape[:2])
+    if min_size > side:
+        f = math.ceil(min_size / side)
+        arr = arr.repeat(f, axis=0).repeat(f, axis=1)
+    Image.fromarray(arr).save(path, format="PNG")
     return path
 
 
