@@ -394,6 +394,45 @@ def test_too_large_and_malformed_upload_requests(client):
     assert r.status_code == 400 and "'image'" in r.get_json()["error"]
 
 
+def test_concurrent_uploads_run_at_most_two_decodes_at_once(app, monkeypatch):
+    import concurrent.futures
+    import time as time_module
+
+    import xbyol.web.uploads as uploads
+
+    running, peak, lock = [0], [0], threading.Lock()
+    real = uploads.decode_image
+
+    def counted(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time_module.sleep(0.05)  # long enough for the other requests to pile up
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(uploads, "decode_image", counted)
+    assert app.extensions["xbyol_explorer"].decode.max_concurrent == 2
+    data = png_bytes(800, 600)
+    with serving(app) as url, concurrent.futures.ThreadPoolExecutor(8) as pool:
+        import urllib.request
+
+        def post(_):
+            boundary = "xbyolboundary"
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+                    "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+            req = urllib.request.Request(f"{url}/api/upload", data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status
+
+        assert list(pool.map(post, range(8))) == [201] * 8
+    assert peak[0] == 2  # eight server threads, two decodes at a time
+
+
 def test_the_upload_store_is_bounded(run):
     c = create_app(run, methods=["gradcam"], max_uploads=2).test_client()
     ids = [upload(c, png_bytes(colour=(i, 0, 0))).get_json()["upload"] for i in range(3)]

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in names()]
     if unknown:
         raise ValueError(f"unknown explainer(s) {', '.join(unknown)}; available: {', '.join(names())}")
-    from xbyol.explain.base import cam_names
+    from xbyol.explain.base import cam_names, target_types
 
     if args.layer and any(m not in cam_names() for m in methods):
         raise ValueError(f"--layer applies to the CAM methods only ({', '.join(cam_names())})")
@@ -84,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
         labels.append(f"test{i}")
     images = torch.stack(imgs).to(run_.device)
     target = run_.target(args.target)
+    for m in methods:
+        types = target_types(m)
+        if types is not None and not isinstance(target, types):
+            kinds = " or ".join(t.__name__ for t in types)
+            raise ValueError(f"--method {m} explains only a {kinds} (--target class:K or dim:J), "
+                             f"not {args.target!r}; use e.g. gradcam for this target")
     out = Path(args.out) if args.out else run_.path("explain")
     out.mkdir(parents=True, exist_ok=True)
     x = preprocess(images)

@@ -127,6 +127,14 @@ class Explainer(abc.ABC):
         """Raw heatmaps ``[B, H, W]`` (before the optional normalisation)."""
 
 
+def target_types(method: str) -> tuple[type, ...] | None:
+    """The target classes ``method`` can explain (``None``: any callable target)."""
+    _load_all()
+    if method not in EXPLAINERS:
+        raise KeyError(f"unknown explainer {method!r}; available: {', '.join(EXPLAINERS.names())}")
+    return getattr(EXPLAINERS._factories[method], "target_types", None)
+
+
 def names() -> list[str]:
     """Names of the registered explainers."""
     _load_all()

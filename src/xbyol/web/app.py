@@ -67,11 +67,10 @@ def concept_support(method: str) -> str | None:
     declares ``target_types`` (CAM: linear-probe classes and embedding dimensions) explains
     only those.
     """
-    from xbyol.explain.base import EXPLAINERS
+    from xbyol.explain.base import target_types
     from xbyol.explain.targets import ConceptTarget
 
-    factory = EXPLAINERS._factories[method]
-    types = getattr(factory, "target_types", None)
+    types = target_types(method)
     if types is None or issubclass(ConceptTarget, tuple(types)):
         return None
     kinds = " or ".join(t.__name__ for t in types)
