@@ -235,6 +235,10 @@ def test_report_opens_in_chromium_with_every_image_loaded(full_report, browser, 
     assert len(state) >= 10
     assert all(done and width > 0 for done, width in state), state
     assert page.locator("section#gallery table.gallery-grid").count() == 2
+    assert page.locator("section#gallery .colorbar img").count() == 1
+    assert page.locator("section#views table.image-grid img").count() == 4 * 5
+    assert page.locator("section#neighbours table.image-grid img").count() == 8 * 6
+    assert page.locator("section#neighbours img.same, section#neighbours img.other").count() == 8 * 5
     # nothing was fetched but the file itself (data: URIs are not requests to a server)
     assert [u for u in requests if not u.startswith(("file://", "data:"))] == []
     page.screenshot(path=str(artifacts_dir / "report.png"), full_page=True)

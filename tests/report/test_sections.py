@@ -320,3 +320,19 @@ def test_shared_scale_is_one_min_max_over_the_batch(monkeypatch):
     assert shared["gradcam"].tolist() == [[[0.0, 0.25]], [[0.5, 1.0]]]  # (v - 0) / (4 - 0): image 1 is weaker
     with pytest.raises(ValueError, match="heatmap scale"):
         heatmaps.concept_heatmaps(Run(), images, "red", ["gradcam"], target=target, scale="row")
+
+
+def test_a_concept_group_that_repeats_the_labels_is_not_drawn_twice():
+    from xbyol.report.live import _colourings
+
+    class Folder:  # a folder dataset: its "class" concepts are the class names as text
+        class_names = ["golden_retriever", "tabby"]
+        concept_names = ["golden retriever", "tabby", "grass"]
+        concept_groups = {"class": [0, 1], "mask": [2]}
+
+        def __getitem__(self, i):
+            return {"label": i % 2, "concepts": torch.tensor([i % 2 == 0, i % 2 == 1, i < 2])}
+
+    got = _colourings(Folder(), [0, 1, 2, 3])
+    assert list(got) == ["label", "mask"]
+    assert got["label"] == ["golden_retriever", "tabby"] * 2 and got["mask"] == ["grass", "grass", "none", "none"]
