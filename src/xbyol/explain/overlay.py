@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -79,8 +80,6 @@ def save_overlay(
 ) -> Path:
     """Write :func:`overlay` as a PNG, upscaled by an integer factor (nearest: each pixel a
     sharp block) until its shorter side is at least ``min_size``; returns the path."""
-    import math
-
     from PIL import Image
 
     path = Path(path)

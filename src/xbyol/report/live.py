@@ -1,14 +1,18 @@
 """Report sections computed from the trained model: embedding map, concept confusion,
-heatmap gallery. They need ``checkpoints/last.pt``; progress bars cover the long steps."""
+heatmap gallery, augmented views, nearest neighbours, the linear probe's confusion matrix.
+They need ``checkpoints/last.pt``; progress bars cover the long steps."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from xbyol.data.sampling import dataset_labels, stratified_indices
-from xbyol.report.blocks import Figure, Gallery, GalleryImage, GalleryRow, Note, Section, Table
+from xbyol.report.blocks import (Figure, Gallery, GalleryImage, GalleryRow, GridCell, GridRow, ImageGrid, KeyValues, Note,
+                                  Section, Table)
 
 __all__ = ["concept_confusion", "confusion_blocks", "embedding_map_section", "gallery_concepts", "gallery_section",
            "nearest_neighbours", "neighbours_section", "probe_confusion", "probe_confusion_blocks",
@@ -282,7 +286,6 @@ def views_section(run: Any, n_images: int = 4, seed: int = 0) -> Section:
     the encoder was asked to ignore.
     """
     from xbyol.augment import unnormalize
-    from xbyol.report.blocks import GridCell, GridRow, ImageGrid
     from xbyol.report.figures import image_data_uri
 
     sec = Section("views", "Augmented views",
@@ -361,15 +364,12 @@ def same_label_rate(features: torch.Tensor, labels: Sequence[int], k: int) -> fl
 
 def random_pick_same_label_rate(labels: Sequence[int]) -> float:
     """Chance that another image drawn at random shares an image's label: ``sum_y n_y (n_y - 1) / (N (N - 1))``."""
-    from collections import Counter
-
     n = len(labels)
     return sum(c * (c - 1) for c in Counter(labels).values()) / (n * (n - 1)) if n > 1 else float("nan")
 
 
 def neighbours_section(run: Any, n_queries: int = 4, k: int = 5, max_gallery: int = 2000) -> Section:
     """For a few test images, their ``k`` nearest test images under the trained encoder and under random init."""
-    from xbyol.report.blocks import GridCell, GridRow, ImageGrid, KeyValues
     from xbyol.report.figures import image_data_uri
 
     sec = Section("neighbours", "Nearest neighbours",
@@ -437,8 +437,6 @@ def probe_confusion(run: Any, batch_size: int = 256) -> tuple[list[str], torch.T
 
 def probe_confusion_blocks(run: Any) -> list[Any]:
     """The linear probe's confusion matrix (a figure) and per-class recall (a table)."""
-    from pathlib import Path
-
     from xbyol.report.figures import confusion_figure
 
     if not (Path(run.run_dir) / "probe.pt").is_file():
