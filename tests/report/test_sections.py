@@ -277,6 +277,8 @@ def test_smoothing_adds_an_ema_over_faint_raw_values():
     panel = training_panels({"step": [1.0, 2.0, 3.0], "loss": [1.0, 0.0, 0.0]}, smoothing=0.5)[0]
     assert [ln.get("faint", False) for ln in panel["lines"]] == [True, False]
     assert panel["lines"][1]["y"] == [1.0, 0.5, 0.25] and panel["lines"][1]["label"] == "loss (EMA 0.5)"
+    lr = training_panels({"step": [1.0, 2.0, 3.0], "lr": [1.0, 0.5, 0.0]}, smoothing=0.5)[0]
+    assert [ln["y"] for ln in lr["lines"]] == [[1.0, 0.5, 0.0]]  # a schedule is drawn as logged
     with pytest.raises(ValueError, match="smoothing"):
         training_panels({"step": [1.0], "loss": [1.0]}, smoothing=1.0)
 

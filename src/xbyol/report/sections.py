@@ -178,8 +178,9 @@ def training_panels(metrics: dict[str, list[float]], smoothing: float = 0.0,
 
     Args:
         metrics: columns of ``metrics.csv``.
-        smoothing: ``> 0`` also draws each curve's :func:`ema` with this weight, the raw
-            values faint behind it.
+        smoothing: ``> 0`` also draws the noisy curves (losses, throughput, other logged
+            values) as their :func:`ema` with this weight, the raw values faint behind it;
+            schedules (lr, tau) and the sparse collapse monitors are drawn as logged.
         batch_size: rows of the batch the monitors are computed on (caps the rank).
     """
     if not 0.0 <= smoothing < 1.0:
@@ -188,19 +189,20 @@ def training_panels(metrics: dict[str, list[float]], smoothing: float = 0.0,
     used: set[str] = set()
     panels: list[dict[str, Any]] = []
 
-    def lines_of(c: str) -> list[dict[str, Any]]:
+    def lines_of(c: str, smooth: bool) -> list[dict[str, Any]]:
         line = _line(metrics, c)
         if line is None:
             return []
-        if smoothing <= 0 or len(line["y"]) < 3:
+        if not smooth or smoothing <= 0 or len(line["y"]) < 3:
             return [line]
         raw = dict(line, label=f"{c} (raw)", faint=True)
         return [raw, dict(line, y=ema(line["y"], smoothing), label=f"{c} (EMA {smoothing:g})")]
 
-    def add(title: str, names: list[str], log: bool = False, extra: list[dict[str, Any]] | None = None) -> None:
+    def add(title: str, names: list[str], log: bool = False, extra: list[dict[str, Any]] | None = None,
+            smooth: bool = True) -> None:
         used.update(names)
         names = [c for c in names if not _constant(_series(metrics, c)[1])]
-        lines = [ln for c in names for ln in lines_of(c)]
+        lines = [ln for c in names for ln in lines_of(c, smooth)]
         if lines:
             panels.append({"title": title, "lines": lines + (extra or []), "log": log})
 
@@ -212,11 +214,11 @@ def training_panels(metrics: dict[str, list[float]], smoothing: float = 0.0,
             used.add(c)  # the whole loss again (e.g. loss_byol of a byol run)
         else:
             add(f"loss component: {c.removeprefix('loss_')}", [c])
-    add("learning rate", [c for c in cols if c == "lr"])
-    add("EMA momentum tau", [c for c in cols if c == "tau"])
+    add("learning rate", [c for c in cols if c == "lr"], smooth=False)  # schedules: exact, nothing to smooth
+    add("EMA momentum tau", [c for c in cols if c == "tau"], smooth=False)
     std = [c for c in cols if c.endswith("_std")]
     healthy = [c for c in cols if c.endswith("_std_healthy")]
-    add("collapse: embedding std (dashed: healthy)", std,
+    add("collapse: embedding std (dashed: healthy)", std, smooth=False,  # sparse: an EMA would lag by many steps
         extra=[ln for ln in (_line(metrics, c, c.replace("_std_healthy", " healthy 1/sqrt(d)"), "--") for c in healthy) if ln])
     used.update(healthy)
     ranks = [c for c in cols if c.endswith("_rank")]
@@ -228,7 +230,7 @@ def training_panels(metrics: dict[str, list[float]], smoothing: float = 0.0,
             top = min(d, batch_size) if batch_size else d
             rank_refs.append({"label": f"{c.removesuffix('_rank')} maximum {top}", "x": [xs[0], xs[-1]],
                               "y": [top, top], "style": "--"})
-    add("collapse: effective rank (dashed: maximum)", ranks, extra=rank_refs)
+    add("collapse: effective rank (dashed: maximum)", ranks, extra=rank_refs, smooth=False)
     add("throughput (images/s)", [c for c in cols if c == "images_per_s"])
     for c in cols:
         if c not in used:
