@@ -78,7 +78,7 @@ def tiny_run_dir(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- report and explorer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]  # the repository root (tests/ is one level down)
 ARTIFACTS = REPO / "test-artifacts"
 
 def train_tiny(out_dir: Path, name: str = "tiny", method: str = "byol") -> Path:

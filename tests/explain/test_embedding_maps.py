@@ -102,3 +102,43 @@ def test_colours_and_csv(tmp_path):
     png = plot_map(coords, ["a", "b", "none"], tmp_path / "map.png", title="t")
     assert png.stat().st_size > 1000
     assert np.asarray(coords).shape == (3, 2)
+
+
+def test_map_limit_samples_across_the_labels(tiny_run_dir, tmp_path, capsys):
+    from xbyol.cli import main
+    from xbyol.data.sampling import dataset_labels, stratified_indices
+    from xbyol.run import load_run
+
+    labels = dataset_labels(load_run(tiny_run_dir).dataset("test"))
+    assert main(["map", str(tiny_run_dir), "--limit", "8", "--out", str(tmp_path), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "map_pca_label.csv")))
+    expected = stratified_indices(labels, 8)
+    assert [int(r["index"]) for r in rows] == expected
+    assert len({labels[i] for i in expected}) == min(8, len(set(labels)))
+    assert main(["map", str(tiny_run_dir), "--limit", "2"]) == 2
+    assert "--limit must be at least 3" in capsys.readouterr().err
+
+
+def test_a_colour_group_is_drawn_in_its_own_colours():
+    from matplotlib.colors import to_rgb
+
+    from xbyol.explain.embedding_maps import category_colours
+
+    got = category_colours(["red", "gray", "green", "none", "red", "purple"])
+    assert {k: to_rgb(v) for k, v in got.items()} == {
+        "gray": to_rgb("gray"), "green": to_rgb("green"), "purple": to_rgb("purple"), "red": to_rgb("red"),
+        "none": to_rgb("lightgray")}
+    # not colour names: a qualitative palette, one distinct colour each
+    shapes = category_colours(["circle", "square", "triangle", "none"])
+    assert shapes["none"] == "lightgray" and len({tuple(shapes[c]) for c in ("circle", "square", "triangle")}) == 3
+    many = category_colours([f"class {i}" for i in range(30)])
+    assert len({tuple(v) for v in many.values()}) == 30
+
+
+def test_same_partition_spots_a_repeated_colouring():
+    from xbyol.explain.embedding_maps import same_partition
+
+    assert same_partition(["cat", "dog", "cat"], ["a cat", "a dog", "a cat"])  # a folder's class group = its labels
+    assert not same_partition(["cat", "dog", "cat"], ["red", "red", "blue"])
+    assert not same_partition(["a", "a", "b"], ["x", "y", "z"])
+    assert not same_partition(["a"], ["a", "b"])

@@ -65,6 +65,30 @@ def test_explain_command_writes_overlays_and_arrays(tiny_run_dir, tmp_path, caps
         assert arr.shape == (2, 32, 32) and arr.min() >= 0.0 and arr.max() <= 1.0
         assert (out / f"test0_{m}.png").is_file() and (out / f"test1_{m}.png").is_file()
     assert "target score" in capsys.readouterr().out
+    # the PNG is the overlay of the saved map, each 32 px pixel an 8 x 8 block (256 px, the default size)
+    from PIL import Image
+
+    from xbyol.explain import overlay
+
+    image = load_run(tiny_run_dir).dataset("test")[1]["image"]
+    heat = torch.from_numpy(np.load(out / "heatmaps_gradcam.npy")[1])
+    png = np.asarray(Image.open(out / "test1_gradcam.png"))
+    expected = overlay(image, heat, alpha=0.8, cmap="inferno", by_value=True).numpy().repeat(8, 0).repeat(8, 1)
+    assert png.shape == (256, 256, 3) and np.abs(png.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_explain_sample_covers_the_labels(tiny_run_dir, tmp_path, capsys):
+    from xbyol.data.sampling import dataset_labels, stratified_indices
+
+    labels = dataset_labels(load_run(tiny_run_dir).dataset("test"))
+    out = tmp_path / "sample"
+    assert main(["explain", str(tiny_run_dir), "--target", "norm", "--sample", "4", "--png-size", "64",
+                 "--out", str(out)]) == 0
+    expected = stratified_indices(labels, 4)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"test{i}_gradcam.png" for i in expected)
+    assert len({labels[i] for i in expected}) == min(4, len(set(labels)))
+    assert main(["explain", str(tiny_run_dir), "--target", "norm", "--sample", "0"]) == 2
+    assert "--sample must be at least 1" in capsys.readouterr().err
 
 
 def test_explain_command_errors(tiny_run_dir, capsys):
@@ -72,6 +96,9 @@ def test_explain_command_errors(tiny_run_dir, capsys):
     assert "--target is required" in capsys.readouterr().err
     assert main(["explain", str(tiny_run_dir), "--target", "norm", "--method", "nope", "--indices", "0"]) == 2
     assert "unknown explainer" in capsys.readouterr().err
+    # CAM cannot explain a concept text: a one-line error, not a TypeError traceback
+    assert main(["explain", str(tiny_run_dir), "--target", "concept:red", "--method", "cam", "--indices", "0"]) == 2
+    assert "--method cam explains only a LinearClassTarget or DimensionTarget" in capsys.readouterr().err
 
 
 def test_layer_option_is_for_cam_methods_only(tiny_run_dir, tmp_path, capsys):

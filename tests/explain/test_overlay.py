@@ -57,3 +57,13 @@ def test_writers_round_trip(tmp_path) -> None:
     assert loaded.dtype == np.float32 and np.allclose(loaded, maps.numpy())
     with pytest.raises(ValueError, match="heatmaps"):
         save_heatmaps_npy(tmp_path / "x.npy", torch.zeros(1, 1, 2, 2))
+
+
+def test_by_value_keeps_the_image_where_the_map_is_zero() -> None:
+    # pixel 0: heat 0 -> the image itself; pixel 1: heat 0.5, alpha 0.8 -> opacity 0.4 of the gray colour 0.5
+    heat = torch.tensor([[0.0, 0.5]])
+    got = overlay(IMG, heat, alpha=0.8, cmap="gray", by_value=True)
+    gray_half = 128 / 255  # the 256-entry lookup table's entry for 0.5 (index round(127.5) = 128)
+    expected_1 = [round((0.6 * v / 255 + 0.4 * gray_half) * 255) for v in (200, 100, 0)]
+    assert got.tolist() == [[[10, 20, 30], expected_1]]
+    assert expected_1 == [171, 111, 51]  # worked by hand: 0.6 * 200 + 0.4 * 128 = 171.2, ...

@@ -12,7 +12,8 @@ import pytest
 
 from xbyol.cli import main
 from xbyol.report import ReportOptions, build_sections, render_html, write_report
-from xbyol.report.blocks import Figure, Gallery, Table
+from xbyol.data.sampling import dataset_labels, stratified_indices
+from xbyol.report.blocks import Figure, Gallery, ImageGrid, Table
 
 FAST = dict(gallery_images=2, methods=["gradcam"], embedding_map="pca", progress=False)
 
@@ -67,14 +68,15 @@ def test_a_run_with_only_a_training_log_renders(trained_run, tmp_path):
     assert_self_contained(html)
     assert "could not render" not in html
     s = _by_id(sections)
-    assert list(s) == ["run", "training", "evaluation", "concepts", "retrieval", "embedding-map", "gallery", "dissection"]
+    assert list(s) == ["run", "training", "views", "evaluation", "concepts", "retrieval", "embedding-map", "neighbours",
+                       "gallery", "dissection"]
     assert isinstance(s["training"].blocks[0], Figure) and s["training"].missing is None
     assert s["evaluation"].missing == f"not computed: run `xbyol eval {d}` (writes eval.json)."
     assert f"`xbyol dissect {d}`" in s["dissection"].missing
     assert "checkpoints/last.pt is missing" in s["embedding-map"].missing
     gallery_text = " ".join(b.text for b in s["gallery"].blocks)
     assert f"`xbyol explain-eval {d}`" in gallery_text and "checkpoints/last.pt is missing" in gallery_text
-    for sid in ("evaluation", "concepts", "embedding-map", "dissection"):
+    for sid in ("evaluation", "concepts", "embedding-map", "dissection", "views", "neighbours"):
         assert s[sid].missing and s[sid].missing in unescape(html)
 
 
@@ -87,11 +89,13 @@ def test_a_run_with_log_and_checkpoint_renders_the_model_sections(trained_run, t
     s = _by_id(sections)
     assert s["embedding-map"].missing is None and isinstance(s["embedding-map"].blocks[0], Figure)
     gallery = next(b for b in s["gallery"].blocks if isinstance(b, Gallery))
-    assert gallery.methods == ["gradcam"]
-    # two images spread over the 128 test images; each row is one of the image's shape or colour concepts
+    assert gallery.methods == ["gradcam"] and gallery.colorbar.startswith("data:image/png;base64,")
+    # two images of different labels; each row is one of the image's shape or colour concepts
     test = create_dataset("shapes", "test", num_train=256, num_test=128, image_size=32)
-    assert [g.title for g in gallery.images] == ["test image 0", "test image 64"]
-    for item, index in zip(gallery.images, (0, 64)):
+    chosen = stratified_indices(dataset_labels(test), 2)
+    assert len({int(test[i]["label"]) for i in chosen}) == 2
+    assert [g.title for g in gallery.images] == [f"test image {i}" for i in chosen]
+    for item, index in zip(gallery.images, chosen):
         has = test[index]["concepts"]
         expected = [n for i, n in enumerate(test.concept_names)
                     if has[i] and i in test.concept_groups["shape"] + test.concept_groups["colour"]]
@@ -99,6 +103,14 @@ def test_a_run_with_log_and_checkpoint_renders_the_model_sections(trained_run, t
         for r in item.rows:
             assert -1.0 <= r.score <= 1.0 and len(r.cells) == 1 and r.cells[0].startswith("data:image/png;base64,")
     assert s["evaluation"].missing is not None and s["concepts"].missing is not None
+    # one figure per colouring: label, then the concept groups that do not repeat it
+    assert [b.alt for b in s["embedding-map"].blocks] == [
+        "embedding map coloured by label", "embedding map coloured by shape", "embedding map coloured by colour"]
+    views = next(b for b in s["views"].blocks if isinstance(b, ImageGrid))
+    assert views.columns[:3] == ["original", "view 1", "view 2"] and len(views.rows) == 4
+    grid = next(b for b in s["neighbours"].blocks if isinstance(b, ImageGrid))
+    assert len(grid.rows) == 2 * 4 and len(grid.rows[0].cells) == 1 + 5
+    assert [r.label.split(", ")[1] for r in grid.rows[:2]] == ["trained", "random init"]
 
 
 def _evaluate_everything(run_dir: Path) -> None:
@@ -139,9 +151,16 @@ def test_full_report_shows_every_computed_result(full_report):
     assert "no text tower" in s["retrieval"].missing  # a byol run
 
     t = _table(s["evaluation"], "metric")
-    assert t.columns == ["metric", "byol (this run)", "random init", "byol (twin)"]
+    assert t.columns == ["metric", "byol (this run)", "random init", "this run - random init", "byol (twin)"]
     assert t.rows[0] == ["linear probe accuracy", ev["trained"]["linear_probe"], ev["random_init"]["linear_probe"],
+                         pytest.approx(ev["trained"]["linear_probe"] - ev["random_init"]["linear_probe"]),
                          ev["trained"]["linear_probe"]]
+    assert t.rows[2][0].startswith("chance") and 0 < t.rows[2][1] < 1
+    # the probe confusion matrix agrees with eval.json's linear-probe accuracy
+    per_class = _table(s["evaluation"], "class")
+    correct = sum(round(n * recall) for _, n, recall, _ in per_class.rows)
+    assert correct / sum(n for _, n, _, _ in per_class.rows) == pytest.approx(ev["trained"]["linear_probe"], abs=1e-9)
+    assert any(isinstance(b, Figure) and b.alt == "probe confusion matrix" for b in s["evaluation"].blocks)
 
     c = ev["concepts"]
     scs = _table(s["concepts"], "metric")
@@ -195,6 +214,10 @@ def test_report_command(trained_run, tmp_path, capsys):
     assert "unknown explainer method(s) 'nope'" in err and "gradcam" in err
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    for flags, needle in ((["--smoothing", "1.5"], "--smoothing must be in [0, 1)"), (["--views", "-1"], "--views must be >= 0"),
+                          (["--k-neighbours", "0"], "--k-neighbours must be in 1..50")):
+        assert main(["report", str(d), "--no-progress", *flags]) == 2
+        assert needle in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -212,6 +235,10 @@ def test_report_opens_in_chromium_with_every_image_loaded(full_report, browser, 
     assert len(state) >= 10
     assert all(done and width > 0 for done, width in state), state
     assert page.locator("section#gallery table.gallery-grid").count() == 2
+    assert page.locator("section#gallery .colorbar img").count() == 1
+    assert page.locator("section#views table.image-grid img").count() == 4 * 5
+    assert page.locator("section#neighbours table.image-grid img").count() == 8 * 6
+    assert page.locator("section#neighbours img.same, section#neighbours img.other").count() == 8 * 5
     # nothing was fetched but the file itself (data: URIs are not requests to a server)
     assert [u for u in requests if not u.startswith(("file://", "data:"))] == []
     page.screenshot(path=str(artifacts_dir / "report.png"), full_page=True)

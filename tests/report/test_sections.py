@@ -58,10 +58,10 @@ def test_metrics_csv_with_a_growing_header_reads_nan_for_missing_cells(tmp_path)
     panels = training_panels(cols)
     titles = [p["title"] for p in panels]
     assert titles[0] == "loss" and "learning rate" in titles
-    std = next(p for p in panels if p["title"].startswith("collapse monitor: embedding std"))
+    std = next(p for p in panels if p["title"].startswith("collapse: embedding std"))
     # the monitor skips the NaN row; the healthy level is the dashed reference line
     assert std["lines"][0]["x"] == [2.0] and std["lines"][0]["y"] == [0.12]
-    assert std["lines"][1]["style"] == "--" and std["lines"][1]["label"] == "projection healthy"
+    assert std["lines"][1]["style"] == "--" and std["lines"][1]["label"] == "projection healthy 1/sqrt(d)"
     assert read_metrics(tmp_path / "absent.csv") is None
 
 
@@ -84,8 +84,10 @@ def test_evaluation_section_puts_baselines_beside_the_run(tmp_path):
     base = Baseline("clip (other)", {"trained": {"linear_probe": 0.6, "knn": 0.55}}, tmp_path / "other")
     sec = evaluation_section(a, [base], checkpoint_step=12)
     table = next(b for b in sec.blocks if isinstance(b, Table) and b.columns[0] == "metric")
-    assert table.columns == ["metric", "byol (this run)", "random init", "clip (other)"]
-    assert table.rows == [["linear probe accuracy", 0.8, 0.3, 0.6], ["kNN accuracy", 0.7, 0.25, 0.55]]
+    assert table.columns == ["metric", "byol (this run)", "random init", "this run - random init", "clip (other)"]
+    assert table.rows == [["linear probe accuracy", 0.8, 0.3, pytest.approx(0.5), 0.6],
+                          ["kNN accuracy", 0.7, 0.25, pytest.approx(0.45), 0.55]]
+    assert not [b for b in sec.blocks if isinstance(b, Note) and b.level == "warning"]
     # a stale eval.json is called out; an unknown evaluator is shown generically
     assert any(isinstance(b, Note) and "step 10" in b.text and "step 12" in b.text for b in sec.blocks)
     generic = next(b for b in sec.blocks if isinstance(b, Table) and b.caption == "evaluator: custom")
@@ -214,3 +216,125 @@ def test_concept_confusion_counts_single_concept_images(monkeypatch):
     texts, counts = conf["colour"]
     assert texts == ["red", "blue", "green"]
     assert counts.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]
+
+
+def test_mask_outline_is_the_inner_boundary() -> None:
+    import numpy as np
+
+    from xbyol.report.heatmaps import mask_outline
+
+    mask = np.zeros((5, 6), dtype=bool)
+    mask[1:4, 1:5] = True  # a 3x4 block: only its middle row's two middle pixels are interior
+    expected = mask.copy()
+    expected[2, 2:4] = False
+    assert np.array_equal(mask_outline(mask), expected)
+    assert not mask_outline(np.zeros((3, 3), dtype=bool)).any()
+
+
+def test_evaluation_flags_a_run_below_random_init_and_shows_chance(tmp_path):
+    d = _run_dir(tmp_path)
+    (d / "eval.json").write_text(json.dumps({
+        "step": 30, "trained": {"linear_probe": 0.238, "knn": 0.26}, "random_init": {"linear_probe": 0.262, "knn": 0.207},
+    }))
+    sec = evaluation_section(RunArtifacts.read(d), chance=0.25)
+    table = next(b for b in sec.blocks if isinstance(b, Table) and b.columns[0] == "metric")
+    assert table.rows[0][3] == pytest.approx(-0.024)
+    assert table.rows[2] == ["chance (always the most frequent test class)", 0.25, 0.25, None]
+    warnings = [b.text for b in sec.blocks if isinstance(b, Note) and b.level == "warning"]
+    assert len(warnings) == 2
+    assert "below its random-init twin (linear probe accuracy 0.2380 < 0.2620)" in warnings[0]
+    assert "kNN" not in warnings[0]  # kNN is above random init
+    assert warnings[1].startswith("warning: linear probe accuracy at or below chance (0.2500)")
+
+
+def test_training_panels_split_losses_drop_constants_and_draw_references():
+    m = {"step": [1.0, 2.0, 3.0, 4.0], "loss": [3.0, 2.0, 1.5, 1.2], "loss_byol": [2.9, 1.9, 1.4, 1.1],
+         "loss_semantic": [0.1, 0.1, 0.1, 0.1 + 1e-3], "labelled_fraction": [1.0] * 4,
+         "projection_std": [0.05, 0.06, 0.07, 0.08], "projection_std_healthy": [0.125] * 4,
+         "projection_rank": [10.0, 12.0, 20.0, 25.0]}
+    panels = {p["title"]: p for p in training_panels(m, batch_size=32)}
+    assert list(panels) == ["loss", "loss component: byol", "loss component: semantic",
+                            "collapse: embedding std (dashed: healthy)",
+                            "collapse: effective rank (dashed: maximum)"]  # no labelled_fraction panel
+    rank = panels["collapse: effective rank (dashed: maximum)"]["lines"]
+    # d = 1 / 0.125^2 = 64, the batch has 32 rows: the rank cannot exceed 32
+    assert rank[1] == {"label": "projection maximum 32", "x": [1.0, 4.0], "y": [32, 32], "style": "--"}
+    # a component equal to the total is not drawn twice
+    assert "loss component: byol" not in {p["title"] for p in training_panels({"step": [1.0, 2.0], "loss": [2.0, 1.0],
+                                                                               "loss_byol": [2.0, 1.0]})}
+    from xbyol.report.sections import collapse_warnings
+
+    assert collapse_warnings(m, batch_size=32) == [
+        "projection_std ends at 0.0800, 64% of the healthy 1/sqrt(d) = 0.1250"]  # rank 25 >= 32 / 2: no warning
+    m["projection_rank"][-1] = 15.0
+    assert collapse_warnings(m, batch_size=32)[1] == "projection_rank ends at 15, below half its maximum 32"
+
+
+def test_smoothing_adds_an_ema_over_faint_raw_values():
+    from xbyol.report.sections import ema
+
+    assert ema([1.0, 0.0, 0.0], 0.5) == [1.0, 0.5, 0.25]  # worked by hand
+    panel = training_panels({"step": [1.0, 2.0, 3.0], "loss": [1.0, 0.0, 0.0]}, smoothing=0.5)[0]
+    assert [ln.get("faint", False) for ln in panel["lines"]] == [True, False]
+    assert panel["lines"][1]["y"] == [1.0, 0.5, 0.25] and panel["lines"][1]["label"] == "loss (EMA 0.5)"
+    lr = training_panels({"step": [1.0, 2.0, 3.0], "lr": [1.0, 0.5, 0.0]}, smoothing=0.5)[0]
+    assert [ln["y"] for ln in lr["lines"]] == [[1.0, 0.5, 0.0]]  # a schedule is drawn as logged
+    with pytest.raises(ValueError, match="smoothing"):
+        training_panels({"step": [1.0], "loss": [1.0]}, smoothing=1.0)
+
+
+def test_nearest_neighbours_and_label_rates_by_hand():
+    from xbyol.report.live import nearest_neighbours, random_pick_same_label_rate, same_label_rate
+
+    # four points on the unit circle at 0, 10, 90 and 180 degrees
+    angles = torch.tensor([0.0, 10.0, 90.0, 180.0]) * math.pi / 180
+    feats = torch.stack([angles.cos(), angles.sin()], dim=1) * torch.tensor([[1.0], [2.0], [3.0], [4.0]])  # norms differ
+    idx, cos = nearest_neighbours(feats, [0, 2], k=2)
+    assert idx.tolist() == [[1, 2], [1, 0]]  # the query itself is never its own neighbour
+    assert cos[0].tolist() == pytest.approx([math.cos(math.radians(10)), 0.0], abs=1e-6)
+    assert cos[1].tolist() == pytest.approx([math.cos(math.radians(80)), 0.0], abs=1e-6)
+    # 1-NN: 0 <-> 1 share label 0; 2's nearest is 1 (label 0, not 1); 3's nearest is 2 (cos 0 vs -1 for 0)
+    assert same_label_rate(feats, [0, 0, 1, 1], k=1) == pytest.approx(3 / 4)
+    # labels 0,0,1,1: another random image shares the label with probability 1/3
+    assert random_pick_same_label_rate([0, 0, 1, 1]) == pytest.approx(1 / 3)
+    assert random_pick_same_label_rate([0, 1, 2]) == 0.0
+
+
+def test_shared_scale_is_one_min_max_over_the_batch(monkeypatch):
+    import xbyol.explain
+    from xbyol.report import heatmaps
+
+    raw = torch.tensor([[[0.0, 1.0]], [[2.0, 4.0]]])  # two images, [B=2, H=1, W=2]
+
+    def fake_explain(backbone, x, target, method, normalize=True):
+        return xbyol.explain.minmax_normalize(raw) if normalize else raw
+
+    class Run:
+        device = "cpu"
+        backbone = torch.nn.Identity()
+
+    monkeypatch.setattr(xbyol.explain, "explain", fake_explain)
+    images = torch.zeros(2, 3, 1, 2, dtype=torch.uint8)
+    target = lambda z: z.flatten(1).sum(1)  # noqa: E731
+    _, each = heatmaps.concept_heatmaps(Run(), images, "red", ["gradcam"], target=target, scale="image")
+    _, shared = heatmaps.concept_heatmaps(Run(), images, "red", ["gradcam"], target=target, scale="shared")
+    assert each["gradcam"].tolist() == [[[0.0, 1.0]], [[0.0, 1.0]]]
+    assert shared["gradcam"].tolist() == [[[0.0, 0.25]], [[0.5, 1.0]]]  # (v - 0) / (4 - 0): image 1 is weaker
+    with pytest.raises(ValueError, match="heatmap scale"):
+        heatmaps.concept_heatmaps(Run(), images, "red", ["gradcam"], target=target, scale="row")
+
+
+def test_a_concept_group_that_repeats_the_labels_is_not_drawn_twice():
+    from xbyol.report.live import _colourings
+
+    class Folder:  # a folder dataset: its "class" concepts are the class names as text
+        class_names = ["golden_retriever", "tabby"]
+        concept_names = ["golden retriever", "tabby", "grass"]
+        concept_groups = {"class": [0, 1], "mask": [2]}
+
+        def __getitem__(self, i):
+            return {"label": i % 2, "concepts": torch.tensor([i % 2 == 0, i % 2 == 1, i < 2])}
+
+    got = _colourings(Folder(), [0, 1, 2, 3])
+    assert list(got) == ["label", "mask"]
+    assert got["label"] == ["golden_retriever", "tabby"] * 2 and got["mask"] == ["grass", "grass", "none", "none"]

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--color-by", choices=["label", "concept"], default="label")
     p.add_argument("--group", help="concept group for --color-by concept (default: the dataset's first)")
     p.add_argument("--split", choices=["train", "test"], default="test")
-    p.add_argument("--limit", type=int, help="only the first N images (t-SNE on thousands of points takes a while)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="only N images, sampled evenly across the labels (t-SNE on thousands of points takes a while)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default RUN_DIR/maps)")
     p.add_argument("--device", default="cpu")
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
             import umap  # noqa: F401
         except ImportError:
             raise ValueError("--method umap needs the umap-learn package: pip install umap-learn (or use pca / tsne)") from None
+    if args.limit is not None and args.limit < 3:
+        raise ValueError(f"--limit must be at least 3 (a map needs 3 points), got {args.limit}")
     run_ = load_run(args.run_dir, device=args.device)
     paths = embedding_map(
         run_, args.method, args.color_by, args.group, args.split, args.limit, args.seed, args.out,

@@ -28,6 +28,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--map", default="tsne", choices=["pca", "tsne", "umap", "none"], help="embedding-map method (default tsne)")
     p.add_argument("--map-points", type=int, default=1000, metavar="N", help="most test images in the embedding map")
     p.add_argument("--no-confusion", action="store_true", help="skip the concept-confusion figures")
+    p.add_argument("--heatmap-scale", choices=["image", "shared"], default="image",
+                   help="gallery heatmaps: each scaled to its own range (image, default) or one scale per method and "
+                        "concept across the gallery's images (shared: a weaker map looks weaker)")
+    p.add_argument("--smoothing", type=float, default=0.0, metavar="W",
+                   help="also draw training curves as an exponential moving average with weight W in [0, 1), e.g. 0.9")
+    p.add_argument("--views", type=int, default=4, metavar="N",
+                   help="training images shown with their augmented BYOL views (0: none; default 4)")
+    p.add_argument("--neighbours", type=int, default=4, metavar="N",
+                   help="test images in the nearest-neighbour gallery (0: none; default 4)")
+    p.add_argument("--k-neighbours", type=int, default=5, metavar="K", help="neighbours shown per image (default 5)")
     p.add_argument("--baseline", action="append", default=[], metavar="RUN_DIR",
                    help="another run whose eval.json is shown beside this one (repeatable), e.g. a byol or clip run")
     p.add_argument("--device", default="cpu")
@@ -38,8 +48,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from xbyol.report import ReportOptions, write_report
 
-    if args.images < 0:
-        raise ValueError(f"--images must be >= 0, got {args.images}")
+    for flag, value in (("--images", args.images), ("--views", args.views), ("--neighbours", args.neighbours)):
+        if value < 0:
+            raise ValueError(f"{flag} must be >= 0, got {value}")
+    if not 1 <= args.k_neighbours <= 50:
+        raise ValueError(f"--k-neighbours must be in 1..50, got {args.k_neighbours}")
+    if not 0.0 <= args.smoothing < 1.0:
+        raise ValueError(f"--smoothing must be in [0, 1), got {args.smoothing}")
     methods = None
     if args.methods:
         from xbyol.report.heatmaps import check_methods
@@ -54,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         map_points=args.map_points,
         confusion=not args.no_confusion,
         baselines=args.baseline,
+        smoothing=args.smoothing,
+        heatmap_scale=args.heatmap_scale,
+        views=args.views,
+        neighbours=args.neighbours,
+        k_neighbours=args.k_neighbours,
         device=args.device,
         progress=not args.no_progress,
     )

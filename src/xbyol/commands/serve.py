@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; ::1 for the IPv6 loopback)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--methods", metavar="A,B,...",
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(args.run_dir, methods=methods, device=args.device,
                      max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                      trusted_hosts=LOCAL_HOSTS if local else None)
-    print(f"xbyol explorer of {args.run_dir}: http://{args.host}:{args.port}/  (Ctrl+C to stop)")
-    app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
+    shown = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host  # an IPv6 address in a URL has brackets
+    print(f"xbyol explorer of {args.run_dir}: http://{shown}:{args.port}/  (Ctrl+C to stop)")
+    app.run(host=args.host.strip("[]"), port=args.port, debug=False, use_reloader=False, threaded=True)
     return 0

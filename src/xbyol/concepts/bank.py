@@ -59,7 +59,8 @@ def cache_key(model_name: str, weights_sha256: str, prompt: str, texts: list[str
 
 
 def embed_texts(
-    texts: list[str], model: str | Path = BUNDLED_MODEL, prompt: str = "{}", cache_dir: str | Path | None = None
+    texts: list[str], model: str | Path = BUNDLED_MODEL, prompt: str = "{}", cache_dir: str | Path | None = None,
+    write_cache: bool = True,
 ) -> tuple[torch.Tensor, dict[str, str]]:
     """Unit embeddings of ``prompt.format(t)`` for every text, through the on-disk cache.
 
@@ -68,6 +69,8 @@ def embed_texts(
         model: ``"all-MiniLM-L6-v2"`` (bundled) or a local sentence-transformers directory.
         prompt: template with one ``{}``.
         cache_dir: cache directory (default ``$XBYOL_CACHE_DIR`` or ``~/.cache/xbyol/concepts``).
+        write_cache: save a newly computed entry (``False`` for one-off texts, such as the
+            explorer's typed concepts, that would otherwise add a file each without bound).
 
     Returns:
         ``[K, E]`` float32 unit vectors and the text model's provenance record.
@@ -85,6 +88,8 @@ def embed_texts(
         except Exception:  # a corrupt cache entry is recomputed, never trusted
             pass
     emb = text_model.encode_texts(ref, prompted)  # (K, E)
+    if not write_cache:
+        return emb, ref.record()
     directory.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"texts": texts, "prompt": prompt, "model": ref.name, "weights_sha256": ref.weights_sha256,
@@ -173,11 +178,12 @@ class ConceptBank:
             raise KeyError(f"concept {text!r} is not in the bank; known concepts: {', '.join(self.texts)}")
         return lowered.index(key)
 
-    def embed(self, texts: list[str]) -> torch.Tensor:
+    def embed(self, texts: list[str], write_cache: bool = True) -> torch.Tensor:
         """Embed arbitrary texts with this bank's model and prompt: ``[N, E]`` unit vectors.
 
         Texts already in the bank are returned from it; others go through the cache and,
-        on a miss, the text model (which must then be available).
+        on a miss, the text model (which must then be available); ``write_cache=False``
+        leaves the disk cache as it was (see :func:`embed_texts`).
         """
         texts = [str(t).strip() for t in texts]
         lowered = {t.lower(): i for i, t in enumerate(self.texts)}
@@ -186,7 +192,7 @@ class ConceptBank:
         if missing:
             unique = list(dict.fromkeys(missing))
             name = self.model.get("model", BUNDLED_MODEL)
-            emb, record = embed_texts(unique, name, self.prompt, self.cache_dir)
+            emb, record = embed_texts(unique, name, self.prompt, self.cache_dir, write_cache)
             if self.model.get("weights_sha256") and record["weights_sha256"] != self.model["weights_sha256"]:
                 raise ValueError(
                     f"text model {name!r} now has weights {record['weights_sha256'][:12]}..., but this bank was "

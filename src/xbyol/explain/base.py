@@ -81,6 +81,8 @@ class Explainer(abc.ABC):
 
     #: whether the method uses the target (Eigen-CAM does not)
     needs_target: bool = True
+    #: the target classes the method can explain (``None``: any callable target)
+    target_types: tuple[type, ...] | None = None
 
     def __init__(self, model: nn.Module, normalize: bool = True) -> None:
         if not isinstance(model, nn.Module):
@@ -123,6 +125,14 @@ class Explainer(abc.ABC):
     @abc.abstractmethod
     def attribute(self, images: torch.Tensor, target: TargetFn | None) -> torch.Tensor:
         """Raw heatmaps ``[B, H, W]`` (before the optional normalisation)."""
+
+
+def target_types(method: str) -> tuple[type, ...] | None:
+    """The target classes ``method`` can explain (``None``: any callable target)."""
+    _load_all()
+    if method not in EXPLAINERS:
+        raise KeyError(f"unknown explainer {method!r}; available: {', '.join(EXPLAINERS.names())}")
+    return getattr(EXPLAINERS._factories[method], "target_types", None)
 
 
 def names() -> list[str]:

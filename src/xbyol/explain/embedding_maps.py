@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-__all__ = ["METHODS", "color_values", "embed_2d", "embedding_map", "group_columns", "plot_map", "write_map_csv"]
+__all__ = ["METHODS", "category_colours", "color_values", "embed_2d", "embedding_map", "group_columns", "plot_map",
+           "same_partition", "scatter_categories", "write_map_csv"]
 
 METHODS = ("pca", "tsne", "umap")
 
@@ -102,6 +103,18 @@ def color_values(
     return [names[v] if 0 <= v < len(names) else ("none" if v < 0 else str(v)) for v in vals]
 
 
+def same_partition(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two colourings group the points identically (value names aside): one map would repeat the other."""
+    if len(a) != len(b):
+        return False
+    forward: dict[str, str] = {}
+    backward: dict[str, str] = {}
+    for x, y in zip(a, b):
+        if forward.setdefault(x, y) != y or backward.setdefault(y, x) != x:
+            return False
+    return True
+
+
 def group_columns(
     concepts: torch.Tensor, concept_names: Sequence[str], concept_groups: dict[str, list[int]]
 ) -> dict[str, list[str]]:
@@ -137,6 +150,49 @@ def write_map_csv(
     return path
 
 
+def category_colours(categories: Sequence[str]) -> dict[str, Any]:
+    """A matplotlib colour for every category value of a map.
+
+    When every value (but ``"none"``) names a colour (a colour concept group: "red",
+    "gray", ...), each is drawn in that colour; otherwise a qualitative palette (tab10 up
+    to 10 values, tab20 up to 20, evenly spaced hues beyond). ``"none"`` is light gray.
+    """
+    import matplotlib
+
+    from matplotlib.colors import is_color_like
+
+    cats = sorted(set(categories), key=lambda v: (v == "none", v))
+    real = [c for c in cats if c != "none"]
+    out: dict[str, Any] = {"none": "lightgray"} if "none" in cats else {}
+    if real and all(is_color_like(c.replace(" ", "")) for c in real):
+        out.update({c: c.replace(" ", "") for c in real})
+        return out
+    n = len(real)
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "hsv"]
+    out.update({c: cmap(i if n <= 20 else i / n) for i, c in enumerate(real)})
+    return out
+
+
+def scatter_categories(ax: Any, coords: np.ndarray, values: Sequence[str], legend_title: str = "") -> None:
+    """Draw ``[N, 2]`` points coloured by ``values`` (:func:`category_colours`) with a legend beside the axes.
+
+    Points in a named colour get a thin dark edge so that yellow or white stay visible on white.
+    """
+    colours = category_colours(values)
+    vals = np.asarray(list(values))
+    size = max(6.0, min(36.0, 4000.0 / max(1, len(vals))))
+    named = all(isinstance(c, str) for c in colours.values())
+    for c, colour in colours.items():
+        sel = vals == c
+        ax.scatter(coords[sel, 0], coords[sel, 1], s=size, color=colour, label=f"{c} ({int(sel.sum())})", alpha=0.85,
+                   linewidths=0.4 if named and c != "none" else 0, edgecolors="0.25")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(colours) <= 24:
+        ax.legend(title=legend_title or None, fontsize=9, title_fontsize=9, markerscale=1.6, loc="center left",
+                  bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
 def plot_map(coords: torch.Tensor, values: Sequence[str], path: str | Path, title: str = "", legend_title: str = "") -> Path:
     """Scatter plot of ``[N, 2]`` coordinates coloured by categorical ``values``; saved as PNG."""
     import matplotlib
@@ -144,24 +200,9 @@ def plot_map(coords: torch.Tensor, values: Sequence[str], path: str | Path, titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from matplotlib.colors import is_color_like
-
-    cats = sorted(set(values), key=lambda v: (v == "none", v))
-    cmap = plt.get_cmap("tab10" if len(cats) <= 10 else "tab20")
-    # a colour concept group is drawn in its own colours ("red" points in red)
-    named = all(is_color_like(c) for c in cats if c != "none")
-    fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    xy = coords.numpy()
-    vals = np.asarray(values)
-    size = max(3.0, min(30.0, 3000.0 / max(1, len(vals))))
-    for i, c in enumerate(cats):
-        sel = vals == c
-        color = "lightgray" if c == "none" else (c if named else cmap(i % cmap.N))
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=color, label=f"{c} ({int(sel.sum())})", alpha=0.8, linewidths=0)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
-    ax.legend(title=legend_title or None, fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig, ax = plt.subplots(figsize=(7.2, 5.2))
+    scatter_categories(ax, coords.numpy(), values, legend_title)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +230,8 @@ def embedding_map(
         method: ``pca``, ``tsne`` or ``umap``.
         color_by: ``label`` or ``concept`` (a concept group; ``group`` names it, default the first).
         split: dataset split.
-        limit: use only the first ``limit`` images.
+        limit: use only ``limit`` images, sampled evenly across the labels
+            (:func:`~xbyol.data.sampling.stratified_indices`).
         seed: random state of t-SNE / UMAP.
         out: output directory (default ``RUN_DIR/maps``).
 
@@ -199,6 +241,7 @@ def embedding_map(
     """
     from torch.utils.data import Subset
 
+    from xbyol.data.sampling import dataset_labels, stratified_indices
     from xbyol.eval.features import extract_features
 
     if color_by not in ("label", "concept"):
@@ -211,21 +254,22 @@ def embedding_map(
         group = group or next(iter(groups))
         if group not in groups:
             raise ValueError(f"unknown concept group {group!r}; the dataset has: {', '.join(groups)}")
-    n = len(dataset) if limit is None else min(limit, len(dataset))
+    chosen = list(range(len(dataset))) if limit is None else stratified_indices(dataset_labels(dataset), limit)
+    n = len(chosen)
     if n < 3:
         raise ValueError(f"need at least 3 images for a map, got {n}")
-    subset = Subset(dataset, list(range(n)))
+    subset = Subset(dataset, chosen)
     feats, labels = extract_features(run.method.encode, subset, batch_size, run.device, progress)
     coords = embed_2d(feats, method, seed)
     label_names = color_values(labels, dataset.class_names)
     extra: dict[str, list[str]] = {}
     if groups:
-        concepts = torch.stack([dataset[i]["concepts"] for i in range(n)])  # (N, V)
+        concepts = torch.stack([dataset[i]["concepts"] for i in chosen])  # (N, V)
         extra = group_columns(concepts, dataset.concept_names, groups)
     values = label_names if color_by == "label" else extra[str(group)]
     tag = "label" if color_by == "label" else str(group)
     out_dir = Path(out) if out is not None else Path(run.run_dir) / "maps"
     stem = f"map_{method}_{tag}".replace(" ", "_")
-    csv_path = write_map_csv(out_dir / f"{stem}.csv", coords, label_names, list(range(n)), extra)
+    csv_path = write_map_csv(out_dir / f"{stem}.csv", coords, label_names, chosen, extra)
     png = plot_map(coords, values, out_dir / f"{stem}.png", title=f"{Path(run.run_dir).name}: {method} of {n} {split} embeddings", legend_title=tag)
     return {"png": png, "csv": csv_path}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -30,15 +31,22 @@ def colorize(heatmap: torch.Tensor, cmap: str = "jet") -> torch.Tensor:
     return table[index]  # (H, W, 3)
 
 
-def overlay(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5, cmap: str = "jet") -> torch.Tensor:
-    """Blend a colourised heatmap over an image: ``(1 - alpha) * image + alpha * cmap(heatmap)``.
+def overlay(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5, cmap: str = "jet",
+            by_value: bool = False) -> torch.Tensor:
+    """Blend a colourised heatmap over an image: ``(1 - a) * image + a * cmap(heatmap)``.
+
+    With ``by_value=False`` the opacity is ``a = alpha`` everywhere (the classic CAM figure;
+    a jet map at 0.5 turns a red object magenta where the map is low). With
+    ``by_value=True`` it is ``a = alpha * heatmap`` per pixel: where the map is 0 the image
+    keeps its own colours, and only the regions the map points at are tinted.
 
     Args:
         image: ``[3, H, W]`` uint8, or float in [0, 1] (unnormalised; use
             ``xbyol.augment.unnormalize`` on model inputs).
         heatmap: ``[H, W]`` in [0, 1] (an explainer's normalised output).
-        alpha: heatmap opacity in [0, 1].
+        alpha: heatmap opacity in [0, 1] (the largest, with ``by_value``).
         cmap: a matplotlib colormap name.
+        by_value: opacity proportional to the heatmap value.
 
     Returns:
         ``[H, W, 3]`` uint8 on the image's device (``.cpu().numpy()`` for Pillow).
@@ -59,20 +67,29 @@ def overlay(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5, cmap
         rgb = image.float().clamp(0, 1)
     else:
         raise TypeError(f"overlay: image must be uint8 or float in [0, 1], got {image.dtype}")
-    colour = colorize(heatmap.to(image.device), cmap)  # (H, W, 3)
-    blended = (1 - alpha) * rgb.permute(1, 2, 0) + alpha * colour  # (H, W, 3)
+    heat = heatmap.to(image.device).float()
+    colour = colorize(heat, cmap)  # (H, W, 3)
+    a = alpha * heat.clamp(0, 1)[..., None] if by_value else alpha  # (H, W, 1) or a number
+    blended = (1 - a) * rgb.permute(1, 2, 0) + a * colour  # (H, W, 3)
     return (blended * 255).round().clamp(0, 255).to(torch.uint8)
 
 
 def save_overlay(
-    path: str | Path, image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5, cmap: str = "jet"
+    path: str | Path, image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.5, cmap: str = "jet",
+    by_value: bool = False, min_size: int = 0,
 ) -> Path:
-    """Write :func:`overlay` as a PNG; returns the path."""
+    """Write :func:`overlay` as a PNG, upscaled by an integer factor (nearest: each pixel a
+    sharp block) until its shorter side is at least ``min_size``; returns the path."""
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(overlay(image, heatmap, alpha=alpha, cmap=cmap).cpu().numpy()).save(path, format="PNG")
+    arr = overlay(image, heatmap, alpha=alpha, cmap=cmap, by_value=by_value).cpu().numpy()  # (H, W, 3)
+    side = min(arr.shape[:2])
+    if min_size > side:
+        f = math.ceil(min_size / side)
+        arr = arr.repeat(f, axis=0).repeat(f, axis=1)
+    Image.fromarray(arr).save(path, format="PNG")
     return path
 
 

@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Code", "Figure", "Gallery", "GalleryImage", "GalleryRow", "KeyValues", "Note", "Section", "Table",
-           "flatten", "format_value"]
+__all__ = ["Code", "Figure", "Gallery", "GalleryImage", "GalleryRow", "GridCell", "GridRow", "ImageGrid", "KeyValues",
+           "Note", "Section", "Table", "flatten", "format_value"]
 
 
 @dataclass
@@ -39,8 +39,11 @@ class KeyValues:
 
 @dataclass
 class Note:
+    """A line of text; ``level="warning"`` draws it as a warning (a result a reader must not miss)."""
+
     text: str
     kind: str = "note"
+    level: str = "info"
 
 
 @dataclass
@@ -69,7 +72,32 @@ class GalleryImage:
 class Gallery:
     methods: list[str]
     images: list[GalleryImage]
+    colorbar: str = ""  # data URI of the heatmaps' colour scale
+    scale: str = "each map scaled to its own lowest..highest value"
     kind: str = "gallery"
+
+
+@dataclass
+class GridCell:
+    src: str  # a data: URI
+    caption: str = ""
+    mark: str = ""  # "same" / "other": a border saying whether it matches the row's first image
+
+
+@dataclass
+class GridRow:
+    label: str
+    cells: list[GridCell]
+
+
+@dataclass
+class ImageGrid:
+    """Rows of small images under column headers (augmented views, nearest neighbours)."""
+
+    columns: list[str]
+    rows: list[GridRow]
+    caption: str = ""
+    kind: str = "grid"
 
 
 @dataclass

@@ -19,6 +19,7 @@ __all__ = [
     "embedding_map_figure",
     "image_data_uri",
     "png_data_uri",
+    "upscale",
 ]
 
 
@@ -44,11 +45,20 @@ def _figure_uri(fig, dpi: int = 100) -> str:
     return png_data_uri(buf.getvalue())
 
 
+def upscale(arr: np.ndarray, min_size: int) -> np.ndarray:
+    """``[H, W, ...]`` repeated by the smallest integer factor (nearest) that makes ``min(H, W) >= min_size``."""
+    side = min(arr.shape[0], arr.shape[1])
+    if not min_size or side >= min_size:
+        return arr
+    f = math.ceil(min_size / side)
+    return arr.repeat(f, axis=0).repeat(f, axis=1)
+
+
 def image_data_uri(image: torch.Tensor | np.ndarray, min_size: int = 0) -> str:
     """PNG ``data:`` URI of an image, upscaled by an integer factor (nearest) to at least ``min_size``.
 
     Args:
-        image: uint8 ``[3, H, W]`` tensor or ``[H, W, 3]`` array.
+        image: uint8 ``[3, H, W]`` tensor or ``[H, W, 3]`` (RGB) / ``[H, W, 4]`` (RGBA) array.
         min_size: smallest displayed side in pixels (0: as is).
     """
     from PIL import Image
@@ -59,15 +69,10 @@ def image_data_uri(image: torch.Tensor | np.ndarray, min_size: int = 0) -> str:
         arr = image.detach().cpu().permute(1, 2, 0).numpy()  # (H, W, 3)
     else:
         arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"image_data_uri: expected uint8 [H, W, 3], got {arr.dtype} {list(arr.shape)}")
-    im = Image.fromarray(arr)
-    side = min(im.size)
-    if min_size and side < min_size:
-        f = math.ceil(min_size / side)
-        im = im.resize((im.size[0] * f, im.size[1] * f), Image.NEAREST)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"image_data_uri: expected uint8 [H, W, 3] or [H, W, 4], got {arr.dtype} {list(arr.shape)}")
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(upscale(arr, min_size))).save(buf, format="PNG")
     return png_data_uri(buf.getvalue())
 
 
@@ -91,67 +96,61 @@ def curves_figure(panels: Sequence[dict], steps_label: str = "step") -> str:
     for ax, panel in zip(axes.flat, panels):
         for line in panel["lines"]:
             x, y = np.asarray(line["x"], float), np.asarray(line["y"], float)
-            marker = "o" if len(x) <= 20 else None
+            marker = "o" if len(x) <= 20 and line.get("style", "-") == "-" else None
+            if line.get("faint"):  # raw values behind their smoothed curve
+                ax.plot(x, y, line.get("style", "-"), color="0.7", linewidth=0.8, alpha=0.6)
+                continue
             ax.plot(x, y, line.get("style", "-"), label=line["label"], linewidth=1.2, marker=marker, markersize=2.5)
         if panel.get("log") and all(np.nanmin(np.asarray(line["y"], float)) > 0 for line in panel["lines"]):
             ax.set_yscale("log")
-        ax.set_title(panel["title"], fontsize=9)
-        ax.set_xlabel(steps_label, fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel(steps_label, fontsize=9)
+        ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        if len(panel["lines"]) > 1:
-            ax.legend(fontsize=7, frameon=False)
+        if len([ln for ln in panel["lines"] if not ln.get("faint")]) > 1:
+            ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return _figure_uri(fig)
 
 
-def embedding_map_figure(coords: torch.Tensor, colourings: dict[str, Sequence[str]], title: str) -> str:
-    """Scatter plots of ``[N, 2]`` coordinates, one panel per colouring (name -> value per point)."""
+def embedding_map_figure(coords: torch.Tensor, values: Sequence[str], name: str, title: str) -> str:
+    """Scatter plot of ``[N, 2]`` coordinates coloured by one colouring (a value per point).
+
+    One figure per colouring, about 700 px wide, so that the page never shrinks it and
+    the legend (9 pt, beside the axes) stays readable.
+    """
+    from xbyol.explain.embedding_maps import scatter_categories
+
     plt = _plt()
-    xy = coords.detach().cpu().numpy()
-    n = len(colourings)
-    if n == 0:
-        raise ValueError("embedding_map_figure: no colouring")
-    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.2), squeeze=False)
-    size = max(3.0, min(30.0, 3000.0 / max(1, len(xy))))
-    for ax, (name, values) in zip(axes.flat, colourings.items()):
-        vals = np.asarray(list(values))
-        cats = sorted(set(vals.tolist()), key=lambda v: (v == "none", v))
-        cmap = plt.get_cmap("tab10" if len(cats) <= 10 else "tab20")
-        for i, c in enumerate(cats):
-            sel = vals == c
-            colour = "lightgray" if c == "none" else cmap(i % cmap.N)
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=colour, label=f"{c} ({int(sel.sum())})", alpha=0.8, linewidths=0)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(f"coloured by {name}", fontsize=9)
-        if len(cats) <= 20:
-            ax.legend(fontsize=6, markerscale=2, frameon=False, loc="best")
-    fig.suptitle(title, fontsize=10)
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    scatter_categories(ax, coords.detach().cpu().numpy(), values, legend_title=name)
+    ax.set_title(f"{title}, coloured by {name}", fontsize=10)
     fig.tight_layout()
     return _figure_uri(fig)
 
 
-def confusion_figure(matrix: np.ndarray, labels: Sequence[str], title: str) -> str:
-    """Row-normalised confusion matrix (true concept rows, predicted columns) with counts."""
+def confusion_figure(matrix: np.ndarray, labels: Sequence[str], title: str,
+                     xlabel: str = "predicted (highest cosine)", ylabel: str = "true concept") -> str:
+    """Row-normalised confusion matrix (true rows, predicted columns) with counts."""
     plt = _plt()
     m = np.asarray(matrix, dtype=float)
     totals = m.sum(axis=1, keepdims=True)
     rates = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
     k = len(labels)
-    side = max(2.4, 0.3 * k + 1.5)
-    fig, ax = plt.subplots(figsize=(side + 0.8, side))
+    side = max(3.2, 0.42 * k + 1.8)
+    font = 9 if k <= 12 else 7
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=6)
-    ax.set_yticks(range(k), labels, fontsize=6)
-    ax.set_xlabel("predicted (highest cosine)", fontsize=7)
-    ax.set_ylabel("true concept", fontsize=7)
+    ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=font)
+    ax.set_yticks(range(k), labels, fontsize=font)
+    ax.set_xlabel(xlabel, fontsize=font)
+    ax.set_ylabel(ylabel, fontsize=font)
     for i in range(k):
         for j in range(k):
             if m[i, j]:
-                ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=6,
+                ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=font - 1,
                         color="white" if rates[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
-    ax.set_title(title, fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=font - 1)
+    ax.set_title(title, fontsize=font + 1)
     fig.tight_layout()
     return _figure_uri(fig)

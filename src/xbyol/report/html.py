@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from xbyol.data.sampling import dataset_labels
 from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import Note, Section, format_value
 
@@ -36,6 +38,13 @@ class ReportOptions:
         map_points: most test images in the map.
         confusion: compute the concept-confusion figures (runs with concept scores).
         baselines: other run directories whose ``eval.json`` is shown beside this run's.
+        smoothing: training curves also drawn as an exponential moving average with this
+            weight on the past (0: raw values only; e.g. 0.9).
+        heatmap_scale: gallery heatmaps scaled per image (``"image"``) or one scale per
+            method and concept over the gallery's images (``"shared"``).
+        views: training images shown with their two augmented BYOL views (0: none).
+        neighbours: test images in the nearest-neighbour gallery (0: none).
+        k_neighbours: neighbours shown per image.
         device: where the model runs.
         progress: tqdm progress bars for the long steps.
         strict: re-raise a section's error instead of showing it in the report.
@@ -50,6 +59,11 @@ class ReportOptions:
     map_points: int = 1000
     confusion: bool = True
     baselines: list[str | Path] = field(default_factory=list)
+    smoothing: float = 0.0
+    heatmap_scale: str = "image"
+    views: int = 4
+    neighbours: int = 4
+    k_neighbours: int = 5
     device: str = "cpu"
     progress: bool = True
     strict: bool = False
@@ -93,12 +107,35 @@ def build_sections(run_dir: str | Path, options: ReportOptions | None = None) ->
 
     step = run.step if run is not None else None
     datasets = None
+    chance = None
     if run is not None:
         datasets = [run.dataset(s).describe() for s in ("train", "test")]
+        labels = dataset_labels(run.dataset("test"))
+        if labels:
+            chance = max(Counter(labels).values()) / len(labels)  # always answering the most frequent class
+    def views() -> Section:
+        if opts.views <= 0:
+            return Section("views", "Augmented views", missing="not computed: disabled in the report options.")
+        if run is None:
+            return Section("views", "Augmented views", missing=no_model)
+        say("augmented views")
+        return live.views_section(run, opts.views, seed=run.cfg.train.seed)
+
+    def evaluation() -> Section:
+        sec = sections.evaluation_section(a, baselines, step, chance)
+        if sec.missing is None and a.eval is not None and "trained" in a.eval:
+            if run is None:
+                sec.blocks.append(Note(f"probe confusion matrix {no_model}"))
+            else:
+                say("probe confusion matrix")
+                sec.blocks.extend(live.probe_confusion_blocks(run))
+        return sec
+
     out = [
         _guard(lambda: sections.run_section(a, step, datasets), "run", "Run", opts.strict),
-        _guard(lambda: sections.training_section(a), "training", "Training curves", opts.strict),
-        _guard(lambda: sections.evaluation_section(a, baselines, step), "evaluation", "Evaluation", opts.strict),
+        _guard(lambda: sections.training_section(a, opts.smoothing), "training", "Training curves", opts.strict),
+        _guard(views, "views", "Augmented views", opts.strict),
+        _guard(evaluation, "evaluation", "Evaluation", opts.strict),
     ]
 
     def concepts() -> Section:
@@ -124,6 +161,16 @@ def build_sections(run_dir: str | Path, options: ReportOptions | None = None) ->
 
     out.append(_guard(embedding_map, "embedding-map", "Embedding map", opts.strict))
 
+    def neighbours() -> Section:
+        if opts.neighbours <= 0:
+            return Section("neighbours", "Nearest neighbours", missing="not computed: disabled in the report options.")
+        if run is None:
+            return Section("neighbours", "Nearest neighbours", missing=no_model)
+        say("nearest neighbours")
+        return live.neighbours_section(run, opts.neighbours, opts.k_neighbours)
+
+    out.append(_guard(neighbours, "neighbours", "Nearest neighbours", opts.strict))
+
     def gallery() -> Section:
         metrics = sections.explain_metrics_blocks(a)
         if opts.gallery_images <= 0 and not opts.gallery_indices:
@@ -132,7 +179,7 @@ def build_sections(run_dir: str | Path, options: ReportOptions | None = None) ->
             return Section("gallery", "Heatmap gallery", blocks=metrics + [Note(f"gallery {no_model}")])
         say("heatmap gallery")
         return live.gallery_section(run, opts.gallery_images, opts.methods, opts.gallery_groups, opts.max_concepts,
-                                    opts.gallery_indices, opts.progress, extra_blocks=metrics)
+                                    opts.gallery_indices, opts.progress, extra_blocks=metrics, scale=opts.heatmap_scale)
 
     out.append(_guard(gallery, "gallery", "Heatmap gallery", opts.strict))
     out.append(_guard(lambda: sections.dissection_section(a), "dissection", "Network dissection", opts.strict))

@@ -1,16 +1,22 @@
 """Report sections computed from the trained model: embedding map, concept confusion,
-heatmap gallery. They need ``checkpoints/last.pt``; progress bars cover the long steps."""
+heatmap gallery, augmented views, nearest neighbours, the linear probe's confusion matrix.
+They need ``checkpoints/last.pt``; progress bars cover the long steps."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from xbyol.report.blocks import Figure, Gallery, GalleryImage, GalleryRow, Note, Section, Table
+from xbyol.data.sampling import dataset_labels, stratified_indices
+from xbyol.report.blocks import (Figure, Gallery, GalleryImage, GalleryRow, GridCell, GridRow, ImageGrid, KeyValues, Note,
+                                  Section, Table)
 
 __all__ = ["concept_confusion", "confusion_blocks", "embedding_map_section", "gallery_concepts", "gallery_section",
-           "spread_indices"]
+           "nearest_neighbours", "neighbours_section", "probe_confusion", "probe_confusion_blocks",
+           "random_pick_same_label_rate", "same_label_rate", "spread_indices", "views_section"]
 
 
 def _tqdm(total: int, desc: str, progress: bool):
@@ -42,7 +48,8 @@ def _encode(run: Any, dataset: Any, indices: list[int], progress: bool, desc: st
 
 
 def _colourings(dataset: Any, indices: list[int], max_groups: int = 2) -> dict[str, list[str]]:
-    from xbyol.explain.embedding_maps import color_values
+    """Label colouring, then up to ``max_groups`` concept groups that do not repeat one already chosen."""
+    from xbyol.explain.embedding_maps import color_values, same_partition
 
     samples = [dataset[i] for i in indices]
     out: dict[str, list[str]] = {}
@@ -57,9 +64,10 @@ def _colourings(dataset: Any, indices: list[int], max_groups: int = 2) -> dict[s
         for g, idx in groups.items():
             if len(out) > max_groups:
                 break
-            if {names[i] for i in idx} == set(class_names):
-                continue  # the same as the label colouring
-            out[g] = color_values(None, [], concepts, names, idx)
+            values = color_values(None, [], concepts, names, idx)
+            if any(same_partition(values, shown) for shown in out.values()):
+                continue  # e.g. a folder dataset's "class" group is its labels again
+            out[g] = values
     if not out:
         out["dataset"] = ["test"] * len(indices)
     return out
@@ -75,12 +83,13 @@ def embedding_map_section(run: Any, method: str = "tsne", max_points: int = 1000
     if len(test) < 3:
         sec.missing = f"the test split has {len(test)} images; a map needs at least 3."
         return sec
-    indices = spread_indices(len(test), max_points)
+    indices = stratified_indices(dataset_labels(test), max_points)
     feats = _encode(run, test, indices, progress, "embedding map: encode")
     coords = embed_2d(feats, method=method, seed=run.cfg.train.seed)  # (N, 2)
     title = f"{method.upper() if method != 'tsne' else 't-SNE'} of {len(indices)} test representations (step {run.step})"
-    sec.blocks.append(Figure(embedding_map_figure(coords, _colourings(test, indices), title), caption=title,
-                             alt="embedding map"))
+    for name, values in _colourings(test, indices).items():
+        sec.blocks.append(Figure(embedding_map_figure(coords, values, name, title), caption=f"{title}, coloured by {name}",
+                                 alt=f"embedding map coloured by {name}"))
     return sec
 
 
@@ -202,30 +211,37 @@ def gallery_section(
     indices: Sequence[int] | None = None,
     progress: bool = True,
     extra_blocks: Sequence[Any] = (),
+    scale: str = "image",
 ) -> Section:
     """``n_images`` test images x explainer methods x each image's concepts.
 
     Args:
         run: a :class:`xbyol.run.LoadedRun`.
-        n_images: images, spread over the test split (ignored with ``indices``).
+        n_images: images sampled evenly across the test labels (ignored with ``indices``).
         methods: explainer names (default :func:`~xbyol.report.heatmaps.default_methods`).
         groups: concept groups whose concepts are explained (see :func:`gallery_concepts`).
         max_concepts: concepts per image.
         indices: explicit test-split indices.
         progress: a progress bar over concepts x methods.
         extra_blocks: blocks shown first (the explanation-metrics table).
+        scale: ``"image"`` (each map scaled to its own range) or ``"shared"`` (one range per
+            method and concept over the gallery's images; see
+            :data:`~xbyol.report.heatmaps.HEATMAP_SCALES`).
     """
     from xbyol.report.figures import image_data_uri
-    from xbyol.report.heatmaps import check_methods, concept_heatmaps, default_methods, overlay_uri
+    from xbyol.report.heatmaps import (check_methods, colorbar_uri, concept_heatmaps, concept_mask, default_methods,
+                                       overlay_uri)
 
     methods = check_methods(methods if methods is not None else default_methods())
+    scale_text = ("each map scaled to its own lowest..highest value: compare the cosines, not the brightness, "
+                  "across rows" if scale == "image" else
+                  "one scale per method and concept across the gallery's images: a weaker map looks weaker")
     sec = Section("gallery", "Heatmap gallery", blocks=list(extra_blocks),
                   intro="Each row explains the cosine between the image's embedding (in the concept space) and the "
-                        "text of one of its concepts; red = most responsible for that similarity. Maps are min-max "
-                        "normalised per image.")
+                        "text of one of its concepts; bright = most responsible for that similarity.")
     test = run.dataset("test")
     if indices is None:
-        indices = spread_indices(len(test), n_images)
+        indices = stratified_indices(dataset_labels(test), n_images)
     bad = [i for i in indices if not 0 <= int(i) < len(test)]
     if bad:
         raise ValueError(f"gallery image indices {bad} out of range: the test split has {len(test)} images")
@@ -242,17 +258,197 @@ def gallery_section(
             target = run.target(f"concept:{concept}")
             scores, maps = None, {}
             for m in methods:
-                scores, one = concept_heatmaps(run, images, concept, [m], target=target)
+                scores, one = concept_heatmaps(run, images, concept, [m], target=target, scale=scale)
                 maps.update(one)
                 bar.update(1)
             assert scores is not None
             for j, p in enumerate(positions):
-                cells = [overlay_uri(images[j], maps[m][j]) for m in methods]
+                mask = concept_mask(samples[p], test, concept)
+                cells = [overlay_uri(images[j], maps[m][j], mask=mask) for m in methods]
                 results[(p, concept)] = (float(scores[j]), cells)
     items = []
     for pos, (i, s) in enumerate(zip(indices, samples)):
         rows = [GalleryRow(c, *results[(pos, c)]) for c in concepts[pos]]
         items.append(GalleryImage(title=f"test image {int(i)}", subtitle=_subtitle(s, test),
                                   src=image_data_uri(s["image"], min_size=96), rows=rows))
-    sec.blocks.append(Gallery(methods=list(methods), images=items))
+    sec.blocks.append(Gallery(methods=list(methods), images=items, colorbar=colorbar_uri(), scale=scale_text))
     return sec
+
+
+# ----------------------------------------------------------------------------- augmented views
+
+
+def views_section(run: Any, n_images: int = 4, seed: int = 0) -> Section:
+    """A few training images with two draws of the two BYOL views the objective compares.
+
+    The views come from the run's own augmentation (``cfg.aug``) with a fixed seed, so the
+    report is reproducible; they show which changes (crop, flip, colour, blur, solarisation)
+    the encoder was asked to ignore.
+    """
+    from xbyol.augment import unnormalize
+    from xbyol.report.figures import image_data_uri
+
+    sec = Section("views", "Augmented views",
+                  intro="What the encoder was trained to see as the same image: each row is one training image and "
+                        "two draws of the pair of views its loss compares (view 1 is always blurred; view 2 is "
+                        "sometimes solarised). Whatever differs between two views is what the representation learns "
+                        "to ignore.")
+    views = getattr(run.method, "views", None)
+    if views is None or not callable(views):
+        sec.missing = f"not applicable: method {run.cfg.method.name!r} does not train on augmented view pairs."
+        return sec
+    train = run.dataset("train")
+    indices = stratified_indices(dataset_labels(train), n_images)
+    images = torch.stack([train[i]["image"] for i in indices]).to(run.device)  # (n, 3, H, W) uint8
+    draws = [views(images, seed=seed + d) for d in range(2)]  # 2 x (view1, view2), each (n, 3, S, S)
+
+    def shown(x: torch.Tensor) -> torch.Tensor:
+        unit = unnormalize(x.float()) if run.cfg.aug.normalize else x.float().clamp(0, 1)
+        return (unit * 255).round().to(torch.uint8).cpu()  # (n, 3, S, S)
+
+    pictures = [shown(v) for pair in draws for v in pair]
+    classes = list(getattr(train, "class_names", []) or [])
+    labels = dataset_labels(train)
+    rows = []
+    for j, i in enumerate(indices):
+        label = classes[labels[i]] if 0 <= labels[i] < len(classes) else ""
+        cells = [GridCell(image_data_uri(images[j].cpu(), min_size=80))]
+        cells += [GridCell(image_data_uri(p[j], min_size=80)) for p in pictures]
+        rows.append(GridRow(f"train image {i}" + (f" ({label})" if label else ""), cells))
+    a = run.cfg.aug
+    settings = (f"crop area {a.crop_scale_min:g}-{a.crop_scale_max:g}, flip p {a.flip_p:g}, colour jitter p {a.jitter_p:g}, "
+                f"grayscale p {a.grayscale_p:g}, blur p {a.blur_p[0]:g}/{a.blur_p[1]:g}, "
+                f"solarise p {a.solarize_p[0]:g}/{a.solarize_p[1]:g} (view 1 / view 2)")
+    sec.blocks.append(ImageGrid(["original", "view 1", "view 2", "view 1 (2nd draw)", "view 2 (2nd draw)"], rows,
+                                caption=f"The run's augmentation (config aug): {settings}; seed {seed}"))
+    return sec
+
+
+# ----------------------------------------------------------------------------- nearest neighbours
+
+
+@torch.no_grad()
+def _features(backbone: Any, dataset: Any, indices: list[int], device: Any, batch_size: int = 256) -> torch.Tensor:
+    """Backbone representations ``[N, D]`` of the given dataset images."""
+    from xbyol.augment import preprocess
+
+    out = []
+    for s in range(0, len(indices), batch_size):
+        images = torch.stack([dataset[i]["image"] for i in indices[s : s + batch_size]])  # (b, 3, H, W)
+        out.append(backbone(preprocess(images.to(device))).float().cpu())
+    return torch.cat(out)  # (N, D)
+
+
+def nearest_neighbours(features: torch.Tensor, queries: Sequence[int], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` most cosine-similar rows of ``features [N, D]`` to each query row (the query itself excluded).
+
+    Returns:
+        ``(indices [Q, k], cosines [Q, k])``, most similar first.
+    """
+    import torch.nn.functional as F
+
+    z = F.normalize(features.float(), dim=1)  # (N, D)
+    q = torch.as_tensor(list(queries), dtype=torch.long)
+    cos = z[q] @ z.T  # (Q, N)
+    cos[torch.arange(len(q)), q] = -float("inf")
+    top = cos.topk(min(k, z.shape[0] - 1), dim=1)
+    return top.indices, top.values
+
+
+def same_label_rate(features: torch.Tensor, labels: Sequence[int], k: int) -> float:
+    """Fraction of every point's ``k`` nearest neighbours (cosine, itself excluded) that share its label."""
+    idx, _ = nearest_neighbours(features, range(features.shape[0]), k)  # (N, k)
+    y = torch.as_tensor(list(labels))
+    return float((y[idx] == y[:, None]).float().mean())
+
+
+def random_pick_same_label_rate(labels: Sequence[int]) -> float:
+    """Chance that another image drawn at random shares an image's label: ``sum_y n_y (n_y - 1) / (N (N - 1))``."""
+    n = len(labels)
+    return sum(c * (c - 1) for c in Counter(labels).values()) / (n * (n - 1)) if n > 1 else float("nan")
+
+
+def neighbours_section(run: Any, n_queries: int = 4, k: int = 5, max_gallery: int = 2000) -> Section:
+    """For a few test images, their ``k`` nearest test images under the trained encoder and under random init."""
+    from xbyol.report.figures import image_data_uri
+
+    sec = Section("neighbours", "Nearest neighbours",
+                  intro="For a few test images, the most similar test images by cosine of the representation, under "
+                        "the trained encoder and under its randomly initialised twin (same architecture, no training). "
+                        "Green border: same label as the query; red: another label.")
+    test = run.dataset("test")
+    if len(test) < k + 2:
+        sec.missing = f"the test split has {len(test)} images; the gallery needs at least {k + 2}."
+        return sec
+    labels_all = dataset_labels(test)
+    pool = stratified_indices(labels_all, max_gallery)  # the searched gallery
+    labels = [labels_all[i] for i in pool]
+    trained = _features(run.backbone.eval(), test, pool, run.device)  # (N, D)
+    random = _features(run.random_init_backbone(seed=run.cfg.train.seed), test, pool, run.device)  # (N, D)
+    queries = stratified_indices(labels, n_queries)  # positions in the pool
+    classes = list(getattr(test, "class_names", []) or [])
+
+    def name(y: int) -> str:
+        return classes[y] if 0 <= y < len(classes) else str(y)
+
+    rows = []
+    for tag, feats in (("trained", trained), ("random init", random)):
+        idx, cos = nearest_neighbours(feats, queries, k)
+        for q, (ni, nc) in zip(queries, zip(idx.tolist(), cos.tolist())):
+            cells = [GridCell(image_data_uri(test[pool[q]]["image"], min_size=80), caption=name(labels[q]))]
+            cells += [GridCell(image_data_uri(test[pool[j]]["image"], min_size=80), caption=f"cos {c:.3f}",
+                               mark="same" if labels[j] == labels[q] else "other") for j, c in zip(ni, nc)]
+            rows.append(GridRow(f"test image {pool[q]}, {tag}", cells))
+    rows.sort(key=lambda r: int(r.label.split(",")[0].removeprefix("test image ")))  # trained / random init pairs
+    sec.blocks.append(ImageGrid(["query"] + [f"neighbour {j + 1}" for j in range(k)], rows,
+                                caption=f"Searched among {len(pool)} test images (cosine of backbone representations)"))
+    if len(set(labels)) > 1:
+        sec.blocks.append(KeyValues([
+            (f"same-label neighbours, trained ({k} nearest, all {len(pool)} images)", same_label_rate(trained, labels, k)),
+            (f"same-label neighbours, random init", same_label_rate(random, labels, k)),
+            ("same-label rate of a random pick", random_pick_same_label_rate(labels)),
+        ], caption="How often a neighbour shares the query's label"))
+    return sec
+
+
+# ----------------------------------------------------------------------------- probe confusion
+
+
+@torch.no_grad()
+def probe_confusion(run: Any, batch_size: int = 256) -> tuple[list[str], torch.Tensor]:
+    """Confusion counts ``[C, C]`` (true rows, predicted columns) of the linear probe of ``xbyol eval`` on the test split."""
+    from xbyol.explain.spec import load_probe
+
+    probe, class_names = load_probe(run)
+    test = run.dataset("test")
+    labels = torch.as_tensor(dataset_labels(test))
+    preds = []
+    for s in range(0, len(test), batch_size):
+        images = torch.stack([test[i]["image"] for i in range(s, min(len(test), s + batch_size))])  # (b, 3, H, W)
+        logits = probe(run.encode(images).float())  # (b, C) or (b, 1)
+        preds.append((logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1))
+    pred = torch.cat(preds).cpu()
+    c = len(class_names)
+    counts = torch.zeros(c, c, dtype=torch.long)
+    keep = (labels >= 0) & (labels < c)
+    counts.index_put_((labels[keep], pred[keep]), torch.ones(int(keep.sum()), dtype=torch.long), accumulate=True)
+    return class_names, counts
+
+
+def probe_confusion_blocks(run: Any) -> list[Any]:
+    """The linear probe's confusion matrix (a figure) and per-class recall (a table)."""
+    from xbyol.report.figures import confusion_figure
+
+    if not (Path(run.run_dir) / "probe.pt").is_file():
+        return [Note(f"probe confusion matrix: not computed: run `xbyol eval {run.run_dir}` (writes probe.pt).")]
+    names, counts = probe_confusion(run)
+    total = int(counts.sum())
+    accuracy = float(counts.diag().sum()) / max(1, total)
+    fig = confusion_figure(counts.numpy(), names, f"linear probe on the test split: accuracy {accuracy:.3f}",
+                           xlabel="predicted class", ylabel="true class")
+    rows = [[n, int(counts[i].sum()), float(counts[i, i]) / max(1, int(counts[i].sum())),
+             names[int(counts[i].masked_fill(torch.arange(len(names)) == i, -1).argmax())] if counts[i].sum() > counts[i, i] else None]
+            for i, n in enumerate(names)]
+    return [Figure(fig, caption=f"Linear probe (probe.pt of `xbyol eval`) on {total} test images; rows: true class, "
+                                "normalised to 1; numbers: counts", alt="probe confusion matrix"),
+            Table(["class", "test images", "recall", "most often mistaken for"], rows, caption="Linear probe per class")]

@@ -18,6 +18,8 @@ __all__ = [
     "Baseline",
     "concepts_section",
     "dissection_section",
+    "collapse_warnings",
+    "ema",
     "evaluation_section",
     "explain_metrics_blocks",
     "format_duration",
@@ -145,27 +147,90 @@ def _line(metrics: dict[str, list[float]], col: str, label: str | None = None, s
     return {"label": label or col, "x": x, "y": y, "style": style} if x else None
 
 
-def training_panels(metrics: dict[str, list[float]]) -> list[dict[str, Any]]:
-    """Panels of the training figure: losses, lr, tau, collapse monitors, throughput, the rest."""
+def ema(values: Sequence[float], weight: float) -> list[float]:
+    """Exponential moving average ``s_t = weight * s_{t-1} + (1 - weight) * v_t``, ``s_0 = v_0``."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else weight * out[-1] + (1 - weight) * v)
+    return out
+
+
+def _constant(ys: Sequence[float]) -> bool:
+    return len(ys) > 1 and max(ys) - min(ys) <= 1e-12 * max(1.0, abs(max(ys)))
+
+
+def _healthy_dim(metrics: dict[str, list[float]], prefix: str) -> int | None:
+    """Embedding dimension ``d`` of a monitored embedding, from its logged healthy std ``1/sqrt(d)``."""
+    _, ys = _series(metrics, f"{prefix}_std_healthy") if f"{prefix}_std_healthy" in metrics else ([], [])
+    return round(1.0 / ys[-1] ** 2) if ys and ys[-1] > 0 else None
+
+
+def training_panels(metrics: dict[str, list[float]], smoothing: float = 0.0,
+                    batch_size: int | None = None) -> list[dict[str, Any]]:
+    """Panels of the training figure: losses, lr, tau, collapse monitors, throughput, the rest.
+
+    Each loss component gets a panel of its own (their scales differ and drawn together
+    they cannot be told apart); a component identical to the total is not repeated. A
+    metric that never changes (e.g. ``labelled_fraction`` on fully labelled data) gets no
+    panel. The collapse monitors carry their healthy reference as a dashed line:
+    ``1/sqrt(d)`` for the embedding std (logged as ``*_std_healthy``) and the largest
+    possible effective rank, ``min(d, batch_size)``.
+
+    Args:
+        metrics: columns of ``metrics.csv``.
+        smoothing: ``> 0`` also draws the noisy curves (losses, throughput, other logged
+            values) as their :func:`ema` with this weight, the raw values faint behind it;
+            schedules (lr, tau) and the sparse collapse monitors are drawn as logged.
+        batch_size: rows of the batch the monitors are computed on (caps the rank).
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
     cols = [c for c in metrics if c not in ("step", "epoch")]
     used: set[str] = set()
     panels: list[dict[str, Any]] = []
 
-    def add(title: str, names: list[str], log: bool = False, extra: list[dict[str, Any]] | None = None) -> None:
-        lines = [ln for ln in (_line(metrics, c) for c in names) if ln] + (extra or [])
-        used.update(names)
-        if lines:
-            panels.append({"title": title, "lines": lines, "log": log})
+    def lines_of(c: str, smooth: bool) -> list[dict[str, Any]]:
+        line = _line(metrics, c)
+        if line is None:
+            return []
+        if not smooth or smoothing <= 0 or len(line["y"]) < 3:
+            return [line]
+        raw = dict(line, label=f"{c} (raw)", faint=True)
+        return [raw, dict(line, y=ema(line["y"], smoothing), label=f"{c} (EMA {smoothing:g})")]
 
-    add("loss", [c for c in cols if c == "loss" or c.startswith("loss_")])
-    add("learning rate", [c for c in cols if c == "lr"])
-    add("EMA momentum tau", [c for c in cols if c == "tau"])
+    def add(title: str, names: list[str], log: bool = False, extra: list[dict[str, Any]] | None = None,
+            smooth: bool = True) -> None:
+        used.update(names)
+        names = [c for c in names if not _constant(_series(metrics, c)[1])]
+        lines = [ln for c in names for ln in lines_of(c, smooth)]
+        if lines:
+            panels.append({"title": title, "lines": lines + (extra or []), "log": log})
+
+    total = _series(metrics, "loss")[1] if "loss" in cols else []
+    components = [c for c in cols if c.startswith("loss_")]
+    add("loss", [c for c in cols if c == "loss"])
+    for c in components:
+        if _series(metrics, c)[1] == total:
+            used.add(c)  # the whole loss again (e.g. loss_byol of a byol run)
+        else:
+            add(f"loss component: {c.removeprefix('loss_')}", [c])
+    add("learning rate", [c for c in cols if c == "lr"], smooth=False)  # schedules: exact, nothing to smooth
+    add("EMA momentum tau", [c for c in cols if c == "tau"], smooth=False)
     std = [c for c in cols if c.endswith("_std")]
     healthy = [c for c in cols if c.endswith("_std_healthy")]
-    add("collapse monitor: embedding std (dashed: 1/sqrt(d))", std,
-        extra=[ln for ln in (_line(metrics, c, c.replace("_std_healthy", " healthy"), "--") for c in healthy) if ln])
+    add("collapse: embedding std (dashed: healthy)", std, smooth=False,  # sparse: an EMA would lag by many steps
+        extra=[ln for ln in (_line(metrics, c, c.replace("_std_healthy", " healthy 1/sqrt(d)"), "--") for c in healthy) if ln])
     used.update(healthy)
-    add("collapse monitor: effective rank (RankMe)", [c for c in cols if c.endswith("_rank")])
+    ranks = [c for c in cols if c.endswith("_rank")]
+    rank_refs = []
+    for c in ranks:
+        d = _healthy_dim(metrics, c.removesuffix("_rank"))
+        xs, _ = _series(metrics, c)
+        if d is not None and xs:
+            top = min(d, batch_size) if batch_size else d
+            rank_refs.append({"label": f"{c.removesuffix('_rank')} maximum {top}", "x": [xs[0], xs[-1]],
+                              "y": [top, top], "style": "--"})
+    add("collapse: effective rank (dashed: maximum)", ranks, extra=rank_refs, smooth=False)
     add("throughput (images/s)", [c for c in cols if c == "images_per_s"])
     for c in cols:
         if c not in used:
@@ -173,27 +238,61 @@ def training_panels(metrics: dict[str, list[float]]) -> list[dict[str, Any]]:
     return panels
 
 
-def training_section(a: RunArtifacts) -> Section:
-    """Training curves from ``metrics.csv`` and a table of the last values."""
+def collapse_warnings(metrics: dict[str, list[float]], batch_size: int | None = None) -> list[str]:
+    """Monitors that end below their healthy reference, in words.
+
+    The embedding std warns below ``1/sqrt(d)``; the effective rank below half its maximum
+    ``min(d, batch_size)`` (only perfectly isotropic embeddings reach the maximum itself).
+    """
+    out = []
+    for c in metrics:
+        if c.endswith("_std") and f"{c}_healthy" in metrics:
+            _, ys = _series(metrics, c)
+            _, hs = _series(metrics, f"{c}_healthy")
+            if ys and hs and ys[-1] < hs[-1]:
+                out.append(f"{c} ends at {format_value(ys[-1])}, {100 * ys[-1] / hs[-1]:.0f}% of the healthy "
+                           f"1/sqrt(d) = {format_value(hs[-1])}")
+        if c.endswith("_rank"):
+            d = _healthy_dim(metrics, c.removesuffix("_rank"))
+            _, ys = _series(metrics, c)
+            if d is not None and ys:
+                top = min(d, batch_size) if batch_size else d
+                if ys[-1] < top / 2:
+                    out.append(f"{c} ends at {format_value(ys[-1])}, below half its maximum {top}")
+    return out
+
+
+def training_section(a: RunArtifacts, smoothing: float = 0.0) -> Section:
+    """Training curves from ``metrics.csv``, collapse warnings and a table of the last values."""
     from xbyol.report.figures import curves_figure
 
     sec = Section("training", "Training curves")
     m = a.metrics
     if m is None:
         return _absent(sec, a, METRICS_FILE, f"not computed: {a.run_dir / 'metrics.csv'} is missing (written by `xbyol train`).")
-    panels = training_panels(m)
+    batch = int(a.cfg.data.batch_size)
+    panels = training_panels(m, smoothing, batch)
     if not panels:
         sec.missing = f"{a.run_dir / 'metrics.csv'} has no logged values yet."
         return sec
-    sec.blocks.append(Figure(curves_figure(panels), caption="Logged every train.log_every steps; collapse monitors every "
-                             "train.monitor_every steps.", alt="training curves"))
+    caption = "Logged every train.log_every steps; collapse monitors every train.monitor_every steps."
+    if smoothing > 0:
+        caption += f" Solid: exponential moving average (weight {smoothing:g}); faint: the logged values."
+    sec.blocks.append(Figure(curves_figure(panels), caption=caption, alt="training curves"))
+    for w in collapse_warnings(m, batch):
+        sec.blocks.append(Note(f"warning: {w} (collapse monitor; see the dashed reference).", level="warning"))
     rows = []
+    constant = []
     for c in m:
         if c in ("step", "epoch"):
             continue
         _, ys = _series(m, c)
         if ys:
             rows.append([c, ys[-1], min(ys), max(ys)])
+            if _constant(ys) and not c.endswith("_healthy"):
+                constant.append(f"{c} = {format_value(ys[-1])}")
+    if constant:
+        sec.blocks.append(Note(f"constant through the run (no panel): {', '.join(constant)}."))
     sec.blocks.append(Table(["metric", "last", "min", "max"], rows, caption="Logged values"))
     return sec
 
@@ -213,8 +312,24 @@ def _compare(rows_keys: list[tuple[str, str]], columns: list[tuple[str, dict[str
     return Table(["metric"] + [h for h, _ in columns], rows)
 
 
-def evaluation_section(a: RunArtifacts, baselines: Sequence[Baseline] = (), checkpoint_step: int | None = None) -> Section:
-    """Linear probe and kNN beside the random-init twin and any baseline runs; other evaluators as tables."""
+#: the evaluation table's rows: (label, eval.json key)
+_CLASSIFIERS = [("linear probe accuracy", "linear_probe"), ("kNN accuracy", "knn")]
+
+
+def evaluation_section(a: RunArtifacts, baselines: Sequence[Baseline] = (), checkpoint_step: int | None = None,
+                       chance: float | None = None) -> Section:
+    """Linear probe and kNN beside chance, the random-init twin and any baseline runs; other evaluators as tables.
+
+    Args:
+        a: the run's files.
+        baselines: other runs shown in columns.
+        checkpoint_step: step of the loaded checkpoint (a stale ``eval.json`` is called out).
+        chance: accuracy of always answering the test split's most frequent class (a row of
+            its own; ``None`` when the dataset was not loaded).
+
+    A trained encoder below its random-init twin (it happens on short runs) is flagged
+    with a warning rather than printed silently.
+    """
     sec = Section("evaluation", "Evaluation")
     ev = a.eval
     if ev is None:
@@ -225,14 +340,36 @@ def evaluation_section(a: RunArtifacts, baselines: Sequence[Baseline] = (), chec
         sec.blocks.append(Note(f"eval.json is from step {ev.get('step')} but the checkpoint is at step {checkpoint_step}: "
                                f"run {_cmd('eval', a)} again."))
     if "trained" in ev:
-        cols: list[tuple[str, dict[str, Any] | None]] = [(f"{a.cfg.method.name} (this run)", ev.get("trained"))]
-        if "random_init" in ev:
-            cols.append(("random init", ev["random_init"]))
+        trained = ev.get("trained") or {}
+        random = ev.get("random_init") if isinstance(ev.get("random_init"), dict) else None
+        cols: list[tuple[str, dict[str, Any] | None]] = [(f"{a.cfg.method.name} (this run)", trained)]
+        if random is not None:
+            cols.append(("random init", random))
+            cols.append(("this run - random init", {k: _difference(trained.get(k), random.get(k)) for _, k in _CLASSIFIERS}))
         for b in baselines:
             cols.append((b.label, None if b.eval is None else b.eval.get("trained")))
-        table = _compare([("linear probe accuracy", "linear_probe"), ("kNN accuracy", "knn")], cols)
-        table.caption = "Frozen-feature classification on the test split (random init: same architecture, untrained)"
+        table = _compare(_CLASSIFIERS, cols)
+        if chance is not None:
+            table.rows.append(["chance (always the most frequent test class)", chance]
+                              + [chance if h == "random init" else None for h, _ in cols[1:]])
+        table.caption = ("Frozen-feature classification on the test split (random init: same architecture, untrained; "
+                         "one training seed, so a difference of a few points may be noise)")
         sec.blocks.append(table)
+        if random is not None:
+            below = [(label, trained[k], random[k]) for label, k in _CLASSIFIERS
+                     if isinstance(trained.get(k), (int, float)) and isinstance(random.get(k), (int, float))
+                     and trained[k] < random[k]]
+            if below:
+                what = "; ".join(f"{label} {format_value(t)} < {format_value(r)}" for label, t, r in below)
+                sec.blocks.append(Note(f"warning: the trained encoder is below its random-init twin ({what}). "
+                                       "Training has not yet helped these features: the run may be too short, the "
+                                       "learning rate off, or the representation collapsing (see the collapse monitors).",
+                                       level="warning"))
+        if chance is not None:
+            weak = [label for label, k in _CLASSIFIERS if isinstance(trained.get(k), (int, float)) and trained[k] <= chance]
+            if weak:
+                sec.blocks.append(Note(f"warning: {' and '.join(weak)} at or below chance ({format_value(chance)}): no "
+                                       "better than always answering the most frequent class.", level="warning"))
     else:
         sec.blocks.append(Note("no linear probe / kNN: the dataset has a single class."))
     for b in baselines:
@@ -244,6 +381,12 @@ def evaluation_section(a: RunArtifacts, baselines: Sequence[Baseline] = (), chec
         flat = flatten(value)
         sec.blocks.append(Table(["key", "value"], [[k, v] for k, v in flat.items()], caption=f"evaluator: {name}"))
     return sec
+
+
+def _difference(x: Any, y: Any) -> float | None:
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+        return float(x) - float(y)
+    return None
 
 
 def _group_table(caption: str, groups: list[str], columns: list[tuple[str, dict[str, Any] | None]]) -> Table:

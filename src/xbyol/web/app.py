@@ -11,15 +11,22 @@ Safety of a local tool that may still be reached by other pages in the user's br
   integer index into the dataset in memory, uploads by a server-made random id into a
   bounded in-memory store; the two static files are read once at start-up and there is
   no static-folder route;
-- uploads: a size limit (``MAX_CONTENT_LENGTH`` -> 413), multipart parts kept in memory,
-  only real images of accepted formats (415), a pixel-count guard before decoding and
-  Pillow's decompression-bomb warning raised as an error (400);
-- every error is JSON ``{"error": message}`` with a 4xx/5xx status.
+- uploads: a size limit (``MAX_CONTENT_LENGTH`` -> 413 naming the limit), multipart parts
+  kept in memory, only real images of accepted formats (415; truncated or corrupt: 400), a
+  pixel-count guard before decoding, Pillow's decompression-bomb warning raised as an error
+  (400), and at most two decodes at a time so memory does not grow with the thread count
+  (:class:`~xbyol.web.uploads.UploadDecoder`);
+- model work (top concepts, heatmaps) only on POST, behind the ``Origin`` check, so no page
+  can make the browser burn CPU with a ``GET``; typed concept texts are embedded in memory
+  (a bounded LRU), never added to the on-disk embedding cache;
+- every error is JSON ``{"error": message}`` with a 4xx status; a 5xx other than 503
+  (text model unavailable) is a bug and is answered as JSON too.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 import secrets
 import threading
@@ -32,11 +39,49 @@ from urllib.parse import urlsplit
 
 import torch
 
-__all__ = ["LOCAL_HOSTS", "Explorer", "create_app"]
+from xbyol.web.uploads import DEFAULT_MAX_PIXELS, UploadDecoder, UploadError
+
+__all__ = ["LOCAL_HOSTS", "Explorer", "concept_support", "create_app", "host_name"]
 
 #: Host names accepted when the explorer is bound to a loopback address
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+#: a non-negative integer in ASCII digits (``str.isdigit`` also accepts "²" and "①", which ``int`` refuses)
+_ASCII_INT = re.compile(r"[0-9]{1,9}")
+#: typed concept texts whose targets are kept in memory
+MAX_CONCEPT_TARGETS = 64
+
+
+def host_name(host: str) -> str | None:
+    """``"[::1]:8000" -> "::1"``, ``"LocalHost:80" -> "localhost"``; ``None`` when unparsable."""
+    try:
+        return urlsplit(f"//{host}").hostname
+    except ValueError:
+        return None
+
+
+def concept_support(method: str) -> str | None:
+    """Why ``method`` cannot explain a concept text, or ``None`` when it can.
+
+    A concept text is a :class:`~xbyol.explain.targets.ConceptTarget`; an explainer that
+    declares ``target_types`` (CAM: linear-probe classes and embedding dimensions) explains
+    only those.
+    """
+    from xbyol.explain.base import target_types
+    from xbyol.explain.targets import ConceptTarget
+
+    types = target_types(method)
+    if types is None or issubclass(ConceptTarget, tuple(types)):
+        return None
+    kinds = " or ".join(t.__name__ for t in types)
+    return f"{method} explains only a {kinds} (e.g. `xbyol explain --target class:K`), not a concept text"
+
+
+def ignores_target(method: str) -> bool:
+    """Whether ``method`` draws the same map whatever the target (Eigen-CAM)."""
+    from xbyol.explain.base import EXPLAINERS
+
+    return not getattr(EXPLAINERS._factories[method], "needs_target", True)
 
 
 class Explorer:
@@ -51,7 +96,7 @@ class Explorer:
     """
 
     def __init__(self, run: Any, methods: Sequence[str] | None = None, max_uploads: int = 32,
-                 max_pixels: int = 40_000_000, top_k: int = 5) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, top_k: int = 5, max_concurrent_decodes: int = 2) -> None:
         from xbyol.explain import names
         from xbyol.report.heatmaps import check_methods, default_methods
 
@@ -59,14 +104,21 @@ class Explorer:
         self.test = run.dataset("test")
         self.image_size = int(run.cfg.data.image_size)
         self.available = names()
-        self.methods = check_methods(methods) if methods is not None else default_methods()
+        #: method -> why it cannot explain a concept text (absent: it can)
+        self.unsupported = {m: why for m in self.available if (why := concept_support(m)) is not None}
+        chosen = check_methods(methods) if methods is not None else default_methods()
+        self.methods = [m for m in chosen if m not in self.unsupported]
         self.max_uploads = max_uploads
         self.max_pixels = max_pixels
         self.top_k = top_k
+        self.decode = UploadDecoder(self.image_size, max_pixels, max_concurrent_decodes)
         self.lock = threading.Lock()  # explainers hook the model: one computation at a time
         self._uploads_lock = threading.Lock()
         self.uploads: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._targets: OrderedDict[str, Any] = OrderedDict()
+        self._projection: tuple[Any, Any] | None = None
+        #: whether a concept text outside the bank was embedded (the text model is then loaded)
+        self.text_model_loaded = False
 
     # ------------------------------------------------------------------ images
 
@@ -90,9 +142,7 @@ class Explorer:
 
     def add_upload(self, data: bytes) -> str:
         """Decode and keep an uploaded image; returns its id."""
-        from xbyol.web.uploads import decode_image
-
-        image = decode_image(data, self.image_size, self.max_pixels)
+        image = self.decode(data)
         uid = secrets.token_hex(16)
         with self._uploads_lock:
             self.uploads[uid] = image
@@ -128,26 +178,62 @@ class Explorer:
 
     # ------------------------------------------------------------------ model
 
+    def projection(self) -> tuple[Any, Any]:
+        """The run's ``(project_fn, concept bank)``, computed once (call under :attr:`lock`)."""
+        from xbyol.concepts.projection import concept_projection
+
+        if self._projection is None:
+            self._projection = concept_projection(self.run)
+        return self._projection
+
     def _target(self, concept: str) -> Any:
+        """The :class:`~xbyol.explain.targets.ConceptTarget` of a text (call under :attr:`lock`).
+
+        Embedded in memory: typed texts are not written to the on-disk cache (one file
+        each, without bound); the last :data:`MAX_CONCEPT_TARGETS` are kept.
+        """
+        from xbyol.explain.targets import ConceptTarget
+
         if concept in self._targets:
             self._targets.move_to_end(concept)
             return self._targets[concept]
-        target = self.run.target(f"concept:{concept}")
+        project_fn, bank = self.projection()
+        target = ConceptTarget(bank.embed([concept], write_cache=False)[0].to(self.run.device), project_fn)
+        if concept.lower() not in {t.lower() for t in bank.texts}:
+            self.text_model_loaded = True
         self._targets[concept] = target
-        while len(self._targets) > 64:
+        while len(self._targets) > MAX_CONCEPT_TARGETS:
             self._targets.popitem(last=False)
         return target
 
-    def top_concepts(self, image: torch.Tensor, k: int | None = None) -> list[dict[str, Any]]:
+    def top_concepts(self, image: torch.Tensor, k: int | None = None) -> dict[str, Any]:
+        """``{"concepts": [{"concept", "weight"}], "uniform": 1/K}``: the image's top-k concepts
+        and the weight every concept would have if the embedding favoured none of the K."""
         from xbyol.concepts import explain_embedding
 
         with self.lock:
             top = explain_embedding(self.run, image[None], top_k=k or self.top_k)[0]
-        return [{"concept": c, "weight": w} for c, w in top]
+            n_concepts = len(self.projection()[1])
+        return {"concepts": [{"concept": c, "weight": w} for c, w in top], "uniform": 1.0 / n_concepts}
 
-    def explain(self, image: torch.Tensor, concept: str, methods: Sequence[str]) -> dict[str, Any]:
+    def mask(self, ref: dict[str, Any], concept: str) -> torch.Tensor | None:
+        """The ground-truth mask ``[H, W]`` of ``concept`` in a test image, when the dataset has one."""
+        from xbyol.report.heatmaps import concept_mask
+
+        if "index" not in ref:
+            return None
+        return concept_mask(self.test[ref["index"]], self.test, concept)
+
+    def explain(self, image: torch.Tensor, concept: str, methods: Sequence[str],
+                mask: torch.Tensor | None = None) -> dict[str, Any]:
+        """Score and heatmaps of one image for a concept text.
+
+        Each heatmap comes as ``src`` (drawn over the image, with the mask outline) and as
+        ``heat`` (the coloured map alone, RGBA, for the page to lay over the image with an
+        opacity slider); ``outline`` is the mask's outline alone (RGBA) when there is a mask.
+        """
         from xbyol.report.figures import image_data_uri
-        from xbyol.report.heatmaps import concept_heatmaps, overlay_uri
+        from xbyol.report.heatmaps import concept_heatmaps, heat_layer_uri, outline_uri, overlay_uri
 
         heatmaps = []
         with self.lock:
@@ -158,8 +244,14 @@ class Explorer:
                 scores, maps = concept_heatmaps(self.run, image[None], concept, [m], target=target)
                 ms = 1000 * (time.perf_counter() - t0)
                 score = float(scores[0])
-                heatmaps.append({"method": m, "src": overlay_uri(image, maps[m][0], min_size=192), "ms": round(ms, 1)})
-        return {"concept": concept, "score": score, "image": image_data_uri(image, min_size=192), "heatmaps": heatmaps}
+                heat = maps[m][0]  # (H, W)
+                item = {"method": m, "src": overlay_uri(image, heat, min_size=192, mask=mask),
+                        "heat": heat_layer_uri(heat, min_size=192), "ms": round(ms, 1)}
+                if mask is not None:
+                    item["outline"] = outline_uri(mask, min_size=192)
+                heatmaps.append(item)
+        return {"concept": concept, "score": score, "image": image_data_uri(image, min_size=192),
+                "mask": concept if mask is not None else None, "heatmaps": heatmaps}
 
 
 def _png(image: torch.Tensor) -> bytes:
@@ -179,7 +271,7 @@ def create_app(
     methods: Sequence[str] | None = None,
     device: str = "cpu",
     max_upload_bytes: int = 5 * 1024 * 1024,
-    max_pixels: int = 40_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     max_uploads: int = 32,
     page_size: int = 24,
     trusted_hosts: Sequence[str] | None = LOCAL_HOSTS,
@@ -192,16 +284,18 @@ def create_app(
             scorecam, integrated_gradients; any registered method can be chosen).
         device: where the model runs when ``run`` is a directory.
         max_upload_bytes: request size limit (413 above it).
-        max_pixels: largest uploaded image ``width * height`` (400 above it).
+        max_pixels: largest decoded upload ``width * height`` (400 above it; a JPEG counts at
+            the reduced scale it is decoded at).
         max_uploads: uploads kept in memory.
         page_size: test images per page.
-        trusted_hosts: accepted ``Host`` names (``None``: any, for a non-loopback bind).
+        trusted_hosts: accepted ``Host`` names (``None``: any, for a non-loopback bind);
+            IPv6 addresses without brackets (``"::1"``).
     """
     from flask import Flask, Request, Response, jsonify, render_template, request
-    from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, ServiceUnavailable
+    from werkzeug.exceptions import (BadRequest, Forbidden, HTTPException, RequestEntityTooLarge, ServiceUnavailable,
+                                     UnprocessableEntity)
 
-    from xbyol.report.heatmaps import MAX_CONCEPT_CHARS, check_concept, check_methods
-    from xbyol.web.uploads import UploadError
+    from xbyol.report.heatmaps import MAX_CONCEPT_CHARS, check_concept, check_methods, colorbar_uri
 
     if isinstance(run, (str, Path)):
         from xbyol.run import load_run
@@ -217,21 +311,43 @@ def create_app(
 
     app = Flask(__name__, static_folder=None)
     app.request_class = MemoryRequest
-    app.config.update(
-        MAX_CONTENT_LENGTH=max_upload_bytes,
-        TRUSTED_HOSTS=list(trusted_hosts) if trusted_hosts is not None else None,
-    )
+    # Werkzeug's TRUSTED_HOSTS cuts every entry at its first ':' so "::1" never matches: the
+    # Host header is checked here instead (see _local_host below).
+    hosts = None if trusted_hosts is None else {h.strip("[]").lower() for h in trusted_hosts}
+    app.config.update(MAX_CONTENT_LENGTH=max_upload_bytes, XBYOL_TRUSTED_HOSTS=hosts)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["xbyol_explorer"] = explorer
+    colorbar = colorbar_uri()
     statics = {"app.js": ("text/javascript", _read_static("app.js")), "app.css": ("text/css", _read_static("app.css"))}
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
         return jsonify(error=e.description, status=e.code), e.code
 
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(e: RequestEntityTooLarge):
+        limit = f"{max_upload_bytes / 1048576:.1f} MB ({max_upload_bytes} bytes)"
+        return jsonify(error=f"the request is larger than the explorer's limit of {limit}; send a smaller image "
+                             "(or start `xbyol serve` with a larger --max-upload-mb)", status=413), 413
+
     @app.errorhandler(UploadError)
     def _upload_error(e: UploadError):
         return jsonify(error=e.message, status=e.status), e.status
+
+    @app.errorhandler(Exception)
+    def _bug(e: Exception):
+        app.logger.exception("xbyol explorer: unexpected error")
+        return jsonify(error=f"internal error ({type(e).__name__}: {e}); this is a bug in xbyol, please report it",
+                       status=500), 500
+
+    @app.before_request
+    def _local_host() -> None:
+        if hosts is None:
+            return
+        name = host_name(request.host) if request.host else None
+        if name not in hosts:
+            raise BadRequest(f"Host {request.headers.get('Host')!r} refused: the explorer answers only to "
+                             f"{', '.join(sorted(hosts))} (DNS-rebinding guard)")
 
     @app.before_request
     def _same_origin_posts() -> None:
@@ -257,7 +373,12 @@ def create_app(
             "run": cfg.name, "method": cfg.method.name, "dataset": cfg.data.name, "step": run.step,
             "image_size": explorer.image_size, "test_images": len(explorer.test), "page_size": page_size,
             "methods": explorer.available, "default_methods": explorer.methods,
-            "max_upload_bytes": max_upload_bytes, "max_concept_chars": MAX_CONCEPT_CHARS,
+            "unsupported_methods": explorer.unsupported,
+            "target_free_methods": [m for m in explorer.available if ignores_target(m)],
+            "max_upload_bytes": max_upload_bytes, "max_pixels": explorer.max_pixels,
+            "max_concept_chars": MAX_CONCEPT_CHARS,
+            "known_concepts": list(getattr(explorer.test, "concept_names", []) or []),
+            "text_model_loaded": explorer.text_model_loaded, "colorbar": colorbar,
         }
 
     @app.get("/")
@@ -273,12 +394,28 @@ def create_app(
     def api_info():
         return jsonify(info())
 
+    def _query_int(name: str, default: int) -> int:
+        raw = request.args.get(name, str(default))
+        if not _ASCII_INT.fullmatch(raw):
+            raise BadRequest(f"{name} must be a non-negative integer in digits 0-9, got {raw!r}")
+        return int(raw)
+
+    def _json_object(example: str) -> dict[str, Any]:
+        """The request's JSON object; 400 for anything else (also for nesting too deep to parse)."""
+        if not request.is_json:
+            raise BadRequest(f"send a JSON object with Content-Type application/json: {example}")
+        try:
+            body = json.loads(request.get_data(cache=False))
+        except (ValueError, RecursionError) as e:
+            why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            raise BadRequest(f"the body is not valid JSON ({why}): {example}") from None
+        if not isinstance(body, dict):
+            raise BadRequest(f"send a JSON object: {example}")
+        return body
+
     @app.get("/api/images")
     def api_images():
-        raw = request.args.get("page", "0")
-        if not raw.isdigit():
-            raise BadRequest(f"page must be a non-negative integer, got {raw!r}")
-        page = int(raw)
+        page = _query_int("page", 0)
         n = len(explorer.test)
         pages = max(1, -(-n // page_size))
         if page >= pages:
@@ -297,19 +434,14 @@ def create_app(
     def upload_png(uid: str):
         return Response(_png(explorer.upload_image(uid)), mimetype="image/png")
 
-    def _k() -> int:
-        raw = request.args.get("k", str(explorer.top_k))
-        if not raw.isdigit() or not 1 <= int(raw) <= 50:
-            raise BadRequest(f"k must be an integer in 1..50, got {raw!r}")
-        return int(raw)
-
-    @app.get("/api/concepts/<int:index>")
-    def api_concepts(index: int):
-        return jsonify(index=index, concepts=_text_model(lambda: explorer.top_concepts(explorer.test_image(index), _k())))
-
-    @app.get("/api/uploads/<uid>/concepts")
-    def api_upload_concepts(uid: str):
-        return jsonify(upload=uid, concepts=_text_model(lambda: explorer.top_concepts(explorer.upload_image(uid), _k())))
+    @app.post("/api/concepts")
+    def api_concepts():
+        body = _json_object('{"index": 0, "k": 5} or {"upload": "<id>"}')
+        image, ref = explorer.resolve(body)
+        k = body.get("k", explorer.top_k)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 50:
+            raise BadRequest(f"'k' must be an integer in 1..50, got {k!r}")
+        return jsonify(**ref, **_text_model(lambda: explorer.top_concepts(image, k)))
 
     @app.post("/api/upload")
     def api_upload():
@@ -318,14 +450,11 @@ def create_app(
         data = request.files["image"].read(max_upload_bytes + 1)
         uid = explorer.add_upload(data)
         image = explorer.upload_image(uid)
-        return jsonify(upload=uid, url=f"/img/upload/{uid}.png",
-                       concepts=_text_model(lambda: explorer.top_concepts(image))), 201
+        return jsonify(upload=uid, url=f"/img/upload/{uid}.png", **_text_model(lambda: explorer.top_concepts(image))), 201
 
     @app.post("/api/explain")
     def api_explain():
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest('send a JSON object: {"index": 0, "concept": "red circle", "methods": ["gradcam"]}')
+        body = _json_object('{"index": 0, "concept": "red circle", "methods": ["gradcam"]}')
         image, ref = explorer.resolve(body)
         try:
             concept = check_concept(body.get("concept"))
@@ -335,7 +464,10 @@ def create_app(
             methods = check_methods(raw)
         except ValueError as e:
             raise BadRequest(str(e)) from None
-        result = _text_model(lambda: explorer.explain(image, concept, methods))
+        cannot = [explorer.unsupported[m] for m in methods if m in explorer.unsupported]
+        if cannot:
+            raise UnprocessableEntity("; ".join(cannot))
+        result = _text_model(lambda: explorer.explain(image, concept, methods, explorer.mask(ref, concept)))
         result.update(ref)
         return jsonify(result)
 

@@ -22,6 +22,7 @@ class CAM(BaseCAM):
     """Classic CAM at ``layer`` for a :class:`LinearClassTarget` (or :class:`DimensionTarget`)."""
 
     needs_gradients = False
+    target_types = (LinearClassTarget, DimensionTarget)
 
     def weights_and_map(
         self,
