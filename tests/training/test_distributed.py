@@ -75,3 +75,37 @@ torch.save({k: v.detach().cpu() for k, v in captured["m"].named_parameters()}, o
 dist.barrier()
 dist.destroy_process_group()
 '''
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """SIGINT reaches rank 1 only; the ranks agree (all-reduce) and both stop at one step,
+    rank 0 saves that step, and both exit with 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sets = {"data.num_train": 128, "data.batch_size": 16, "model.proj_hidden": 64, "model.pred_hidden": 64,
+            "model.proj_dim": 16, "train.steps": 1000, "train.progress": False, "train.log_every": 1,
+            "out_dir": str(tmp_path), "name": "ddp"}
+    argv = [sys.executable, "-m", "xbyol", "train"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE="2", OMP_NUM_THREADS="1")
+    procs = [
+        subprocess.Popen(argv, env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in range(2)
+    ]
+    metrics = tmp_path / "ddp" / "metrics.csv"
+    deadline = time.monotonic() + 240
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGINT)
+    results = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [130, 130], results
+    lines = [err.strip().splitlines()[-1] for _, err in results]
+    steps = [int(line.split(" at step ")[1].split("/")[0]) for line in lines]
+    assert all(line.startswith("xbyol train: interrupted (SIGINT) at step") for line in lines), lines
+    assert steps[0] == steps[1]
+    saved = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["step"] == steps[0]
