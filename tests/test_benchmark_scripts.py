@@ -83,12 +83,20 @@ def test_quality_run_dataset_reports_every_representation(quality, tmp_path):
     assert res["byol_train_s"] > 0 and res["supervised_train_s"] > 0
 
 
-def test_throughput_limit_step_trains_and_updates_the_target(throughput, tmp_path):
-    cfg = throughput.make_cfg("resnet10_16", 8, 3, str(tmp_path))
+@pytest.mark.parametrize("concat", ["true", "false"])
+def test_throughput_limit_step_trains_and_updates_the_target(throughput, tmp_path, concat):
+    cfg = throughput.make_cfg("resnet10_16", 8, 3, str(tmp_path), (f"method.concat_views={concat}",))
     cfg.model.proj_hidden, cfg.model.proj_dim, cfg.model.pred_hidden = 32, 16, 32
     times = throughput.limit_step_times(cfg, warmup=1, steps=2)
     assert len(times) == 2
     assert all(wall > 0 and cpu >= 0 for wall, cpu in times)
+
+
+def test_throughput_resolves_auto_as_the_trainer_does(throughput, tmp_path):
+    cfg = throughput.make_cfg("resnet10_16", 8, 3, str(tmp_path), ("train.precision=auto", "train.channels_last=auto", "method.concat_views=auto"))
+    r = throughput.resolved(cfg, torch.device("cpu"))
+    assert r.train.channels_last is True and r.method.concat_views is False
+    assert r.train.precision == ("bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32")
 
 
 def test_throughput_full_step_clock_sees_every_step(throughput, tmp_path):
@@ -102,24 +110,32 @@ def test_throughput_full_step_clock_sees_every_step(throughput, tmp_path):
     assert throughput.BYOL.after_optimizer_step.__name__ == "after_optimizer_step"
 
 
-def test_throughput_main_reports_ratio_and_exit_code(throughput, capsys, monkeypatch):
+def test_throughput_main_reports_ratio_and_exit_code(throughput, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(throughput, "DEFAULT_STEPS", {"resnet10_16": (1, 2)})
     real_make_cfg = throughput.make_cfg
 
-    def small(backbone, batch_size, steps, out_dir):
-        cfg = real_make_cfg(backbone, batch_size, steps, out_dir)
+    def small(backbone, batch_size, steps, out_dir, overrides=()):
+        cfg = real_make_cfg(backbone, batch_size, steps, out_dir, overrides)
         cfg.model.proj_hidden, cfg.model.proj_dim, cfg.model.pred_hidden = 32, 16, 32
         return cfg
 
     monkeypatch.setattr(throughput, "make_cfg", small)
     threads = torch.get_num_threads()
+    settings = ["fp32 NCHW concat (old defaults)", "bf16 CL concat", "auto (defaults)"]
+    out_json = tmp_path / "throughput.json"
     try:
-        code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "1", "--threads", "1"])
+        code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "1", "--threads", "1",
+                                "--settings", *settings, "--stages", "--json", str(out_json)])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert "| resnet10_16 | 8 |" in out
-    assert code == (0 if "PASS" in out.splitlines()[-1] else 1)
+    for setting in settings:
+        assert f"| resnet10_16 | 8 | {setting} |" in out
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [r["setting"] for r in rows] == settings
+    assert all(abs(sum(r["stage_share"].values()) - 1) < 1e-6 for r in rows)
+    ok = all(r["ratio"] >= throughput.TARGET for r in rows)
+    assert code == (0 if ok else 1) and ("PASS" if ok else "FAIL") in out.splitlines()[-1]
 
 
 # a one-step shapes run small enough for the suite: 64 / 32 images and narrow heads

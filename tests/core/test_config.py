@@ -36,7 +36,8 @@ def test_bad_choice_lists_the_allowed_values():
     ("aug.flip_p=1.5", "above the maximum"),
     ("data.batch_size=0", "below the minimum"),
     ("aug.jitter=[0.4, 0.4]", "list of 4"),
-    ("train.channels_last=maybe", "true or false"),
+    ("train.channels_last=maybe", "choose one of auto, True, False"),
+    ("train.progress=maybe", "true or false"),
     ("nonsense", "key=value"),
 ])
 def test_bad_values_are_rejected_with_the_key(override, fragment):
