@@ -195,3 +195,21 @@ def test_eval_refuses_a_checkpoint_with_non_finite_tensors(tiny_run_dir, tmp_pat
     torch.save(ck, path)
     with pytest.raises(CheckpointError, match=f"{path}.*non-finite values in {key}"):
         load_run(run)
+
+
+def test_one_data_loader_serves_every_epoch(tiny_cfg, monkeypatch):
+    """No loader (and no worker pool) is rebuilt at each epoch: one serves the whole run."""
+    import torch.utils.data as tud
+
+    built = []
+    real = tud.DataLoader
+
+    class Counting(real):
+        def __init__(self, *a, **k):
+            built.append(k.get("num_workers"))
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(tud, "DataLoader", Counting)
+    cfg = _cfg(tiny_cfg, **{"train.steps": 10, "data.num_workers": 1})  # 2.5 epochs
+    train(cfg)
+    assert built == [1]
