@@ -14,7 +14,6 @@ A new variant is a subclass that overrides :meth:`BaseCAM.weights_and_map` (and 
 
 from __future__ import annotations
 
-import abc
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +87,6 @@ class BaseCAM(Explainer):
             cam = F.interpolate(cam[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         return cam  # (B, H, W)
 
-    @abc.abstractmethod
     def weights_and_map(
         self,
         activations: torch.Tensor,
@@ -97,7 +95,10 @@ class BaseCAM(Explainer):
         images: torch.Tensor,
         target: TargetFn | None,
     ) -> torch.Tensor:
-        """The map at layer resolution, before ReLU and upsampling.
+        """The map at layer resolution, before ReLU and upsampling: ``sum_k w_k A^k``.
+
+        Variants that weight channels only implement :meth:`cam_weights`; variants with
+        another form of map (per-position weights, principal components) override this.
 
         Args:
             activations: ``[B, C, h, w]`` layer output.
@@ -108,3 +109,16 @@ class BaseCAM(Explainer):
         Returns:
             ``[B, h, w]``.
         """
+        weights = self.cam_weights(activations, gradients, images=images, target=target)  # (B, C)
+        return weighted_sum(weights, activations)  # (B, h, w)
+
+    def cam_weights(
+        self,
+        activations: torch.Tensor,
+        gradients: torch.Tensor | None,
+        *,
+        images: torch.Tensor,
+        target: TargetFn | None,
+    ) -> torch.Tensor:
+        """Channel weights ``[B, C]`` of the map (pytorch-grad-cam's ``get_cam_weights``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement cam_weights or weights_and_map")

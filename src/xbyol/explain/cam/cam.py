@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from xbyol.explain.base import EXPLAINERS
-from xbyol.explain.cam.base import BaseCAM, weighted_sum
+from xbyol.explain.cam.base import BaseCAM
 from xbyol.explain.targets import DimensionTarget, LinearClassTarget, TargetFn
 
 
@@ -24,7 +24,7 @@ class CAM(BaseCAM):
     needs_gradients = False
     target_types = (LinearClassTarget, DimensionTarget)
 
-    def weights_and_map(
+    def cam_weights(
         self,
         activations: torch.Tensor,
         gradients: torch.Tensor | None,
@@ -50,4 +50,4 @@ class CAM(BaseCAM):
                 f"CAM needs a LinearClassTarget (or DimensionTarget) on GAP features, got {type(target).__name__}; "
                 "use gradcam for other targets"
             )
-        return weighted_sum(weights, activations)  # (B, h, w)
+        return weights  # (B, C)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from xbyol.explain.base import EXPLAINERS
-from xbyol.explain.cam.base import BaseCAM, weighted_sum
+from xbyol.explain.cam.base import BaseCAM
 from xbyol.explain.targets import TargetFn
 
 
@@ -17,7 +17,7 @@ from xbyol.explain.targets import TargetFn
 class GradCAM(BaseCAM):
     """Grad-CAM at ``layer`` (default ``model.feature_layer``)."""
 
-    def weights_and_map(
+    def cam_weights(
         self,
         activations: torch.Tensor,
         gradients: torch.Tensor | None,
@@ -26,5 +26,4 @@ class GradCAM(BaseCAM):
         target: TargetFn | None,
     ) -> torch.Tensor:
         assert gradients is not None
-        weights = gradients.mean(dim=(2, 3))  # (B, C)
-        return weighted_sum(weights, activations)  # (B, h, w)
+        return gradients.mean(dim=(2, 3))  # (B, C)

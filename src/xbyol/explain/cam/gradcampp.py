@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from xbyol.explain.base import EXPLAINERS
-from xbyol.explain.cam.base import BaseCAM, weighted_sum
+from xbyol.explain.cam.base import BaseCAM
 from xbyol.explain.targets import TargetFn
 
 
@@ -25,7 +25,7 @@ class GradCAMPlusPlus(BaseCAM):
         super().__init__(model, layer=layer, normalize=normalize)
         self.eps = eps
 
-    def weights_and_map(
+    def cam_weights(
         self,
         activations: torch.Tensor,
         gradients: torch.Tensor | None,
@@ -40,4 +40,4 @@ class GradCAMPlusPlus(BaseCAM):
         alpha = g2 / (2 * g2 + sum_a * g3 + self.eps)  # (B, C, h, w)
         alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
         weights = (alpha * gradients.clamp(min=0)).sum(dim=(2, 3))  # (B, C)
-        return weighted_sum(weights, activations)  # (B, h, w)
+        return weights  # (B, C)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbyol.explain.base import EXPLAINERS, minmax_normalize
-from xbyol.explain.cam.base import BaseCAM, weighted_sum
+from xbyol.explain.cam.base import BaseCAM
 from xbyol.explain.targets import TargetFn, compute_scores
 
 
@@ -38,7 +38,7 @@ class ScoreCAM(BaseCAM):
         self.batch_size = batch_size
 
     @torch.no_grad()
-    def weights_and_map(
+    def cam_weights(
         self,
         activations: torch.Tensor,
         gradients: torch.Tensor | None,
@@ -60,4 +60,4 @@ class ScoreCAM(BaseCAM):
             scores.extend(compute_scores(target, o) for o in out)  # k x (B,)
         s = torch.stack(scores, dim=1) - base[:, None]  # (B, C)
         weights = torch.softmax(s.to(activations.dtype), dim=1)  # (B, C)
-        return weighted_sum(weights, activations)  # (B, h, w)
+        return weights  # (B, C)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from xbyol.explain.base import EXPLAINERS
-from xbyol.explain.cam.base import BaseCAM, weighted_sum
+from xbyol.explain.cam.base import BaseCAM
 from xbyol.explain.targets import TargetFn
 
 
@@ -23,7 +23,7 @@ class XGradCAM(BaseCAM):
         super().__init__(model, layer=layer, normalize=normalize)
         self.eps = eps
 
-    def weights_and_map(
+    def cam_weights(
         self,
         activations: torch.Tensor,
         gradients: torch.Tensor | None,
@@ -34,4 +34,4 @@ class XGradCAM(BaseCAM):
         assert gradients is not None
         sum_a = activations.sum(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
         weights = (activations / (sum_a + self.eps) * gradients).sum(dim=(2, 3))  # (B, C)
-        return weighted_sum(weights, activations)  # (B, h, w)
+        return weights  # (B, C)
