@@ -14,7 +14,6 @@ A new variant is a subclass that overrides :meth:`BaseCAM.weights_and_map` (and 
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
