@@ -13,7 +13,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # One intra-op thread per test process: `make test` runs two pytest-xdist workers on
 # CI's two cores, and over-subscribed OpenMP threads spin and slow everything down.
-torch.set_num_threads(int(os.environ.get("XBYOL_TEST_THREADS", "1")))
+TEST_THREADS = int(os.environ.get("XBYOL_TEST_THREADS", "1"))
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test starts with TEST_THREADS intra-op threads, whatever an earlier test set."""
+    torch.set_num_threads(TEST_THREADS)
+    yield
+    torch.set_num_threads(TEST_THREADS)
 
 
 TINY_OVERRIDES = {

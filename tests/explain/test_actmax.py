@@ -15,14 +15,6 @@ from xbyol.explain.actmax import (
 from xbyol.models import create_backbone
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # with 2 threads on a shared, loaded 2-core machine these forwards run >10x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def net():

@@ -16,14 +16,6 @@ from xbyol.explain.dissection import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # with 2 threads on a shared, loaded 2-core machine these forwards run >10x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class MaskImages(SampleDataset):
     """Images whose channel c is 255 on concept c's mask: a model that reads the pixels copies the masks."""

@@ -8,13 +8,6 @@ import torch
 from xbyol.explain.embedding_maps import color_values, embed_2d, group_columns, plot_map, write_map_csv
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _clusters(n=40, d=16, seed=0):
     g = torch.Generator().manual_seed(seed)

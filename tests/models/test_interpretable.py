@@ -16,14 +16,6 @@ from xbyol.models.interpretable import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # with 2 threads on a shared, loaded 2-core machine these forwards run >10x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_templates_2x2_by_hand():
     # n = 2, beta = 4: 1 - 4 d / 2 = 1 - 2d -> +1 at mu, -1 at d = 1, clamp(-3) = -1 at d = 2
