@@ -151,6 +151,10 @@ def test_short_run_learns_concepts_above_chance(short_runs, fake_text):
     assert res["scs_margin"] > 0
     assert set(res["sscs"]) == {"shape", "colour", "size", "position", "mean"}
     assert 0.0 <= res["sscs"]["mean"] <= 1.0
+    for variant in ("sscs", "sscs_concepts", "sscs_gt_foreground", "sscs_gt_foreground_concepts"):
+        # random maps stay below the ground truth pooled to the same resolution
+        assert res[f"{variant}_chance"]["mean"] < res[f"{variant}_ceiling"]["mean"] <= 1.0, variant
+    assert res["sscs_gt_foreground"]["mean"] > res["sscs_gt_foreground_concepts"]["mean"]  # background IoU is 1
 
 
 @pytest.mark.slow
