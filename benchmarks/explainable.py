@@ -313,7 +313,9 @@ def _markdown(rows: list[tuple[str, ...]]) -> str:
 EXPLAIN_COLS = [("pointing_game", "PG (per concept)"), ("pointing_game_pairs", "PG (per pair)"),
                 ("blank_maps", "blank maps"), ("energy_pointing_game", "energy PG"), ("iou", "top-20% IoU"),
                 ("deletion_auc", "deletion AUC ↓"), ("insertion_auc", "insertion AUC ↑"),
-                ("max_sensitivity", "max-sensitivity ↓"), ("randomization_corr", "randomisation corr ↓")]
+                ("max_sensitivity", "max-sensitivity ↓"), ("randomization_corr", "randomisation corr ↓"),
+                ("randomization_undefined", "randomisation undefined")]
+COUNT_COLS = ("blank_maps", "randomization_undefined")
 
 
 def explain_table(data: dict[str, Any], model: str) -> str:
@@ -324,7 +326,7 @@ def explain_table(data: dict[str, Any], model: str) -> str:
     methods = list(entries[0]["methods"])
     rows: list[tuple[str, ...]] = [("explainer", *[h for _, h in EXPLAIN_COLS])]
     for m in methods:
-        rows.append((m, *[mean_sd([_get(e, "methods", m, k) for e in entries], 0 if k == "blank_maps" else 3)
+        rows.append((m, *[mean_sd([_get(e, "methods", m, k) for e in entries], 1 if k in COUNT_COLS else 3)
                           for k, _ in EXPLAIN_COLS]))
     centre = [_get(e, "protocol", "centre_baseline_pointing_game") for e in entries]
     centre_pairs = [_get(e, "protocol", "centre_baseline_pointing_game_pairs") for e in entries]
@@ -348,8 +350,10 @@ def explain_section(args: argparse.Namespace, data: dict[str, Any], command: str
              "non-finite map is left out and counted as blank; 'per concept' is the mean over concepts of each "
              "concept's hit rate (the EBP protocol), 'per pair' the plain mean. Max-sensitivity and the model "
              f"randomisation check use the first {proto['robust_pairs']} pairs; the randomisation score is the "
-             "Spearman correlation between the map before and after re-initialising every layer (lower is better); "
-             "it is '-' where every randomised map was constant (the correlation is undefined).", ""]
+             "Spearman correlation between the map before and after re-initialising every layer top-down (lower is "
+             "better; Adebayo et al. 2018); a pair whose fully randomised map is constant (e.g. an all-zero Grad-CAM "
+             "after its ReLU) has no correlation, is left out and counted in 'randomisation undefined' (the "
+             "score is '-' when every pair is). Counts are per seed.", ""]
     for model, label in (("byol", "BYOL (post-hoc map on the projector)"), ("xbyol", "xbyol (learned map)"),
                          ("random_init", "random init (post-hoc map on the backbone)")):
         t = explain_table(data, model)

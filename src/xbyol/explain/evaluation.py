@@ -7,7 +7,9 @@ Per method this gives localisation (pointing game, energy pointing game, top-20%
 faithfulness (deletion and insertion AUC of the same target score), robustness
 (max-sensitivity, on the first ``n_robust`` pairs) and the model-randomisation sanity
 check (Spearman correlation of the heatmaps before/after randomising every conv layer
-top-down, on the same subset; lower is better), plus the time per heatmap.
+top-down, on the same subset; lower is better; ``randomization_undefined`` counts the pairs
+whose fully randomised map is constant, where the correlation is undefined and left out),
+plus the time per heatmap.
 
 Pointing game: one point per map (:func:`xbyol.metrics.pointing_game`); a constant or
 non-finite map is undefined and counted in ``blank_maps``. ``pointing_game`` is the mean
@@ -186,6 +188,8 @@ def explain_eval(
         )
         corr = rnd["correlations"]  # (B, L)
         result["randomization_corr"] = _nanmean(corr[:, -1]) if corr.numel() else float("nan")
+        # pairs whose fully randomised map is constant (e.g. an all-zero CAM): Spearman undefined
+        result["randomization_undefined"] = int(torch.isnan(corr[:, -1]).sum()) if corr.numel() else 0
         table[method] = result
         if bar:
             bar.update(1)
