@@ -79,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rows: raw_pixels, random_init, byol, xbyol, xbyol_nofusion, xbyol_w<lambda>")
     p.add_argument("--explain-eval", action="store_true", help="also grade the explainers of byol, xbyol, random init")
     p.add_argument("--explain-images", type=int, default=16, help="test images for explain-eval")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="also measure the faithfulness of explain_embedding on byol, xbyol, random init")
     p.add_argument("--out", default="runs/bench_explainable")
     p.add_argument("--json", default=str(DEFAULT_JSON), help="results file (entries already there are reused)")
     p.add_argument("--write", action="store_true", help="update the sections of benchmarks/BENCHMARKS.md")
@@ -207,6 +209,14 @@ def explain_scores(args: argparse.Namespace, variant: str, seed: int) -> dict[st
     return out
 
 
+def faithfulness_scores(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
+    from xbyol.explain.concept_faithfulness import explanation_faithfulness
+    from xbyol.run import load_run
+
+    run = random_init_run(args, seed) if variant == "random_init" else load_run(Path(args.out) / f"seed{seed}" / variant)
+    return explanation_faithfulness(run, seed=seed)
+
+
 # ----------------------------------------------------------------------------- results file
 
 
@@ -217,7 +227,7 @@ def load_results(path: Path, args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"{path}: results were made with budget {data.get('budget')}, not {budget(args)}; "
                              "pass another --json")
         return data
-    return {"budget": budget(args), "runs": {}, "explain": {}}
+    return {"budget": budget(args), "runs": {}, "explain": {}, "faithfulness": {}}
 
 
 def save_results(path: Path, data: dict[str, Any]) -> None:
@@ -318,6 +328,28 @@ EXPLAIN_COLS = [("pointing_game", "PG (per concept)"), ("pointing_game_pairs", "
 COUNT_COLS = ("blank_maps", "randomization_undefined")
 
 
+FAITH_ROWS = [("score_drop_top", "weight of the top concept: drop when its direction is removed"),
+              ("score_drop_random", "weight of the top concept: drop when a random concept's direction is removed"),
+              ("score_top_wins", "images where removing the top concept lowers it more"),
+              ("ap", "retrieval AP of images with the concept (ranked by its weight), before"),
+              ("ap_drop_top", "AP drop when the concept's direction is removed"),
+              ("ap_drop_random", "AP drop when a random concept's direction is removed"),
+              ("ap_top_wins", "concepts where removing their own direction lowers AP more")]
+
+
+def faithfulness_table(data: dict[str, Any]) -> str:
+    fa = data.get("faithfulness") or {}
+    seeds = sorted(fa, key=lambda s: int(s.removeprefix("seed")))
+    models = [("byol", LABELS["byol"]), ("xbyol", LABELS["xbyol"]), ("random_init", LABELS["random_init"])]
+    models = [(m, label) for m, label in models if any(m in fa[s] for s in seeds)]
+    if not models:
+        return ""
+    rows: list[tuple[str, ...]] = [("measure", *[label for _, label in models])]
+    for key, name in FAITH_ROWS:
+        rows.append((name, *[mean_sd([_get(fa[s].get(m), key) for s in seeds]) for m, _ in models]))
+    return _markdown(rows)
+
+
 def explain_table(data: dict[str, Any], model: str) -> str:
     seeds = sorted(data["explain"], key=lambda s: int(s.removeprefix("seed")))
     entries = [data["explain"][s][model] for s in seeds if model in data["explain"][s]]
@@ -388,7 +420,17 @@ def section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str
         "resolution, same pipeline; ceiling: the ground-truth masks area-pooled to 4x4, same pipeline. Raw pixels "
         "have no spatial concept map, so no SSCS.", "",
         table(data, args.variants), "",
-    ])
+    ] + ([
+        "### Faithfulness of the concept \"why\" (`explain_embedding`)", "",
+        "For each test image, its top concept by the weights `explain_embedding` shows (attention for xbyol, "
+        "softmax(cos / T) through the post-hoc map otherwise). The concept's direction in the backbone "
+        "representation is the difference of the mean training representations with and without the concept "
+        "(independent of the map that made the explanation); removing it is `h - ((h - mean) . u) u`. The control "
+        "removes the direction of a random other concept. Retrieval: test images ranked by the concept's weight, "
+        "average precision against 'has the concept', for every concept that is some image's top concept "
+        "(`xbyol.explain.concept_faithfulness`).", "",
+        faithfulness_table(data), "",
+    ] if faithfulness_table(data) else []))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
                 runs[v] = train_variant(args, v, seed)
             save_results(path, data)
             print(f"seed {seed} {v}: {time.perf_counter() - t0:.0f}s", flush=True)
+        if args.faithfulness:
+            fa = data.setdefault("faithfulness", {}).setdefault(f"seed{seed}", {})
+            for v in ("byol", "xbyol", "random_init"):
+                if v not in fa:
+                    fa[v] = faithfulness_scores(args, v, seed)
+                    save_results(path, data)
         if args.explain_eval:
             ex = data["explain"].setdefault(f"seed{seed}", {})
             for v in ("byol", "xbyol", "random_init"):
