@@ -190,7 +190,8 @@ def score_raw_pixels(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     tr_x, tr_t = _pixels_and_targets(run, "train", bank)
     te_x, te_t = _pixels_and_targets(run, "test", bank)
     cmap = fit_concept_map(tr_x, tr_t, bank.embeddings, None, s.loss, s.temperature, s.posthoc_steps, s.posthoc_lr, seed)
-    reps = cmap(te_x)  # (N, E)
+    with torch.no_grad():
+        reps = cmap(te_x)  # (N, E)
     concepts: dict[str, Any] = {"map": "post-hoc", "n_concepts": len(bank)}
     concepts.update(semantic_consistency(reps, bank.embeddings, te_t))
     groups = bank.groups or {"all": list(range(len(bank)))}
