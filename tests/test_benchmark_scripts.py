@@ -151,3 +151,27 @@ def test_quality_rejects_an_override_read_as_a_dataset_name(quality, capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'train.lr=1'" in err
     assert "'digits', 'shapes'" in err
+
+
+@pytest.fixture(scope="module")
+def explainable():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_markdown as run from there
+    try:
+        yield _load("explainable")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_explainable_mean_sd_variants_and_budget_guard(explainable, tmp_path):
+    assert explainable.mean_sd([0.1, 0.3]) == "0.200 ± 0.141"  # sample sd: sqrt(0.02)
+    assert explainable.mean_sd([0.5, float("nan")]) == "0.500 (n=1)"
+    assert explainable.mean_sd([None, float("nan")]) == "-"
+    assert explainable.variant_overrides("xbyol_w0.3") == {"method.name": "xbyol", "method.semantic.weight": 0.3}
+    assert explainable.variant_overrides("xbyol_nofusion")["method.semantic.fusion"] is False
+    with pytest.raises(ValueError, match="unknown variant"):
+        explainable.variant_overrides("simclr")
+    args = explainable.parse_args(["--json", str(tmp_path / "r.json")])
+    path = tmp_path / "r.json"
+    explainable.save_results(path, explainable.load_results(path, args))
+    with pytest.raises(SystemExit, match="budget"):
+        explainable.load_results(path, explainable.parse_args(["--steps", "7"]))
