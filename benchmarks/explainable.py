@@ -414,8 +414,9 @@ def section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str
         "largest object) is among them, so its probe accuracy is not a self-supervised result; every post-hoc "
         "map also uses the same labels, after training.", "",
         "Concept scores on the test split. Post-hoc maps: a linear map fitted after training on the same training "
-        "labels with the same semantic loss (300 full-batch Adam steps, lr 0.01; `xbyol.concepts.projection`) on "
-        "unstandardised features, on the projector output (the same architecture as xbyol's map) or the backbone "
+        "labels with the same semantic loss (300 full-batch Adam steps, lr 0.01; `xbyol.concepts.projection`), every "
+        "input feature standardised with the training statistics during the fit (the same for every post-hoc row), on "
+        "the projector output (the same architecture as xbyol's map) or the backbone "
         "representation. SSCS background rule: a pixel is background when its best in-group score is below "
         "min + 0.5 (max - min) of that image. Chance: uniform random score maps at the 4x4 feature-map "
         "resolution, same pipeline; ceiling: the ground-truth masks area-pooled to 4x4, same pipeline. Raw pixels "
