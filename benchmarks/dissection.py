@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "data.name": "shapes", "data.image_size": 32, "data.num_train": args.num_train, "data.num_test": args.num_test,
         "data.batch_size": args.batch_size, "model.backbone": "resnet10_16", "model.proj_hidden": 512,
         "model.proj_dim": 128, "model.pred_hidden": 512, "train.steps": args.steps, "train.optimizer": "adamw",
-        "train.lr": 2e-3, "train.progress": False, "train.seed": 0, "out_dir": args.out,
+        "train.lr": 2e-3, "train.progress": False, "train.precision": "fp32", "train.channels_last": False, "method.concat_views": True, "train.seed": 0, "out_dir": args.out,
     }
     variants = {
         "byol": {"name": "byol"},

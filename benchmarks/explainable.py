@@ -1,26 +1,48 @@
-"""Explainable BYOL vs plain BYOL with a post-hoc concept map, on ``shapes``, same budget.
+"""Explainable BYOL vs plain BYOL with a post-hoc concept map, and their baselines, on ``shapes``, same budget.
 
-Both methods train with the same config (backbone, heads, optimiser, batch, steps, seed);
-only ``method.name`` differs. Each run is then scored by the core evaluation (linear
-probe, kNN) and the ``concepts`` evaluator (SCS, concept accuracy, SSCS). Plain BYOL gets
-its concept map after training, fitted on the same training labels with the same
-semantic loss (``xbyol.concepts.projection``): once on its projector output (the same
-architecture as xbyol's map) and once directly on the backbone representation.
+Every trained variant uses the same config (backbone, heads, optimiser, batch, steps);
+only the method options differ. Per training seed (``train.seed`` and ``data.seed``):
 
-Usage (CPU; 12-25 minutes on a shared 2-core machine, depending on its load)::
+- ``byol``: BYOL; its concept map is fitted after training on the same training labels
+  with the same semantic loss (``xbyol.concepts.projection``), once on the projector
+  output (the same architecture as xbyol's map) and once on the backbone representation;
+- ``xbyol``: explainable BYOL (semantic loss weight 1, concept-attention fusion);
+- ``xbyol_nofusion``: the same without the concept-attention fusion;
+- ``xbyol_w<lambda>``: the semantic weight set to lambda (e.g. ``xbyol_w0.3``);
+- ``random_init`` (no training): the backbone freshly initialised with the seed, post-hoc
+  map on the backbone representation;
+- ``raw_pixels`` (no training): the preprocessed image flattened to ``3 * H * W`` values,
+  post-hoc map on it (no spatial map, so no SSCS).
 
-    python benchmarks/explainable.py --write          # also updates benchmarks/BENCHMARKS.md
+No features are standardised for any row: every post-hoc map is the same linear map
+fitted the same way on the unchanged features. Each run is scored by the core
+evaluation (linear probe, kNN; label = shape of the largest object) and the ``concepts``
+evaluator (SCS, concept accuracy, SSCS with its chance level and resolution ceiling).
+With ``--explain-eval`` the byol, xbyol and random-init encoders of each seed are also
+graded by ``xbyol explain-eval`` (a second section).
+
+Results accumulate in ``--json`` (default ``benchmarks/results/explainable.json``), one
+entry per (seed, variant); an entry already there is reused, so seeds and variants can be
+added one command at a time. The tables report mean +- sd over the seeds present.
+
+Usage (CPU; about 10 minutes per trained variant and seed on a shared 2-core machine)::
+
+    python benchmarks/explainable.py --seeds 0 1 2 --write
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import os
+import statistics
 import sys
 import time
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,7 +51,18 @@ import torch  # noqa: E402
 from bench_markdown import write_section  # noqa: E402
 
 SECTION = "## Explainable BYOL (shapes)"
+EXPLAIN_SECTION = "## Explanation metrics on trained encoders (shapes)"
 GROUPS = ("shape", "colour", "size", "position")
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "explainable.json"
+UNTRAINED = ("random_init", "raw_pixels")
+LABELS = {
+    "raw_pixels": "raw pixels + post-hoc map",
+    "random_init": "random init + post-hoc map (backbone)",
+    "byol": "BYOL + post-hoc map (projector)",
+    "byol_backbone": "BYOL + post-hoc map (backbone)",
+    "xbyol": "xbyol (learned map)",
+    "xbyol_nofusion": "xbyol without fusion",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,115 +74,418 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (train.seed and data.seed)")
+    p.add_argument("--variants", nargs="+", default=["raw_pixels", "random_init", "byol", "xbyol"],
+                   help="rows: raw_pixels, random_init, byol, xbyol, xbyol_nofusion, xbyol_w<lambda>")
+    p.add_argument("--explain-eval", action="store_true", help="also grade the explainers of byol, xbyol, random init")
+    p.add_argument("--explain-images", type=int, default=16, help="test images for explain-eval")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="also measure the faithfulness of explain_embedding on byol, xbyol, random init")
     p.add_argument("--out", default="runs/bench_explainable")
-    p.add_argument("--write", action="store_true", help="update the section of benchmarks/BENCHMARKS.md")
+    p.add_argument("--json", default=str(DEFAULT_JSON), help="results file (entries already there are reused)")
+    p.add_argument("--write", action="store_true", help="update the sections of benchmarks/BENCHMARKS.md")
     return p.parse_args(argv)
 
 
-def config_for(args: argparse.Namespace, method: str):
+def variant_overrides(variant: str) -> dict[str, Any]:
+    """Config overrides of a trained variant (raises on an unknown name)."""
+    if variant == "byol":
+        return {"method.name": "byol"}
+    if variant == "xbyol":
+        return {"method.name": "xbyol"}
+    if variant == "xbyol_nofusion":
+        return {"method.name": "xbyol", "method.semantic.fusion": False}
+    if variant.startswith("xbyol_w"):
+        return {"method.name": "xbyol", "method.semantic.weight": float(variant[len("xbyol_w"):])}
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def budget(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings every entry of the results file must share."""
+    return {k: getattr(args, k) for k in ("steps", "batch_size", "num_train", "num_test", "image_size", "lr")}
+
+
+def config_for(args: argparse.Namespace, variant: str, seed: int):
     from xbyol.config import from_dict
 
     return from_dict({}, {
-        "name": method, "out_dir": args.out,
+        "name": variant, "out_dir": str(Path(args.out) / f"seed{seed}"),
         "data.name": "shapes", "data.image_size": args.image_size, "data.num_train": args.num_train,
-        "data.num_test": args.num_test, "data.batch_size": args.batch_size, "data.seed": args.seed,
+        "data.num_test": args.num_test, "data.batch_size": args.batch_size, "data.seed": seed,
         "aug.crop_scale_min": 0.3,
         "model.backbone": "resnet10_16", "model.proj_hidden": 512, "model.proj_dim": 128, "model.pred_hidden": 512,
-        "method.name": method, "method.tau_base": 0.99,
+        "method.tau_base": 0.99,
         "train.steps": args.steps, "train.optimizer": "adamw", "train.lr": args.lr, "train.weight_decay": 1e-4,
-        "train.precision": "bf16", "train.channels_last": True, "train.seed": args.seed, "train.progress": False,
-        "train.log_every": 10, "eval.baseline": False,
+        "train.precision": "bf16", "train.channels_last": True, "method.concat_views": True, "train.seed": seed, "train.progress": False,
+        "train.log_every": 10, "eval.baseline": False, **variant_overrides(variant),
     })
 
 
-def run_one(args: argparse.Namespace, method: str) -> dict[str, Any]:
+def train_variant(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
     from xbyol.eval.concept_eval import concept_scores
     from xbyol.eval.evaluate import evaluate
     from xbyol.run import load_run
     from xbyol.training import train
 
     t0 = time.perf_counter()
-    run_dir = train(config_for(args, method), overwrite=True)
+    run_dir = train(config_for(args, variant, seed), overwrite=True)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = evaluate(run_dir, progress=False, only=["concepts"])
-    out = {"train_s": train_s, "probe": res["trained"], "concepts": res.get("concepts")}
-    if method == "byol":
+    out = {"run_dir": str(run_dir), "train_s": train_s, "probe": res["trained"], "concepts": res.get("concepts")}
+    if variant == "byol":
         out["concepts_backbone"] = concept_scores(load_run(run_dir), use_projector=False)
     out["eval_s"] = time.perf_counter() - t0
-    print(f"{method}: trained {train_s:.0f}s, evaluated {out['eval_s']:.0f}s", flush=True)
     return out
 
 
-def _f(x: float | None, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+def random_init_run(args: argparse.Namespace, seed: int) -> Any:
+    """The seed's BYOL run with its encoder replaced by a freshly initialised twin and no projector."""
+    from xbyol.run import load_run
+
+    run = copy.copy(load_run(Path(args.out) / f"seed{seed}" / "byol"))
+    run.method = types.SimpleNamespace(backbone=run.random_init_backbone(seed=seed))  # no projector: backbone map
+    run.run_dir = Path(args.out) / f"seed{seed}" / "random_init"
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    return run
 
 
-def table(byol: dict[str, Any], xbyol: dict[str, Any]) -> str:
-    cols = [("BYOL + post-hoc map (projector)", byol["concepts"]),
-            ("BYOL + post-hoc map (backbone)", byol["concepts_backbone"]),
-            ("xbyol (learned map)", xbyol["concepts"])]
-    rows = [("metric", *[c for c, _ in cols], "chance")]
+def score_random_init(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    from xbyol.eval.concept_eval import concept_scores
+    from xbyol.eval.evaluate import probe_and_knn
 
-    def add(name: str, get, chance: str = "") -> None:
-        rows.append((name, *[get(c) for _, c in cols], chance))
+    t0 = time.perf_counter()
+    run = random_init_run(args, seed)
+    probe, _ = probe_and_knn(run.backbone, run.dataset("train"), run.dataset("test"), run.cfg, run.device)
+    return {"probe": probe, "concepts": concept_scores(run, use_projector=False), "eval_s": time.perf_counter() - t0}
 
-    add("SCS match (mean cos to true concepts)", lambda c: _f(c["scs"]))
-    add("SCS non-match (mean cos to others)", lambda c: _f(c["scs_nonmatch"]))
-    add("**SCS margin**", lambda c: _f(c["scs_margin"]))
+
+@torch.no_grad()
+def _pixels_and_targets(run: Any, split: str, bank: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    from xbyol.augment import preprocess
+    from xbyol.concepts.vocabulary import ConceptLabeler
+    from xbyol.data.base import collate
+
+    dataset = run.dataset(split)
+    labeler = ConceptLabeler(bank.texts, dataset)
+    feats, targets = [], []
+    for batch in torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False, collate_fn=collate):
+        feats.append(preprocess(batch["image"]).flatten(1))  # (B, 3HW)
+        targets.append(labeler(batch))  # (B, K)
+    return torch.cat(feats), torch.cat(targets)
+
+
+def score_raw_pixels(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """SCS and concept accuracy of a post-hoc map fitted on flattened preprocessed pixels."""
+    import torch.nn.functional as F
+
+    from xbyol.concepts.projection import fit_concept_map, run_bank
+    from xbyol.eval.concept_scores import concept_accuracy, semantic_consistency
+    from xbyol.run import load_run
+
+    t0 = time.perf_counter()
+    run = load_run(Path(args.out) / f"seed{seed}" / "byol")
+    bank = run_bank(run)
+    s = run.cfg.method.semantic
+    tr_x, tr_t = _pixels_and_targets(run, "train", bank)
+    te_x, te_t = _pixels_and_targets(run, "test", bank)
+    cmap = fit_concept_map(tr_x, tr_t, bank.embeddings, None, s.loss, s.temperature, s.posthoc_steps, s.posthoc_lr, seed)
+    with torch.no_grad():
+        reps = cmap(te_x)  # (N, E)
+    concepts: dict[str, Any] = {"map": "post-hoc", "n_concepts": len(bank)}
+    concepts.update(semantic_consistency(reps, bank.embeddings, te_t))
+    groups = bank.groups or {"all": list(range(len(bank)))}
+    concepts["concept_accuracy"] = concept_accuracy(F.normalize(reps, dim=-1) @ bank.embeddings.T, te_t, groups)
+    return {"concepts": concepts, "eval_s": time.perf_counter() - t0}
+
+
+def explain_scores(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
+    from xbyol.explain.evaluation import explain_eval
+    from xbyol.run import load_run
+
+    run = random_init_run(args, seed) if variant == "random_init" else load_run(Path(args.out) / f"seed{seed}" / variant)
+    t0 = time.perf_counter()
+    out = explain_eval(run, n_images=args.explain_images, progress=False, write=False)
+    out["eval_s"] = time.perf_counter() - t0
+    return out
+
+
+def faithfulness_scores(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
+    from xbyol.explain.concept_faithfulness import explanation_faithfulness
+    from xbyol.run import load_run
+
+    run = random_init_run(args, seed) if variant == "random_init" else load_run(Path(args.out) / f"seed{seed}" / variant)
+    return explanation_faithfulness(run, seed=seed)
+
+
+# ----------------------------------------------------------------------------- results file
+
+
+def load_results(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("budget") != budget(args):
+            raise SystemExit(f"{path}: results were made with budget {data.get('budget')}, not {budget(args)}; "
+                             "pass another --json")
+        return data
+    return {"budget": budget(args), "runs": {}, "explain": {}, "faithfulness": {}}
+
+
+def save_results(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def mean_sd(values: list[float], digits: int = 3) -> str:
+    """``mean ± sd (n)`` of the finite values; ``-`` when none."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f} (n=1)"
+    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def _get(entry: dict[str, Any] | None, *keys: str) -> float | None:
+    cur: Any = entry
+    for k in keys:
+        if not isinstance(cur, dict) or k not in cur or cur[k] is None:
+            return None
+        cur = cur[k]
+    return float(cur)
+
+
+def columns(data: dict[str, Any], variants: list[str]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``(label, [per-seed entry])`` per column; BYOL gives two (projector and backbone maps)."""
+    seeds = sorted(data["runs"], key=lambda s: int(s.removeprefix("seed")))
+    cols = []
+    for v in variants:
+        entries = [data["runs"][s][v] for s in seeds if v in data["runs"][s]]
+        if not entries:
+            continue
+        cols.append((LABELS.get(v, v.replace("xbyol_w", "xbyol, semantic weight ")), entries))
+        if v == "byol":
+            backbone = [dict(e, concepts=e["concepts_backbone"]) for e in entries]
+            cols.append((LABELS["byol_backbone"], backbone))
+    return cols
+
+
+def table(data: dict[str, Any], variants: list[str]) -> str:
+    cols = columns(data, variants)
+    rows: list[tuple[str, ...]] = [("metric", *[c for c, _ in cols], "chance", "ceiling")]
+    ref = next((e for _, es in cols for e in es if (e.get("concepts") or {}).get("sscs_chance")), None)
+
+    def add(name: str, get: Callable[[dict[str, Any]], float | None], chance: str = "", ceiling: str = "") -> None:
+        rows.append((name, *[mean_sd([get(e) for e in es]) for _, es in cols], chance, ceiling))
+
+    def ref_level(key: str) -> str:
+        v = _get(ref, "concepts", key, "mean") if ref else None
+        return "-" if v is None else f"{v:.3f}"
+
+    add("SCS match (mean cos to true concepts)", lambda e: _get(e, "concepts", "scs"))
+    add("SCS non-match (mean cos to others)", lambda e: _get(e, "concepts", "scs_nonmatch"))
+    add("**SCS margin**", lambda e: _get(e, "concepts", "scs_margin"))
+    chance_acc = {g: _get(ref, "concepts", "concept_accuracy", f"{g}_chance") for g in GROUPS} if ref else {}
     for g in GROUPS:
-        add(f"concept accuracy: {g}", lambda c, g=g: _f(c["concept_accuracy"][g]),
-            _f(xbyol["concepts"]["concept_accuracy"][f"{g}_chance"]))
-    add("**concept accuracy, mean of groups**",
-        lambda c: _f(sum(c["concept_accuracy"][g] for g in GROUPS) / len(GROUPS)))
-    for g in GROUPS:
-        add(f"SSCS mIoU: {g}", lambda c, g=g: _f(c["sscs"][g]))
-    add("**SSCS mIoU, mean of groups**", lambda c: _f(c["sscs"]["mean"]))
-    add("SSCS mIoU with ground-truth foreground, mean", lambda c: _f(c["sscs_gt_foreground"]["mean"]))
-    rows.append(("**linear probe accuracy** (backbone, label = shape of the largest object)",
-                 _f(byol["probe"]["linear_probe"]), _f(byol["probe"]["linear_probe"]), _f(xbyol["probe"]["linear_probe"]), "0.200"))
-    rows.append(("kNN accuracy", _f(byol["probe"]["knn"]), _f(byol["probe"]["knn"]), _f(xbyol["probe"]["knn"]), ""))
-    rows.append(("training time, s", f"{byol['train_s']:.0f}", f"{byol['train_s']:.0f}", f"{xbyol['train_s']:.0f}", ""))
-    rows.append(("evaluation time (probe, kNN, both post-hoc fits, concept scores), s",
-                 f"{byol['eval_s']:.0f}", f"{byol['eval_s']:.0f}", f"{xbyol['eval_s']:.0f}", ""))
+        c = chance_acc.get(g)
+        add(f"concept accuracy: {g}", lambda e, g=g: _get(e, "concepts", "concept_accuracy", g),
+            "" if c is None else f"{c:.3f}")
+    add("**concept accuracy, mean of groups**", lambda e: _mean_groups(e))
+    add("**SSCS mIoU (background rule), mean of groups**", lambda e: _get(e, "concepts", "sscs", "mean"),
+        ref_level("sscs_chance"), ref_level("sscs_ceiling"))
+    add("SSCS mIoU, concepts only (background excluded)", lambda e: _get(e, "concepts", "sscs_concepts", "mean"),
+        ref_level("sscs_concepts_chance"), ref_level("sscs_concepts_ceiling"))
+    add("SSCS mIoU with ground-truth foreground, concepts only", lambda e: _get(e, "concepts", "sscs_gt_foreground_concepts", "mean"),
+        ref_level("sscs_gt_foreground_concepts_chance"), ref_level("sscs_gt_foreground_concepts_ceiling"))
+    add("SSCS mIoU with ground-truth foreground (background IoU = 1 included)", lambda e: _get(e, "concepts", "sscs_gt_foreground", "mean"),
+        ref_level("sscs_gt_foreground_chance"), ref_level("sscs_gt_foreground_ceiling"))
+    add("**linear probe accuracy** (label = shape of the largest object)", lambda e: _get(e, "probe", "linear_probe"), "0.200")
+    add("kNN accuracy", lambda e: _get(e, "probe", "knn"))
+    rows.append(("training time, s", *[mean_sd([e.get("train_s") for e in es], 0) for _, es in cols], "", ""))
+    return _markdown(rows)
+
+
+def _mean_groups(e: dict[str, Any]) -> float | None:
+    vals = [_get(e, "concepts", "concept_accuracy", g) for g in GROUPS]
+    return None if any(v is None for v in vals) else sum(vals) / len(vals)  # type: ignore[arg-type]
+
+
+def _markdown(rows: list[tuple[str, ...]]) -> str:
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     return "\n".join(lines)
 
 
-def section(args: argparse.Namespace, byol: dict[str, Any], xbyol: dict[str, Any], command: str) -> str:
+EXPLAIN_COLS = [("pointing_game", "PG (per concept)"), ("pointing_game_pairs", "PG (per pair)"),
+                ("blank_maps", "blank maps"), ("energy_pointing_game", "energy PG"), ("iou", "top-20% IoU"),
+                ("deletion_auc", "deletion AUC ↓"), ("insertion_auc", "insertion AUC ↑"),
+                ("max_sensitivity", "max-sensitivity ↓"), ("randomization_corr", "randomisation corr ↓"),
+                ("randomization_undefined", "randomisation undefined")]
+COUNT_COLS = ("blank_maps", "randomization_undefined")
+
+
+FAITH_ROWS = [("score_drop_top", "weight of the top concept: drop when its direction is removed"),
+              ("score_drop_random", "weight of the top concept: drop when a random concept's direction is removed"),
+              ("score_top_wins", "images where removing the top concept lowers it more"),
+              ("ap", "retrieval AP of images with the concept (ranked by its weight), before"),
+              ("ap_drop_top", "AP drop when the concept's direction is removed"),
+              ("ap_drop_random", "AP drop when a random concept's direction is removed"),
+              ("ap_top_wins", "concepts where removing their own direction lowers AP more")]
+
+
+def faithfulness_table(data: dict[str, Any]) -> str:
+    fa = data.get("faithfulness") or {}
+    seeds = sorted(fa, key=lambda s: int(s.removeprefix("seed")))
+    models = [("byol", LABELS["byol"]), ("xbyol", LABELS["xbyol"]), ("random_init", LABELS["random_init"])]
+    models = [(m, label) for m, label in models if any(m in fa[s] for s in seeds)]
+    if not models:
+        return ""
+    rows: list[tuple[str, ...]] = [("measure", *[label for _, label in models])]
+    for key, name in FAITH_ROWS:
+        rows.append((name, *[mean_sd([_get(fa[s].get(m), key) for s in seeds]) for m, _ in models]))
+    return _markdown(rows)
+
+
+def explain_table(data: dict[str, Any], model: str) -> str:
+    seeds = sorted(data["explain"], key=lambda s: int(s.removeprefix("seed")))
+    entries = [data["explain"][s][model] for s in seeds if model in data["explain"][s]]
+    if not entries:
+        return ""
+    methods = list(entries[0]["methods"])
+    rows: list[tuple[str, ...]] = [("explainer", *[h for _, h in EXPLAIN_COLS])]
+    for m in methods:
+        rows.append((m, *[mean_sd([_get(e, "methods", m, k) for e in entries], 1 if k in COUNT_COLS else 3)
+                          for k, _ in EXPLAIN_COLS]))
+    centre = [_get(e, "protocol", "centre_baseline_pointing_game") for e in entries]
+    centre_pairs = [_get(e, "protocol", "centre_baseline_pointing_game_pairs") for e in entries]
+    rows.append(("centre baseline", mean_sd(centre), mean_sd(centre_pairs), *[""] * (len(EXPLAIN_COLS) - 2)))
+    return _markdown(rows)
+
+
+def explain_section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str:
+    seeds = sorted(data["explain"], key=lambda s: int(s.removeprefix("seed")))
+    if not seeds:
+        return ""
+    proto = next(iter(data["explain"][seeds[0]].values()))["protocol"]
+    parts = [EXPLAIN_SECTION, "",
+             f"Command: `{command}`; results: `benchmarks/results/{Path(args.json).name}` (key `explain`).", "",
+             f"The encoders of the section above (seeds {', '.join(s.removeprefix('seed') for s in seeds)}; "
+             "mean ± sd over seeds), graded by `xbyol explain-eval`: "
+             f"{proto['pairs']} (image, concept) pairs from the first {proto['images']} test images, target "
+             "`concept:<the concept>` through the run's concept map (learned for xbyol, post-hoc otherwise), scored "
+             "against that concept's mask. Pointing game: one point per map (the arg-max; tied maxima resolve to "
+             "the tied pixel nearest their centre of mass), tolerance 15 px x 32/224 = 2.1 px, a constant or "
+             "non-finite map is left out and counted as blank; 'per concept' is the mean over concepts of each "
+             "concept's hit rate (the EBP protocol), 'per pair' the plain mean. Max-sensitivity and the model "
+             f"randomisation check use the first {proto['robust_pairs']} pairs; the randomisation score is the "
+             "Spearman correlation between the map before and after re-initialising every layer top-down (lower is "
+             "better; Adebayo et al. 2018); a pair whose fully randomised map is constant (e.g. an all-zero Grad-CAM "
+             "after its ReLU) has no correlation, is left out and counted in 'randomisation undefined' (the "
+             "score is '-' when every pair is). Counts are per seed.", ""]
+    for model, label in (("byol", "BYOL (post-hoc map on the projector)"), ("xbyol", "xbyol (learned map)"),
+                         ("random_init", "random init (post-hoc map on the backbone)")):
+        t = explain_table(data, model)
+        if t:
+            parts += [f"### {label}", "", t, ""]
+    return "\n".join(parts)
+
+
+def section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str:
     import platform
 
-    budget = (f"shapes {args.image_size} px, {args.num_train} train / {args.num_test} test images, resnet10_16, "
-              f"proj 512->128, pred 512, AdamW lr {args.lr:g}, wd 1e-4, batch {args.batch_size}, {args.steps} steps "
-              f"(~{args.steps * args.batch_size / args.num_train:.1f} epochs) for both methods, tau_base 0.99, bf16 autocast, "
-              f"{args.threads} CPU threads ({platform.processor() or platform.machine()}, shared machine), seed {args.seed}")
+    seeds = sorted(int(s.removeprefix("seed")) for s in data["runs"])
+    b = data["budget"]
+    budget_text = (f"shapes {b['image_size']} px, {b['num_train']} train / {b['num_test']} test images, resnet10_16, "
+                   f"proj 512->128, pred 512, AdamW lr {b['lr']:g}, wd 1e-4, batch {b['batch_size']}, {b['steps']} steps "
+                   f"(~{b['steps'] * b['batch_size'] / b['num_train']:.1f} epochs) for every trained row, tau_base 0.99, "
+                   f"bf16 autocast, {args.threads} CPU thread(s) ({platform.processor() or platform.machine()}, shared machine)")
     return "\n".join([
         SECTION, "",
-        f"Command: `{command}`", "",
-        f"Budget: {budget}. xbyol adds the semantic loss (contrastive, lambda 1, T 0.1, all-MiniLM-L6-v2 "
-        "embeddings of the 24 concept names, no prompt) on the un-augmented images and concept attention.", "",
-        "Concept scores on the test split. BYOL's concept map is fitted after training on the same training labels "
-        "with the same semantic loss (300 full-batch Adam steps, lr 0.01; `xbyol.concepts.projection`), either on its "
-        "frozen projector output (the same architecture as xbyol's learned map: projector -> linear) or on the backbone "
+        f"Command: `{command}`; results: `benchmarks/results/{Path(args.json).name}` (key `runs`).", "",
+        f"Budget: {budget_text}. Seeds {', '.join(map(str, seeds))} (`train.seed` = `data.seed`); every cell is the "
+        "mean ± sd over those seeds. xbyol adds the semantic loss (contrastive, lambda 1, T 0.1, all-MiniLM-L6-v2 "
+        "embeddings of the 24 concept names, no prompt) on the un-augmented images and concept attention. "
+        "**Label use:** xbyol sees the concept labels during training, and the linear-probe label (shape of the "
+        "largest object) is among them, so its probe accuracy is not a self-supervised result; every post-hoc "
+        "map also uses the same labels, after training.", "",
+        "Concept scores on the test split. Post-hoc maps: a linear map fitted after training on the same training "
+        "labels with the same semantic loss (300 full-batch Adam steps, lr 0.01; `xbyol.concepts.projection`), every "
+        "input feature standardised with the training statistics during the fit (the same for every post-hoc row), on "
+        "the projector output (the same architecture as xbyol's map) or the backbone "
         "representation. SSCS background rule: a pixel is background when its best in-group score is below "
-        "min + 0.5 (max - min) of that image; the ground-truth-foreground row scores the concept identity alone.", "",
-        table(byol, xbyol), "",
-    ])
+        "min + 0.5 (max - min) of that image. Chance: uniform random score maps at the 4x4 feature-map "
+        "resolution, same pipeline; ceiling: the ground-truth masks area-pooled to 4x4, same pipeline. Raw pixels "
+        "have no spatial concept map, so no SSCS.", "",
+        table(data, args.variants), "",
+    ] + ([
+        "### Faithfulness of the concept \"why\" (`explain_embedding`)", "",
+        "For each test image, its top concept by the weights `explain_embedding` shows (attention for xbyol, "
+        "softmax(cos / T) through the post-hoc map otherwise). The concept's direction in the backbone "
+        "representation is the difference of the mean training representations with and without the concept "
+        "(independent of the map that made the explanation); removing it is `h - ((h - mean) . u) u`. The control "
+        "removes the direction of a random other concept. Retrieval: test images ranked by the concept's weight, "
+        "average precision against 'has the concept', for every concept that is some image's top concept "
+        "(`xbyol.explain.concept_faithfulness`).", "",
+        faithfulness_table(data), "",
+    ] if faithfulness_table(data) else []))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for v in args.variants:
+        if v not in UNTRAINED:
+            variant_overrides(v)  # fail before any training on an unknown name
     torch.set_num_threads(args.threads)
     command = "python benchmarks/explainable.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    results = {m: run_one(args, m) for m in ("byol", "xbyol")}
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "results.json").write_text(json.dumps(results, indent=1))
-    text = section(args, results["byol"], results["xbyol"], command.strip())
+    path = Path(args.json)
+    data = load_results(path, args)
+    order = [v for v in args.variants if v not in UNTRAINED]
+    if any(v in UNTRAINED for v in args.variants) and "byol" not in order:
+        order.insert(0, "byol")  # the untrained rows reuse the BYOL run's data and bank
+    order = sorted(order, key=lambda v: v != "byol") + [v for v in args.variants if v in UNTRAINED]
+    for seed in args.seeds:
+        runs = data["runs"].setdefault(f"seed{seed}", {})
+        for v in order:
+            if v in runs:
+                continue
+            t0 = time.perf_counter()
+            if v == "random_init":
+                runs[v] = score_random_init(args, seed)
+            elif v == "raw_pixels":
+                runs[v] = score_raw_pixels(args, seed)
+            else:
+                runs[v] = train_variant(args, v, seed)
+            save_results(path, data)
+            print(f"seed {seed} {v}: {time.perf_counter() - t0:.0f}s", flush=True)
+        if args.faithfulness:
+            fa = data.setdefault("faithfulness", {}).setdefault(f"seed{seed}", {})
+            for v in ("byol", "xbyol", "random_init"):
+                if v not in fa:
+                    fa[v] = faithfulness_scores(args, v, seed)
+                    save_results(path, data)
+        if args.explain_eval:
+            ex = data["explain"].setdefault(f"seed{seed}", {})
+            for v in ("byol", "xbyol", "random_init"):
+                if v in ex:
+                    continue
+                ex[v] = explain_scores(args, v, seed)
+                save_results(path, data)
+                print(f"seed {seed} explain-eval {v}: {ex[v]['eval_s']:.0f}s", flush=True)
+    text = section(args, data, command.strip())
     print(text)
+    ex_text = explain_section(args, data, command.strip()) if args.explain_eval else ""
+    if ex_text:
+        print(ex_text)
     if args.write:
-        write_section(Path(__file__).resolve().parent / "BENCHMARKS.md", SECTION, text)
+        md = Path(__file__).resolve().parent / "BENCHMARKS.md"
+        write_section(md, SECTION, text)
+        if ex_text:
+            write_section(md, EXPLAIN_SECTION, ex_text)
     return 0
 
 

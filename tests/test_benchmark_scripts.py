@@ -181,6 +181,15 @@ def gpu_check():
         sys.path.remove(str(ROOT / "benchmarks"))
 
 
+@pytest.fixture(scope="module")
+def explainable():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_markdown as run from there
+    try:
+        yield _load("explainable")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
 @pytest.mark.slow  # ~40 s: the CUDA test selection, four torchrun runs, three throughput settings, the explainers
 def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     """The one-command GPU check at tiny sizes on the CPU: every section runs and reports, JSON under $OUT."""
@@ -253,3 +262,18 @@ def test_gpu_check_weight_diff_and_targets(gpu_check):
         "resnet18_full_over_limit_min": 0.85, "resnet18_ratio_ok": False, "bf16_faster_than_fp32_everywhere": True}
     assert gpu_check.targets({}) == {
         "resnet18_full_over_limit_min": None, "resnet18_ratio_ok": None, "bf16_faster_than_fp32_everywhere": None}
+
+
+def test_explainable_mean_sd_variants_and_budget_guard(explainable, tmp_path):
+    assert explainable.mean_sd([0.1, 0.3]) == "0.200 ± 0.141"  # sample sd: sqrt(0.02)
+    assert explainable.mean_sd([0.5, float("nan")]) == "0.500 (n=1)"
+    assert explainable.mean_sd([None, float("nan")]) == "-"
+    assert explainable.variant_overrides("xbyol_w0.3") == {"method.name": "xbyol", "method.semantic.weight": 0.3}
+    assert explainable.variant_overrides("xbyol_nofusion")["method.semantic.fusion"] is False
+    with pytest.raises(ValueError, match="unknown variant"):
+        explainable.variant_overrides("simclr")
+    args = explainable.parse_args(["--json", str(tmp_path / "r.json")])
+    path = tmp_path / "r.json"
+    explainable.save_results(path, explainable.load_results(path, args))
+    with pytest.raises(SystemExit, match="budget"):
+        explainable.load_results(path, explainable.parse_args(["--steps", "7"]))

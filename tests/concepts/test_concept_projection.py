@@ -44,3 +44,20 @@ def test_dense_application_equals_per_location_application():
     assert dense.shape == (2, 7, 3, 4)
     assert torch.allclose(dense[1, :, 2, 3], cmap(fmap[1, :, 2, 3][None])[0], atol=1e-6)
     assert torch.allclose(dense[0, :, 0, 1], cmap(fmap[0, :, 0, 1][None])[0], atol=1e-6)
+
+
+def test_fit_does_not_depend_on_the_scale_of_each_feature():
+    """Inputs are standardised during the fit and the standardisation is folded into the map:
+    rescaling and shifting every feature gives the same concept-space outputs."""
+    torch.manual_seed(3)
+    concepts = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
+    labels = torch.arange(120) % 4
+    feats = torch.randn(120, 8) * 0.1
+    feats[torch.arange(120), labels] += 1.0
+    targets = torch.nn.functional.one_hot(labels, 4).bool()
+    scale = torch.tensor([1e3, 1e-2, 5.0, 1.0, 30.0, 0.1, 2.0, 1e2])
+    shift = torch.linspace(-50, 50, 8)
+    a = fit_concept_map(feats, targets, concepts, steps=50, seed=0)
+    b = fit_concept_map(feats * scale + shift, targets, concepts, steps=50, seed=0)
+    torch.testing.assert_close(a(feats), b(feats * scale + shift), atol=5e-3, rtol=1e-2)  # float32 round-off
+    assert torch.equal((a(feats) @ concepts.T).argmax(1), labels)

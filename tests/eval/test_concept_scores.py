@@ -9,14 +9,17 @@ import torch
 
 from xbyol.eval.concept_scores import (
     IGNORE,
+    chance_scores,
     concept_accuracy,
     dense_predictions,
     iou_counts,
     masks_to_label_map,
     miou_from_counts,
+    pooled_mask_scores,
     scs_per_image,
     semantic_consistency,
     sscs,
+    sscs_counts,
 )
 
 CONCEPTS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
@@ -99,6 +102,42 @@ def test_sscs_upsamples_coarse_scores():
     masks[0, 1, 2:, 2:] = True
     coarse = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]]])  # one cell per quadrant
     assert sscs(coarse, masks)["miou"] == 1.0
+
+
+def test_chance_level_with_ground_truth_foreground_is_one_third_per_concept():
+    # two concepts of equal area, each pixel's concept drawn uniformly: IoU_A = (a/2) / (a + b/2) = 1/3
+    # when a = b, and the given foreground makes the background IoU exactly 1
+    masks = torch.zeros(4, 2, 64, 64, dtype=torch.bool)
+    masks[:, 0, :, :24] = True
+    masks[:, 1, :, 24:48] = True  # columns 48.. are background
+    scores = chance_scores(masks, (64, 64), torch.Generator().manual_seed(0))
+    assert scores.shape == (4, 2, 64, 64) and 0 <= scores.min() and scores.max() < 1
+    inter, union = sscs_counts(scores, masks, foreground=masks.any(1))
+    miou, iou = miou_from_counts(inter, union)
+    assert iou.tolist() == pytest.approx([1.0, 1 / 3, 1 / 3], abs=0.01)
+    assert miou == pytest.approx(5 / 9, abs=0.01)
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(chance_scores(masks, (4, 4), g1), chance_scores(masks, (4, 4), g2))  # reproducible
+
+
+def test_resolution_ceiling_is_one_for_cell_aligned_masks_and_below_for_finer_ones():
+    masks = torch.zeros(1, 2, 4, 4, dtype=torch.bool)
+    masks[0, 0, :2, :2] = True  # exactly one cell of a 2 x 2 map
+    masks[0, 1, 2:, 2:] = True
+    pooled = pooled_mask_scores(masks, (2, 2))
+    assert pooled[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    assert sscs(pooled, masks)["miou"] == 1.0
+    # one pixel of concept 0 in the top-left cell: the cell holds 0.25, below the image's
+    # background level 0 + 0.5 * (1 - 0), so a 2 x 2 map cannot show it even when perfect
+    small = torch.zeros(1, 2, 4, 4, dtype=torch.bool)
+    small[0, 0, 0, 0] = True
+    small[0, 1, 2:, 2:] = True
+    pooled = pooled_mask_scores(small, (2, 2))
+    assert pooled[0, 0, 0, 0].item() == 0.25
+    out = sscs(pooled, small)
+    assert out["miou_concepts"] == pytest.approx((0 + 1) / 2)
+    assert out["miou"] == pytest.approx((11 / 12 + 0 + 1) / 3)  # background: 11 true of 12 predicted
+    assert sscs(pooled_mask_scores(small, (4, 4)), small)["miou"] == 1.0  # at full resolution the ceiling is 1
 
 
 def test_iou_is_accumulated_over_the_dataset_not_averaged_per_image():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from xbyol.cli import main
-from xbyol.explain.evaluation import _centre_baseline, concept_pairs, explain_eval, format_table
+from xbyol.explain.evaluation import centre_baseline_hits, concept_pairs, explain_eval, format_table
 from xbyol.run import load_run
 
 
@@ -28,10 +28,20 @@ def test_concept_pairs_need_masks():
 
 
 def test_centre_baseline_hits_only_masks_at_the_centre():
-    masks = torch.zeros(2, 9, 9, dtype=torch.bool)
+    masks = torch.zeros(3, 9, 9, dtype=torch.bool)
     masks[0, 3:6, 3:6] = True
     masks[1, 0:2, 0:2] = True
-    assert _centre_baseline(masks) == pytest.approx(0.5)
+    assert centre_baseline_hits(masks).tolist()[:2] == [1.0, 0.0]
+    assert math.isnan(centre_baseline_hits(masks)[2].item())  # empty mask
+
+
+def test_centre_baseline_on_an_even_size_points_at_one_pixel():
+    # 8 x 8: the four central pixels (3..4, 3..4) tie; their centre of mass (3.5, 3.5) is equally
+    # near all four, so the first in row-major order, (3, 3), is the point
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, 3, 3] = True
+    masks[1, 4, 4] = True
+    assert centre_baseline_hits(masks).tolist() == [1.0, 0.0]  # 8 px: the default tolerance is < 1 px
 
 
 def test_explain_eval_scores_methods_and_writes_json(tiny_run_dir, tmp_path, capsys):
@@ -42,9 +52,12 @@ def test_explain_eval_scores_methods_and_writes_json(tiny_run_dir, tmp_path, cap
     result = explain_eval(load_run(run_dir), methods=["gradcam", "eigencam"], n_images=4, n_robust=2, progress=False)
     assert set(result["methods"]) == {"gradcam", "eigencam"}
     for row in result["methods"].values():
-        for key in ("pointing_game", "energy_pointing_game", "iou", "max_sensitivity", "ms_per_image"):
+        for key in ("energy_pointing_game", "iou", "max_sensitivity", "ms_per_image"):
             assert not math.isnan(row[key]), key
-        assert 0.0 <= row["pointing_game"] <= 1.0 and 0.0 <= row["energy_pointing_game"] <= 1.0
+        assert 0 <= row["blank_maps"] <= result["protocol"]["pairs"]
+        for key in ("pointing_game", "pointing_game_pairs"):  # NaN only if every map is blank
+            assert 0.0 <= row[key] <= 1.0 or row["blank_maps"] == result["protocol"]["pairs"], key
+        assert 0.0 <= row["energy_pointing_game"] <= 1.0
         assert -1.0 <= row["randomization_corr"] <= 1.0 or math.isnan(row["randomization_corr"])
     saved = json.loads((run_dir / "explain_eval.json").read_text())
     assert saved["methods"].keys() == result["methods"].keys()

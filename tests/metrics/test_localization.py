@@ -6,11 +6,14 @@ import pytest
 import torch
 
 from xbyol.metrics import (
+    blank_maps,
+    class_mean,
     default_tolerance,
     energy_pointing_game,
     mask_bbox,
     mask_iou,
     pointing_game,
+    pointing_location,
     relevance_mass,
     relevance_rank,
 )
@@ -63,7 +66,7 @@ def test_uniform_heatmap_gives_area_fraction():
     assert relevance_mass(h, m).item() == pytest.approx(15 / 64)
     assert relevance_rank(h, m).item() == pytest.approx(15 / 64)  # expected value over tie breaks
     assert mask_iou(h, m).item() == pytest.approx(15 / 64)  # all tied: whole image highlighted
-    assert pointing_game(h, m).item() == 1.0  # every pixel is a maximal point
+    assert math.isnan(pointing_game(h, m).item())  # a constant map points nowhere
 
 
 def test_default_tolerance_scales_with_height():
@@ -97,14 +100,57 @@ def test_pointing_game_huge_tolerance_hits_anywhere():
     assert pointing_game(h, m, tolerance_px=1000).item() == 1.0
 
 
-def test_pointing_game_ties_hit_if_any_maximal_point_is_near():
+def test_pointing_game_scores_one_point_per_map_not_any_tied_maximum():
     m = torch.zeros(1, 8, 8, dtype=torch.bool)
     m[0, 0, 0] = True
     h = torch.zeros(2, 8, 8)
     h[:, 7, 7] = 1.0  # far maximum in both
-    h[0, 0, 1] = 1.0  # sample 0 also has a tied maximum next to the mask
+    h[0, 0, 1] = 1.0  # sample 0: a tied maximum next to the mask, centre of mass (3.5, 4)
     h[1, 0, 1] = 0.9  # sample 1: near but below the maximum
+    # tied pixels (0,1) and (7,7) are equally far (3.5^2 + 3^2) from (3.5, 4): the first in
+    # row-major order, (0,1), is the point
+    assert pointing_location(h).tolist() == [[0, 1], [7, 7]]
     assert pointing_game(h, m.expand(2, 8, 8), tolerance_px=1.5).tolist() == [1.0, 0.0]
+    h[0, 6, 7] = 1.0  # a third tied pixel moves the centre of mass to (13/3, 5): (6,7) is nearest
+    assert pointing_location(h[:1]).tolist() == [[6, 7]]
+    assert pointing_game(h[:1], m, tolerance_px=1.5).tolist() == [0.0]
+
+
+def test_pointing_location_of_a_plateau_is_its_centre_and_a_ring_does_not_point_into_its_hole():
+    h = torch.zeros(2, 9, 9)
+    h[0, 2:5, 3:8] = 1.0  # plateau rows 2..4, cols 3..7: centre (3, 5)
+    h[1, 1:8, 1:8] = 1.0
+    h[1, 2:7, 2:7] = 0.0  # ring around a hole centred at (4, 4)
+    loc = pointing_location(h).tolist()
+    assert loc[0] == [3, 5]
+    assert loc[1] == [1, 4]  # nearest ring pixels to (4, 4) are (1,4), (4,1), (4,7), (7,4): first in row-major order
+    hole = torch.zeros(1, 9, 9, dtype=torch.bool)
+    hole[0, 3:6, 3:6] = True
+    assert pointing_game(h[1:], hole, tolerance_px=0).item() == 0.0
+
+
+def test_blank_and_non_finite_maps_are_nan_and_counted():
+    m = _mask().expand(4, 8, 8)
+    h = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0))
+    h[0] = 0.0  # all-zero map, e.g. Grad-CAM after its ReLU
+    h[1] = 3.0  # any constant
+    h[2, 4, 4] = float("inf")
+    assert blank_maps(h).tolist() == [True, True, True, False]
+    out = pointing_game(h, m, tolerance_px=1000)  # a huge tolerance would accept any point
+    assert [math.isnan(v) for v in out.tolist()] == [True, True, True, False]
+    assert out[3].item() == 1.0
+
+
+def test_class_mean_averages_classes_then_pairs_mean_differs():
+    # class 0: hits 1, 1, 1 (and one undefined); class 1: 0; class 2: 1, 0
+    values = torch.tensor([1.0, 1.0, 1.0, math.nan, 0.0, 1.0, 0.0])
+    classes = torch.tensor([0, 0, 0, 0, 1, 2, 2])
+    assert class_mean(values, classes) == pytest.approx((1.0 + 0.0 + 0.5) / 3)
+    assert float(values.nanmean()) == pytest.approx(4 / 6)  # the per-pair mean weighs class 0 thrice
+    assert math.isnan(class_mean(torch.tensor([math.nan]), torch.tensor([3])))
+    assert class_mean(torch.tensor([math.nan, 1.0]), torch.tensor([0, 1])) == 1.0  # a class with no defined value drops out
+    with pytest.raises(ValueError, match="class_mean"):
+        class_mean(torch.zeros(3), torch.zeros(2, dtype=torch.long))
 
 
 def test_energy_bbox_uses_rows_then_columns():

@@ -9,13 +9,32 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
+def concept_weights_of(run: Any, feats: torch.Tensor) -> torch.Tensor:
+    """Weights ``[N, K]`` (rows sum to 1) of every bank concept for representations ``[N, D]``.
+
+    For an ``xbyol`` run with fusion these are the concept-attention weights ``alpha`` of
+    the learned map. Otherwise (no fusion, or a run explained through a post-hoc map) they
+    are ``softmax_k(cos(z, e_k) / T)`` with ``z`` the representation mapped into the concept
+    space and ``T`` = ``method.semantic.temperature``, the distribution the semantic loss
+    trains. Taking representations rather than images lets a caller edit them first
+    (e.g. remove a concept's direction, :mod:`xbyol.explain.concept_faithfulness`).
+    """
+    from xbyol.concepts.projection import concept_projection
+
+    project_fn, bank = concept_projection(run)
+    z = project_fn(feats.to(run.device))  # (N, E)
+    attention = getattr(run.method, "attention", None)
+    if attention is not None and hasattr(run.method, "concept_embeddings"):
+        return attention(z, run.method.concept_embeddings).alpha.float()  # (N, K)
+    cos = F.normalize(z, dim=-1) @ bank.embeddings.to(z.device).T  # (N, K)
+    return (cos / run.cfg.method.semantic.temperature).softmax(dim=-1).float()
+
+
+@torch.no_grad()
 def concept_weights(run: Any, images: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
     """Weights ``[B, K]`` (rows sum to 1) of every bank concept for uint8 images ``[B, 3, H, W]``.
 
-    For an ``xbyol`` run with fusion these are the concept-attention weights ``alpha``.
-    Otherwise (no fusion, or a run explained through a post-hoc map) they are
-    ``softmax_k(cos(z, e_k) / T)`` with ``z`` the image in the concept space and ``T`` =
-    ``method.semantic.temperature``, the distribution the semantic loss trains.
+    The weights of :func:`concept_weights_of` on the images' representations.
 
     Returns:
         The weights on the CPU and the concept texts.
@@ -25,16 +44,9 @@ def concept_weights(run: Any, images: torch.Tensor) -> tuple[torch.Tensor, list[
 
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [B, 3, H, W] uint8, got {list(images.shape)}")
-    project_fn, bank = concept_projection(run)
-    x = preprocess(images.to(run.device))
-    method = run.method
-    if hasattr(method, "concept_encoding"):
-        alpha = method.concept_encoding(x).alpha  # (B, K)
-    else:
-        z = project_fn(run.backbone(x))  # (B, E)
-        cos = F.normalize(z, dim=-1) @ bank.embeddings.to(z.device).T  # (B, K)
-        alpha = (cos / run.cfg.method.semantic.temperature).softmax(dim=-1)
-    return alpha.float().cpu(), list(bank.texts)
+    _, bank = concept_projection(run)
+    feats = run.backbone(preprocess(images.to(run.device)))  # (B, D)
+    return concept_weights_of(run, feats).cpu(), list(bank.texts)
 
 
 def explain_embedding(run: Any, images_uint8: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:

@@ -13,7 +13,11 @@ linear map into the concept space -- trained with the *same* semantic loss
 (``method.semantic.loss`` and ``temperature``) on the frozen, un-augmented features of
 the whole training split with the same per-image concept labels, by full-batch Adam
 (``method.semantic.posthoc_steps``, ``posthoc_lr``, seed ``train.seed``). Only the linear
-map is fitted; the encoder and projector are untouched. The fit is cached in
+map is fitted; the encoder and projector are untouched. Its inputs are standardised with
+the training statistics during the fit (as the linear probe standardises its features),
+and the standardisation is folded into the linear map afterwards; so every post-hoc row
+of a comparison (raw pixels, random init, BYOL) is fitted the same way, whatever the
+scale of its features. The fit is cached in
 ``RUN_DIR/concept_map.pt`` (keyed by checkpoint step, concepts and fitting settings).
 """
 
@@ -91,7 +95,8 @@ def fit_concept_map(
         seed: initialisation seed of the linear map.
 
     Returns:
-        A :class:`ConceptMap` in eval mode.
+        A :class:`ConceptMap` in eval mode. The fit sees each input feature standardised
+        with the labelled rows' mean and std; the map returned takes unstandardised input.
     """
     if feats.ndim != 2 or targets.shape != (feats.shape[0], concepts.shape[0]):
         raise ValueError(f"expected feats [N, D] and targets [N, K]; got {list(feats.shape)} and {list(targets.shape)}")
@@ -103,16 +108,24 @@ def fit_concept_map(
     with torch.no_grad():
         inputs = projector(feats[keep]) if projector is not None else feats[keep]  # (N', P)
     t = targets[keep]
+    mean = inputs.mean(0)  # (P,)
+    std = inputs.std(0)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # constant features are left unscaled
+    standardized = (inputs - mean) / std  # (N', P)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         linear = nn.Linear(inputs.shape[1], concepts.shape[1]).to(feats.device)
     opt = torch.optim.Adam(linear.parameters(), lr=lr)
     with torch.enable_grad():
         for _ in range(steps):
-            value = semantic_loss(loss, linear(inputs), concepts, t, temperature)
+            value = semantic_loss(loss, linear(standardized), concepts, t, temperature)
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()
+    with torch.no_grad():  # fold it in: W (x - m) / s + b = (W / s) x + (b - (W / s) m)
+        weight = linear.weight / std  # (E, P)
+        linear.weight.copy_(weight)
+        linear.bias.sub_(weight @ mean)
     return ConceptMap(projector, linear).eval()
 
 
@@ -168,7 +181,7 @@ def concept_projection(run: Any, use_projector: bool = True) -> tuple[ConceptMap
     path = Path(run.run_dir) / (POSTHOC_FILE if use_projector else "concept_map_backbone.pt")
     key = {"step": int(run.step), "texts": bank.texts, "prompt": bank.prompt, "loss": s.loss,
            "temperature": float(s.temperature), "steps": int(s.posthoc_steps), "lr": float(s.posthoc_lr),
-           "seed": int(run.cfg.train.seed), "projector": projector is not None}
+           "seed": int(run.cfg.train.seed), "projector": projector is not None, "standardized": True}
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if blob.get("key") == key:

@@ -4,6 +4,14 @@
 through the post-hoc map of :func:`xbyol.concepts.projection.concept_projection`, so the
 two are directly comparable. Not applicable (``None``) when no bank concept can be
 labelled from the dataset.
+
+SSCS is reported in four variants, each as ``{group: mIoU, "mean": ...}``: ``sscs``
+(background rule, background + concepts), ``sscs_concepts`` (background rule, concepts
+only), ``sscs_gt_foreground`` and ``sscs_gt_foreground_concepts`` (the ground-truth
+foreground replaces the rule, so only concept identity is judged; its background IoU is 1
+by construction). Each variant ``V`` comes with ``V_chance`` (uniform random score maps
+at the feature-map resolution, seed 0) and ``V_ceiling`` (the ground-truth masks
+area-pooled to that resolution), computed by the same pipeline.
 """
 
 from __future__ import annotations
@@ -15,13 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from xbyol.eval.concept_scores import (
+    chance_scores,
     concept_accuracy,
-    dense_predictions,
-    iou_counts,
-    masks_to_label_map,
     miou_from_counts,
+    pooled_mask_scores,
     semantic_consistency,
-    upsample_scores,
+    sscs_counts,
 )
 from xbyol.eval.evaluators import EVALUATORS
 
@@ -52,7 +59,8 @@ def concept_scores(
 
     Returns:
         ``{"map", "n_concepts", "scs", "scs_nonmatch", "scs_margin", "concept_accuracy": {...},
-        "sscs": {...}, "sscs_gt_foreground": {...}}`` or ``None`` when not applicable.
+        "sscs": {...}, "sscs_chance": {...}, "sscs_ceiling": {...}, "sscs_concepts": {...}, ...}``
+        (see the module docstring) or ``None`` when not applicable.
     """
     from xbyol.augment import preprocess
     from xbyol.concepts.projection import apply_dense, concept_projection
@@ -75,7 +83,9 @@ def concept_scores(
     emb = bank.embeddings.to(run.device)  # (K, E)
     groups = bank.groups or {"all": list(range(len(bank)))}
     mask_groups = _mask_groups(bank.groups, dict(labeler.vocab_cols), set(getattr(dataset, "mask_concepts", []) or []))
-    counts = {name: [0, 0, 0, 0] for name in mask_groups}  # rule inter/union, GT-foreground inter/union
+    # (variant, source, group) -> [intersection [G + 1], union [G + 1]] summed over batches
+    counts: dict[tuple[str, str, str], list[Any]] = {}
+    chance_gen = torch.Generator().manual_seed(0)
     backbone = run.backbone.eval()
     project_fn.eval()
     reps, targets = [], []
@@ -88,30 +98,42 @@ def concept_scores(
             continue
         dense = F.normalize(apply_dense(project_fn, fmap), dim=1)  # (B, E, h, w)
         cos = torch.einsum("behw,ke->bkhw", dense, emb)  # (B, K, h, w)
+        size = tuple(fmap.shape[-2:])
         for name, (bank_idx, rows) in mask_groups.items():
             masks = batch["masks"][:, rows].to(run.device)  # (B, G, H, W)
-            scores = upsample_scores(cos[:, bank_idx], tuple(masks.shape[-2:]))  # (B, G, H, W)
-            gt = masks_to_label_map(masks)  # (B, H, W)
-            for j, fg in enumerate((None, masks.any(dim=1))):
-                inter, union = iou_counts(dense_predictions(scores, level, fg), gt, len(bank_idx) + 1)
-                counts[name][2 * j] = counts[name][2 * j] + inter.cpu()
-                counts[name][2 * j + 1] = counts[name][2 * j + 1] + union.cpu()
+            sources = {"model": cos[:, bank_idx],  # (B, G, h, w)
+                       "chance": chance_scores(masks, size, chance_gen),
+                       "ceiling": pooled_mask_scores(masks, size)}
+            for variant, fg in (("sscs", None), ("sscs_gt_foreground", masks.any(dim=1))):
+                for source, scores in sources.items():
+                    inter, union = sscs_counts(scores, masks, level, fg)
+                    acc = counts.setdefault((variant, source, name), [0, 0])
+                    acc[0], acc[1] = acc[0] + inter.cpu(), acc[1] + union.cpu()
     reps_t, targets_t = torch.cat(reps), torch.cat(targets)
     result: dict[str, Any] = {"map": "learned" if learned else "post-hoc",
                               "n_concepts": len(bank)}
     result.update({k: v for k, v in semantic_consistency(reps_t, bank.embeddings, targets_t).items()})
     result["concept_accuracy"] = concept_accuracy(F.normalize(reps_t, dim=-1) @ bank.embeddings.T, targets_t, groups)
-    if mask_groups:
-        rule, oracle = {}, {}
-        for name, (i_r, u_r, i_o, u_o) in counts.items():
-            rule[name] = miou_from_counts(i_r, u_r)[0]
-            oracle[name] = miou_from_counts(i_o, u_o)[0]
-        rule["mean"] = _mean(rule.values())
-        oracle["mean"] = _mean(oracle.values())
-        result["sscs"] = rule
-        result["sscs_gt_foreground"] = oracle
+    if counts:
+        result.update(_sscs_tables(counts, list(mask_groups)))
         result["sscs_background_level"] = level
     return result
+
+
+def _sscs_tables(counts: dict[tuple[str, str, str], list[Any]], groups: list[str]) -> dict[str, dict[str, float]]:
+    """``{"sscs": {group: mIoU, "mean": ...}, "sscs_chance": ..., "sscs_concepts_ceiling": ..., ...}``."""
+    out: dict[str, dict[str, float]] = {}
+    for variant in ("sscs", "sscs_gt_foreground"):
+        for concepts_only in (False, True):
+            for source in ("model", "chance", "ceiling"):
+                key = variant + ("_concepts" if concepts_only else "") + ("" if source == "model" else f"_{source}")
+                table = {}
+                for name in groups:
+                    miou, iou = miou_from_counts(*counts[(variant, source, name)])
+                    table[name] = float(iou[1:].nanmean()) if concepts_only else miou
+                table["mean"] = _mean(table.values())
+                out[key] = table
+    return out
 
 
 def _mean(values) -> float:

@@ -10,6 +10,12 @@
   per-pixel arg-max concept within a group, with a background rule -> mean IoU against
   the ground-truth masks, intersections and unions accumulated over the whole dataset
   (mmseg ``metrics.py`` convention), NaN classes (never seen nor predicted) skipped.
+  Read it next to two reference levels computed by the same pipeline: the **chance**
+  level (uniform random score maps at the feature-map resolution) and the **resolution
+  ceiling** (the ground-truth masks area-pooled to the feature-map resolution, i.e. the
+  best a map of that size can say), and with the **concepts-only** mIoU, which leaves out
+  the background class (whose IoU is large for any map that marks little foreground, and
+  exactly 1 when the ground-truth foreground is given).
 
 Per-image functions return NaN where a score is undefined (an image without a true
 concept, or without a false one).
@@ -203,6 +209,47 @@ def miou_from_counts(inter: torch.Tensor, union: torch.Tensor) -> tuple[float, t
     return float(iou.nanmean()), iou
 
 
+def sscs_counts(scores: torch.Tensor, masks: torch.Tensor, background: float = 0.5,
+                foreground: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class intersection and union counts of one batch, ready to be summed over batches.
+
+    Args:
+        scores: ``[N, G, h, w]`` per-location concept scores (upsampled to the masks' size).
+        masks: ``[N, G, H, W]`` bool ground-truth masks of the group's concepts.
+        background: level of the background rule (see :func:`dense_predictions`).
+        foreground: optional ``[N, H, W]`` bool foreground replacing the rule.
+
+    Returns:
+        ``(intersection [G + 1], union [G + 1])``; class 0 is the background.
+    """
+    if scores.shape[:2] != masks.shape[:2]:
+        raise ValueError(f"scores [N, G, ...] and masks [N, G, ...] disagree: {list(scores.shape)} vs {list(masks.shape)}")
+    pred = dense_predictions(upsample_scores(scores, tuple(masks.shape[-2:])), background, foreground)
+    return iou_counts(pred, masks_to_label_map(masks), masks.shape[1] + 1)
+
+
+def chance_scores(masks: torch.Tensor, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """Uniform random scores ``[N, G, h, w]`` in [0, 1): the SSCS chance level's input.
+
+    Args:
+        masks: ``[N, G, H, W]`` masks (only their batch and group sizes are used).
+        size: ``(h, w)``, the resolution of the model's feature map.
+        generator: CPU generator, so the level is reproducible.
+    """
+    n, g = masks.shape[:2]
+    return torch.rand(n, g, *size, generator=generator).to(masks.device)
+
+
+def pooled_mask_scores(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Ground-truth masks area-pooled to ``size``: the SSCS resolution ceiling's input.
+
+    Each cell holds the fraction of its pixels covered by each concept, ``[N, G, h, w]``;
+    upsampled and scored like a model's map, it is what a perfect map of that resolution
+    reaches.
+    """
+    return F.adaptive_avg_pool2d(masks.float(), size)
+
+
 def sscs(scores: torch.Tensor, masks: torch.Tensor, background: float = 0.5,
          foreground: torch.Tensor | None = None) -> dict[str, float]:
     """SSCS of one concept group on one set of images.
@@ -216,9 +263,5 @@ def sscs(scores: torch.Tensor, masks: torch.Tensor, background: float = 0.5,
     Returns:
         ``{"miou": ..., "miou_concepts": ...}``: mean IoU over background + concepts, and over concepts only.
     """
-    if scores.shape[:2] != masks.shape[:2]:
-        raise ValueError(f"scores [N, G, ...] and masks [N, G, ...] disagree: {list(scores.shape)} vs {list(masks.shape)}")
-    pred = dense_predictions(upsample_scores(scores, tuple(masks.shape[-2:])), background, foreground)
-    inter, union = iou_counts(pred, masks_to_label_map(masks), masks.shape[1] + 1)
-    miou, iou = miou_from_counts(inter, union)
+    miou, iou = miou_from_counts(*sscs_counts(scores, masks, background, foreground))
     return {"miou": miou, "miou_concepts": float(iou[1:].nanmean())}

@@ -7,7 +7,15 @@ Per method this gives localisation (pointing game, energy pointing game, top-20%
 faithfulness (deletion and insertion AUC of the same target score), robustness
 (max-sensitivity, on the first ``n_robust`` pairs) and the model-randomisation sanity
 check (Spearman correlation of the heatmaps before/after randomising every conv layer
-top-down, on the same subset; lower is better), plus the time per heatmap.
+top-down, on the same subset; lower is better; ``randomization_undefined`` counts the pairs
+whose fully randomised map is constant, where the correlation is undefined and left out),
+plus the time per heatmap.
+
+Pointing game: one point per map (:func:`xbyol.metrics.pointing_game`); a constant or
+non-finite map is undefined and counted in ``blank_maps``. ``pointing_game`` is the mean
+over concepts of each concept's hit rate (the EBP protocol's per-class mean);
+``pointing_game_pairs`` is the mean over (image, concept) pairs. The centre baseline is the
+same rule applied to a map peaked at the image centre, averaged both ways.
 
 Results are written to ``RUN_DIR/explain_eval.json`` as
 ``{"protocol": {...}, "methods": {method: {metric: value}}}``.
@@ -90,6 +98,8 @@ def explain_eval(
     from xbyol.concepts.projection import concept_projection
     from xbyol.explain import ConceptTarget, explain, names
     from xbyol.metrics import (
+        blank_maps,
+        class_mean,
         deletion_auc,
         energy_pointing_game,
         insertion_auc,
@@ -113,6 +123,7 @@ def explain_eval(
     images = torch.stack([test[i]["image"] for i, _ in pairs]).to(run.device)
     masks = torch.stack([test[i]["masks"][k] for i, k in pairs]).to(run.device)  # (P, H, W)
     x_all = preprocess(images)
+    pair_concepts = torch.tensor([k for _, k in pairs])  # (P,) class of each pair for the per-class mean
 
     def target_for(sl: slice) -> ConceptTarget:
         return ConceptTarget(concept_emb[sl], project_fn)
@@ -133,7 +144,9 @@ def explain_eval(
         bar = tqdm(total=len(methods), desc="explain-eval", unit="method")
     table: dict[str, dict[str, float]] = {}
     for method in methods:
-        rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("pointing_game", "energy_pointing_game", "iou", "deletion_auc", "insertion_auc")}
+        rows: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("pointing_game", "blank", "energy_pointing_game", "iou", "deletion_auc", "insertion_auc")
+        }
         elapsed = 0.0
         for start in range(0, len(pairs), batch_size):
             sl = slice(start, min(start + batch_size, len(pairs)))
@@ -142,6 +155,7 @@ def explain_eval(
             h = explain(model, x, target_for(sl), method=method)
             elapsed += time.perf_counter() - t0
             rows["pointing_game"].append(pointing_game(h, m))
+            rows["blank"].append(blank_maps(h))
             rows["energy_pointing_game"].append(energy_pointing_game(h, m))
             rows["iou"].append(mask_iou(h, m))
             # one forward per curve step holding every pair of the chunk in order, so the
@@ -149,7 +163,13 @@ def explain_eval(
             fwd = score_fn(sl)
             rows["deletion_auc"].append(deletion_auc(fwd, x, h, batch_size=x.shape[0]))
             rows["insertion_auc"].append(insertion_auc(fwd, x, h, batch_size=x.shape[0]))
-        result = {k: _nanmean(torch.cat(v)) for k, v in rows.items()}
+        hits = torch.cat(rows.pop("pointing_game")).cpu()  # (P,)
+        result = {
+            "pointing_game": class_mean(hits, pair_concepts),
+            "pointing_game_pairs": _nanmean(hits),
+            "blank_maps": int(torch.cat(rows.pop("blank")).sum()),
+        }
+        result.update({k: _nanmean(torch.cat(v)) for k, v in rows.items()})
         result["ms_per_image"] = 1000.0 * elapsed / len(pairs)
         rs = slice(0, min(n_robust, len(pairs)))
         target_r = target_for(rs)
@@ -168,13 +188,15 @@ def explain_eval(
         )
         corr = rnd["correlations"]  # (B, L)
         result["randomization_corr"] = _nanmean(corr[:, -1]) if corr.numel() else float("nan")
+        # pairs whose fully randomised map is constant (e.g. an all-zero CAM): Spearman undefined
+        result["randomization_undefined"] = int(torch.isnan(corr[:, -1]).sum()) if corr.numel() else 0
         table[method] = result
         if bar:
             bar.update(1)
             bar.set_postfix(method=method)
     if bar:
         bar.close()
-    centre_hits = _centre_baseline(masks)
+    centre_hits = centre_baseline_hits(masks).cpu()  # (P,)
     out = {
         "protocol": {
             "pairs": len(pairs),
@@ -182,7 +204,8 @@ def explain_eval(
             "groups": list(MASK_GROUPS),
             "robust_pairs": rs.stop,
             "sensitivity_samples": sensitivity_samples,
-            "centre_baseline_pointing_game": centre_hits,
+            "centre_baseline_pointing_game": class_mean(centre_hits, pair_concepts),
+            "centre_baseline_pointing_game_pairs": _nanmean(centre_hits),
             "concept_map": "learned" if run.cfg.method.name == "xbyol" else "post-hoc",
         },
         "methods": table,
@@ -195,27 +218,43 @@ def explain_eval(
     return out
 
 
-def _centre_baseline(masks: torch.Tensor) -> float:
-    """Pointing-game accuracy of a heatmap peaked at the image centre (the usual null)."""
+def centre_baseline_hits(masks: torch.Tensor) -> torch.Tensor:
+    """Per-pair pointing-game hits ``[P]`` of a map peaked at the image centre (the usual null).
+
+    The map is ``-(squared distance to the centre)``, scored by the same
+    :func:`xbyol.metrics.pointing_game` as the explainers (for an even size the four
+    central pixels tie, and the tie rule picks one of them).
+    """
     from xbyol.metrics import pointing_game
 
     b, h, w = masks.shape
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    centre = -((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2)
-    return _nanmean(pointing_game(centre.expand(b, h, w).to(masks.device), masks))
+    centre = -((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2)  # (H, W)
+    return pointing_game(centre.expand(b, h, w).to(masks.device), masks)
 
 
 def format_table(result: dict[str, Any]) -> str:
-    cols = ["pointing_game", "energy_pointing_game", "iou", "deletion_auc", "insertion_auc", "max_sensitivity", "randomization_corr", "ms_per_image"]
-    heads = ["method", "PG", "energyPG", "IoU", "del AUC↓", "ins AUC↑", "max-sens↓", "rand corr↓", "ms/img"]
+    cols = ["pointing_game", "pointing_game_pairs", "blank_maps", "energy_pointing_game", "iou", "deletion_auc",
+            "insertion_auc", "max_sensitivity", "randomization_corr", "ms_per_image"]
+    heads = ["method", "PG", "PG pairs", "blank", "energyPG", "IoU", "del AUC↓", "ins AUC↑", "max-sens↓", "rand corr↓", "ms/img"]
     rows = [heads]
     for method, r in result["methods"].items():
-        rows.append([method] + [("nan" if math.isnan(r[c]) else f"{r[c]:.3f}") if c != "ms_per_image" else f"{r[c]:.1f}" for c in cols])
+        rows.append([method] + [_cell(c, r[c]) for c in cols])
     widths = [max(len(r[i]) for r in rows) for i in range(len(heads))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     p = result["protocol"]
     lines.append(
         f"\n{p['pairs']} (image, concept) pairs from {p['images']} test images; concept map: {p['concept_map']}; "
-        f"centre-baseline pointing game: {p['centre_baseline_pointing_game']:.3f}"
+        f"centre-baseline pointing game: {p['centre_baseline_pointing_game']:.3f} "
+        f"(pairs {p['centre_baseline_pointing_game_pairs']:.3f}). PG: one point per map, mean over concepts; "
+        "'blank' maps (constant or non-finite) are left out of PG and counted."
     )
     return "\n".join(lines)
+
+
+def _cell(column: str, value: float | int) -> str:
+    if column == "blank_maps":
+        return str(value)
+    if column == "ms_per_image":
+        return f"{value:.1f}"
+    return "nan" if math.isnan(value) else f"{value:.3f}"

@@ -10,11 +10,14 @@ from typing import Any
 
 from xbyol.metrics.faithfulness import auc, deletion_auc, gaussian_blur, infidelity, insertion_auc
 from xbyol.metrics.localization import (
+    blank_maps,
+    class_mean,
     default_tolerance,
     energy_pointing_game,
     mask_bbox,
     mask_iou,
     pointing_game,
+    pointing_location,
     relevance_mass,
     relevance_rank,
 )
@@ -46,6 +49,8 @@ METRICS: dict[str, dict[str, Any]] = {
 __all__ = [
     "METRICS",
     "auc",
+    "blank_maps",
+    "class_mean",
     "default_tolerance",
     "deletion_auc",
     "energy_pointing_game",
@@ -57,6 +62,7 @@ __all__ = [
     "max_sensitivity",
     "model_randomization",
     "pointing_game",
+    "pointing_location",
     "randomizable_layers",
     "relevance_mass",
     "relevance_rank",

@@ -18,7 +18,8 @@ References:
     - Mask IoU: intersection over union of the highlighted region and the mask, as in the
       localisation evaluations of Grad-CAM (Selvaraju et al. 2017, arXiv 1610.02391).
 
-Unlike Quantus 0.6.0 ``PointingGame``, an empty mask gives NaN, never a hit.
+Unlike Quantus 0.6.0 ``PointingGame``, an empty mask gives NaN, never a hit; and unlike a
+rule that accepts any tied maximum, a constant heatmap points nowhere and gives NaN.
 """
 
 from __future__ import annotations
@@ -88,16 +89,58 @@ def _disk_dilate(masks: Tensor, tolerance: float) -> Tensor:
     return hits[:, 0] > 0.5
 
 
-def pointing_game(heatmaps: Tensor, masks: Tensor, tolerance_px: float | None = None) -> Tensor:
-    """Pointing game (Zhang et al. 2016): is the heatmap's maximum on the object?
+def blank_maps(heatmaps: Tensor) -> Tensor:
+    """Maps that point nowhere: constant (max == min) or holding a non-finite value. ``[B]`` bool.
 
-    A sample is a hit (1.0) if some maximal point ``p`` of the heatmap has a mask pixel
-    ``q`` with ``||p - q||^2 < tolerance_px^2`` (strict, TorchRay convention), or lies in
-    the mask itself (so ``tolerance_px=0`` is the no-tolerance rule of Quantus). Ties: every
-    pixel equal to the maximum counts as a maximal point, and one of them within tolerance
-    is enough; a constant heatmap is therefore a hit whenever the mask is non-empty, so
-    always report the centre baseline next to this number. The dataset score of the
-    original protocol is the per-class mean of the per-sample hits.
+    An all-zero Grad-CAM after its ReLU is the common case. Such a map has no peak, so the
+    pointing game is undefined for it (NaN) rather than a hit; report how many there were.
+    """
+    h = _as_heatmaps(heatmaps, "blank_maps")
+    flat = h.flatten(1)  # (B, N)
+    finite = torch.isfinite(flat).all(1)  # (B,)
+    safe = torch.where(torch.isfinite(flat), flat, torch.zeros((), dtype=flat.dtype, device=flat.device))
+    return ~finite | (safe.amax(1) == safe.amin(1))
+
+
+def pointing_location(heatmaps: Tensor) -> Tensor:
+    """The one pixel each heatmap points at, ``[B, 2]`` long ``(row, column)``.
+
+    The peak is the arg-max. When several pixels share the maximum, the point is the tied
+    pixel nearest the centre of mass of all tied pixels (squared Euclidean distance; an
+    exact tie in that distance goes to the first in row-major order). For one compact
+    plateau this is its centre; the point is always a maximal pixel, so a ring of tied
+    maxima does not point into its hole, and it never depends on which tied pixel happens
+    to be nearest the mask. Non-finite values count as 0 here; :func:`blank_maps` flags
+    those maps.
+    """
+    h = _as_heatmaps(heatmaps, "pointing_location")
+    h = torch.where(torch.isfinite(h), h, torch.zeros((), dtype=h.dtype, device=h.device))
+    b, height, width = h.shape
+    peaks = h == h.amax(dim=(1, 2), keepdim=True)  # (B, H, W)
+    weight = peaks.to(torch.float64)
+    n = weight.sum(dim=(1, 2))  # (B,) >= 1
+    rows = torch.arange(height, dtype=torch.float64, device=h.device)
+    cols = torch.arange(width, dtype=torch.float64, device=h.device)
+    mean_row = (weight.sum(2) * rows).sum(1) / n  # (B,)
+    mean_col = (weight.sum(1) * cols).sum(1) / n  # (B,)
+    dist2 = (rows[None, :, None] - mean_row[:, None, None]) ** 2 + (cols[None, None, :] - mean_col[:, None, None]) ** 2
+    dist2 = torch.where(peaks, dist2, torch.full_like(dist2, math.inf))  # (B, H, W)
+    flat = dist2.view(b, -1).argmin(1)  # (B,) first minimum in row-major order
+    return torch.stack([flat // width, flat % width], dim=1)  # (B, 2)
+
+
+def pointing_game(heatmaps: Tensor, masks: Tensor, tolerance_px: float | None = None) -> Tensor:
+    """Pointing game (Zhang et al. 2016): does the heatmap's one peak land on the object?
+
+    One point per map, as in TorchRay: the point ``p`` is :func:`pointing_location` (the
+    arg-max; among tied maxima, the one nearest their centre of mass). The sample is a hit
+    (1.0) when the mask has a pixel ``q`` with ``||p - q||^2 < tolerance_px^2`` (strict,
+    TorchRay convention) or ``p`` lies in the mask itself (so ``tolerance_px=0`` is the
+    no-tolerance rule). A constant or non-finite map (:func:`blank_maps`) points nowhere
+    and is NaN, like an empty mask; count the blank maps next to the score. The centre
+    baseline is this function applied to a map peaked at the image centre. The dataset
+    score of the original protocol is the per-class mean of the per-sample hits
+    (:func:`class_mean`); report the per-pair mean beside it.
 
     Args:
         heatmaps: ``[B, H, W]`` saliency maps.
@@ -105,16 +148,36 @@ def pointing_game(heatmaps: Tensor, masks: Tensor, tolerance_px: float | None = 
         tolerance_px: tolerance in pixels; ``None`` means ``default_tolerance(H)``.
 
     Returns:
-        ``[B]``: 1.0 hit, 0.0 miss, NaN for an empty mask or a non-finite heatmap.
+        ``[B]``: 1.0 hit, 0.0 miss, NaN for an empty mask or a blank heatmap.
     """
     h, m, undefined = _prepare(heatmaps, masks, "pointing_game")
     tol = default_tolerance(h.shape[1]) if tolerance_px is None else float(tolerance_px)
     if not math.isfinite(tol) or tol < 0:
         raise ValueError(f"pointing_game: tolerance_px must be a finite number >= 0, got {tolerance_px}")
-    peaks = h == h.amax(dim=(1, 2), keepdim=True)  # (B, H, W)
+    point = pointing_location(h)  # (B, 2)
     reach = _disk_dilate(m, tol)  # (B, H, W)
-    hit = (peaks & reach).flatten(1).any(1).to(h.dtype)  # (B,)
-    return _nan_where(hit, undefined)
+    batch = torch.arange(h.shape[0], device=h.device)
+    hit = reach[batch, point[:, 0], point[:, 1]].to(h.dtype)  # (B,)
+    return _nan_where(hit, undefined | blank_maps(heatmaps).to(h.device))
+
+
+def class_mean(values: Tensor, classes: Tensor) -> float:
+    """Mean over classes of each class's mean value, NaN samples left out (EBP protocol).
+
+    Args:
+        values: ``[N]`` per-sample scores (NaN = undefined).
+        classes: ``[N]`` integer class of each sample.
+
+    Returns:
+        The mean of the per-class means over the classes with at least one defined value;
+        NaN when there is none.
+    """
+    if values.shape != classes.shape or values.dim() != 1:
+        raise ValueError(f"class_mean: values and classes must both be [N], got {list(values.shape)} and {list(classes.shape)}")
+    v = values.double()
+    ok = ~torch.isnan(v)
+    means = [v[ok & (classes == c)].mean() for c in torch.unique(classes[ok])]
+    return float(torch.stack(means).mean()) if means else math.nan
 
 
 def mask_bbox(masks: Tensor) -> Tensor:
