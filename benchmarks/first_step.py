@@ -3,14 +3,15 @@
 Writes Fashion-MNIST (Debian's ``dataset-fashion-mnist``, 60,000 + 10,000 28x28 images) as
 a folder of PNGs once (``--folder``, default ``/tmp/xbyol-fashion-png``), then times, each
 in a fresh process and ``--reps`` times in a row (the first run of a series is the cold
-one: new process, nothing cached by xbyol, Python bytecode possibly stale):
+one: with ``--drop-caches`` the page cache is emptied before it, so the images, torch and
+xbyol are read from disk; xbyol itself caches nothing):
 
 - **open train** / **open test**: ``create_dataset("folder", split)`` of the 60,000-image
   training folder and of the 10,000-image test folder (``data.test_root``);
 - **one-step run**: ``xbyol train --set data.name=folder ... --set train.steps=1`` end to
   end (imports, opening the folder, building the model, one step, the checkpoint).
 
-    python benchmarks/first_step.py --json benchmarks/results/first_step.json
+    python benchmarks/first_step.py --drop-caches --json benchmarks/results/first_step.json
 """
 
 from __future__ import annotations
@@ -59,8 +60,12 @@ def main() -> None:
     ap.add_argument("--folder", type=Path, default=Path("/tmp/xbyol-fashion-png"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--drop-caches", action="store_true", help="empty the page cache before the first repetition (root only)")
     args = ap.parse_args()
     write_folder(args.folder)
+    if args.drop_caches:  # a cold start: nothing of the folder, torch or xbyol in the page cache (needs root)
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
     train_root, test_root = args.folder / "train", args.folder / "test"
     rows: dict[str, list[float]] = {"open train (60,000)": [], "open test (10,000)": [], "one-step run": []}
     load = [os.getloadavg()[0]]
