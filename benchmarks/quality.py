@@ -1,8 +1,9 @@
 """Representation quality of BYOL after a fixed CPU budget, next to three baselines.
 
-For each dataset (``shapes``, ``digits``) and the small backbone ``resnet10_16``:
+For each dataset (``shapes``, ``digits``; ``fashion-mnist`` on request, its full 60,000 / 10,000 split)
+and the small backbone ``resnet10_16``:
 
-- **BYOL**: ``xbyol.train`` on ``configs/<dataset>_byol.yaml`` for a fixed number of
+- **BYOL**: ``xbyol.train`` on the dataset's preset (``PRESETS``) for a fixed number of
   optimiser steps (the budget; the wall time is measured and printed).
 - **random init**: the same architecture, freshly initialised (seed of the run).
 - **raw pixels**: the preprocessed image flattened to ``3 * H * W`` values, each
@@ -21,6 +22,10 @@ settings of the dataset's preset. The backbone's own head and projector are not 
     python benchmarks/quality.py --datasets digits --steps 100      # quicker
     python benchmarks/quality.py --threads 1 train.lr=1e-3          # extra config overrides (BYOL and supervised)
     python benchmarks/quality.py --datasets shapes --byol-only method.tau_base=0.996   # one sweep point
+
+Fashion-MNIST (needs ``apt-get install dataset-fashion-mnist``; BENCHMARKS.md has the timings):
+
+    python benchmarks/quality.py --threads 1 train.seed=0 --datasets fashion-mnist
 
 shapes at the budget where BYOL beats raw pixels (BENCHMARKS.md; about 2 h of BYOL on two cores):
 
@@ -58,7 +63,9 @@ from xbyol.training.schedules import lr_at
 from xbyol.training.trainer import batch_indices, build_dataset, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STEPS = {"shapes": 300, "digits": 1200}
+DEFAULT_STEPS = {"shapes": 300, "digits": 1200, "fashion-mnist": 2600}
+# the preset of each dataset (configs/<file>)
+PRESETS = {"shapes": "shapes_byol.yaml", "digits": "digits_byol.yaml", "fashion-mnist": "fashion_mnist_byol.yaml"}
 # shapes at the demo's size: 8192 train images (32 steps per epoch at batch 256, ~9 epochs in the
 # budget) and 2048 test images (sampling noise about +-1 point); digits has its fixed 1437 / 360 split
 DATA_OVERRIDES = {"shapes": ["data.num_train=8192", "data.num_test=2048"]}
@@ -67,7 +74,7 @@ DATA_OVERRIDES = {"shapes": ["data.num_train=8192", "data.num_test=2048"]}
 def make_cfg(dataset: str, steps: int, out_dir: str, overrides: list[str]) -> Config:
     """The dataset's BYOL preset with the step budget."""
     return xbyol.load_config(
-        ROOT / "configs" / f"{dataset}_byol.yaml",
+        ROOT / "configs" / PRESETS[dataset],
         [f"name=quality_{dataset}_byol", f"out_dir={out_dir}", f"train.steps={steps}", "train.progress=false",
          "train.device=cpu", *overrides],
     )
@@ -165,7 +172,7 @@ def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], by
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--datasets", nargs="+", choices=sorted(DEFAULT_STEPS), default=["shapes", "digits"],
+    p.add_argument("--datasets", nargs="+", choices=sorted(DEFAULT_STEPS), default=["shapes", "digits"],  # fashion-mnist: on request
                    help="datasets to run; put config overrides before this flag (or after '--'), or they read as dataset names")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of BYOL and supervised (default: "
                    + ", ".join(f"{d} {n}" for d, n in DEFAULT_STEPS.items()) + ")")
