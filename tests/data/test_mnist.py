@@ -110,3 +110,33 @@ def test_cli_reports_a_bad_file_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert "train-images-idx3-ubyte.gz: truncated" in err
+
+
+def _train_cli(root, out, method: str, tiny_overrides: dict) -> str:
+    from xbyol.cli import main
+
+    sets = dict(tiny_overrides, **{"data.name": "fashion-mnist", "data.root": str(root), "data.image_size": 16,
+                                   "data.batch_size": 10, "train.steps": 2, "method.name": method,
+                                   "out_dir": str(out), "name": method})
+    assert main(["train", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]) == 0
+    return str(out / method)
+
+
+@pytest.mark.slow
+def test_concepts_and_search_work_on_fashion_mnist(tmp_path, capsys, tiny_overrides):
+    from xbyol.cli import main
+
+    root = make_idx(tmp_path / "fm", n_train=20, n_test=10, side=28)
+    run = _train_cli(root, tmp_path / "runs", "xbyol", tiny_overrides)
+    capsys.readouterr()
+    assert main(["concepts", run, "--indices", "9", "--top-k", "10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "test[9] (a photo of an ankle boot)"
+    assert sorted(line.split(None, 1)[1] for line in lines[1:]) == sorted(mnist.FASHION_CLASSES)  # the bank: class names
+
+    run = _train_cli(root, tmp_path / "runs", "clip", tiny_overrides)
+    capsys.readouterr()
+    assert main(["search", run, "--text", "a photo of a bag", "-k", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "top 3 test images for 'a photo of a bag':" and len(out) == 4
+    assert all(line.rstrip().endswith("]") and "index" in line for line in out[1:])
