@@ -147,21 +147,32 @@ def train_supervised(cfg: Config) -> nn.Module:
     return model.backbone.eval()
 
 
-def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], byol_only: bool = False) -> dict[str, Any]:
-    """Train and score BYOL on ``dataset``; unless ``byol_only``, also score the three baselines."""
+def random_init(cfg: Config) -> nn.Module:
+    """The preset's backbone, freshly initialised with the run's seed (as ``LoadedRun.random_init_backbone``)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.train.seed)
+        return create_backbone(cfg.model.backbone).eval()
+
+
+def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], byol_only: bool = False,
+                baselines_only: bool = False) -> dict[str, Any]:
+    """Train and score BYOL on ``dataset`` and the three baselines; ``byol_only`` / ``baselines_only`` skip the others."""
+    if byol_only and baselines_only:
+        raise ValueError("byol_only and baselines_only exclude each other")
     cfg = make_cfg(dataset, steps, out_dir, overrides)
     res: dict[str, Any] = {"dataset": dataset, "steps": steps, "batch_size": cfg.data.batch_size,
                            "backbone": cfg.model.backbone, "overrides": overrides}
-    t0 = time.perf_counter()
-    run_dir = train(cfg, overwrite=True)
-    res["byol_train_s"] = time.perf_counter() - t0
+    if not baselines_only:
+        t0 = time.perf_counter()
+        run_dir = train(cfg, overwrite=True)
+        res["byol_train_s"] = time.perf_counter() - t0
     splits = (build_dataset(cfg, "train"), build_dataset(cfg, "test"))
     res["train_images"], res["test_images"] = len(splits[0]), len(splits[1])
-    run = load_run(run_dir)
-    res["byol"] = score(run.method.encode, splits, cfg)
+    if not baselines_only:
+        res["byol"] = score(load_run(run_dir).method.encode, splits, cfg)
     if byol_only:
         return res
-    res["random_init"] = score(run.random_init_backbone(seed=cfg.train.seed), splits, cfg)
+    res["random_init"] = score(random_init(cfg), splits, cfg)
     res["raw_pixels"] = score_pixels(splits, cfg)
     t0 = time.perf_counter()
     sup = train_supervised(cfg)
@@ -178,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                    + ", ".join(f"{d} {n}" for d, n in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
-    p.add_argument("--byol-only", action="store_true", help="score BYOL alone (for sweeps: the baselines do not depend on BYOL's settings)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--byol-only", action="store_true", help="score BYOL alone (for sweeps: the baselines do not depend on BYOL's settings)")
+    mode.add_argument("--baselines-only", action="store_true", help="score random init, raw pixels and supervised alone (no BYOL run)")
     p.add_argument("overrides", nargs="*", help="extra config overrides for every run, e.g. train.lr=1e-3")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -188,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for ds in args.datasets:
             steps = args.steps or DEFAULT_STEPS[ds]
-            r = run_dataset(ds, steps, tmp, DATA_OVERRIDES.get(ds, []) + args.overrides, byol_only=args.byol_only)
+            r = run_dataset(ds, steps, tmp, DATA_OVERRIDES.get(ds, []) + args.overrides, byol_only=args.byol_only,
+                            baselines_only=args.baselines_only)
             results.append(r)
             print(json.dumps(r), flush=True)
     if args.json:
@@ -197,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             print(f"{r['dataset']}: BYOL linear probe {r['byol']['linear_probe']:.3f}, kNN {r['byol']['knn']:.3f} "
                   f"({r['steps']} x {r['batch_size']}, {r['byol_train_s']:.0f} s; overrides {' '.join(r['overrides'])})")
+        return 0
+    if args.baselines_only:
+        for r in results:
+            print(f"{r['dataset']}: " + ", ".join(f"{k} {r[k]['linear_probe']:.3f} / {r[k]['knn']:.3f}"
+                                                  for k in ("random_init", "raw_pixels", "supervised")))
         return 0
     print()
     print("| dataset | steps x batch | representation | linear probe | kNN (k=20) | train wall time |")
