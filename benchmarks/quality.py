@@ -1,8 +1,9 @@
 """Representation quality of BYOL after a fixed CPU budget, next to three baselines.
 
-For each dataset (``shapes``, ``digits``) and the small backbone ``resnet10_16``:
+For each dataset (``shapes``, ``digits``; ``fashion-mnist`` on request, its full 60,000 / 10,000 split)
+and the small backbone ``resnet10_16``:
 
-- **BYOL**: ``xbyol.train`` on ``configs/<dataset>_byol.yaml`` for a fixed number of
+- **BYOL**: ``xbyol.train`` on the dataset's preset (``PRESETS``) for a fixed number of
   optimiser steps (the budget; the wall time is measured and printed).
 - **random init**: the same architecture, freshly initialised (seed of the run).
 - **raw pixels**: the preprocessed image flattened to ``3 * H * W`` values, each
@@ -21,6 +22,10 @@ settings of the dataset's preset. The backbone's own head and projector are not 
     python benchmarks/quality.py --datasets digits --steps 100      # quicker
     python benchmarks/quality.py --threads 1 train.lr=1e-3          # extra config overrides (BYOL and supervised)
     python benchmarks/quality.py --datasets shapes --byol-only method.tau_base=0.996   # one sweep point
+
+Fashion-MNIST (needs ``apt-get install dataset-fashion-mnist``; BENCHMARKS.md has the timings):
+
+    python benchmarks/quality.py --threads 1 train.seed=0 --datasets fashion-mnist
 
 shapes at the budget where BYOL beats raw pixels (BENCHMARKS.md; about 2 h of BYOL on two cores):
 
@@ -58,7 +63,9 @@ from xbyol.training.schedules import lr_at
 from xbyol.training.trainer import batch_indices, build_dataset, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STEPS = {"shapes": 300, "digits": 1200}
+DEFAULT_STEPS = {"shapes": 300, "digits": 1200, "fashion-mnist": 2600}
+# the preset of each dataset (configs/<file>)
+PRESETS = {"shapes": "shapes_byol.yaml", "digits": "digits_byol.yaml", "fashion-mnist": "fashion_mnist_byol.yaml"}
 # shapes at the demo's size: 8192 train images (32 steps per epoch at batch 256, ~9 epochs in the
 # budget) and 2048 test images (sampling noise about +-1 point); digits has its fixed 1437 / 360 split
 DATA_OVERRIDES = {"shapes": ["data.num_train=8192", "data.num_test=2048"]}
@@ -67,7 +74,7 @@ DATA_OVERRIDES = {"shapes": ["data.num_train=8192", "data.num_test=2048"]}
 def make_cfg(dataset: str, steps: int, out_dir: str, overrides: list[str]) -> Config:
     """The dataset's BYOL preset with the step budget."""
     return xbyol.load_config(
-        ROOT / "configs" / f"{dataset}_byol.yaml",
+        ROOT / "configs" / PRESETS[dataset],
         [f"name=quality_{dataset}_byol", f"out_dir={out_dir}", f"train.steps={steps}", "train.progress=false",
          "train.device=cpu", *overrides],
     )
@@ -140,21 +147,32 @@ def train_supervised(cfg: Config) -> nn.Module:
     return model.backbone.eval()
 
 
-def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], byol_only: bool = False) -> dict[str, Any]:
-    """Train and score BYOL on ``dataset``; unless ``byol_only``, also score the three baselines."""
+def random_init(cfg: Config) -> nn.Module:
+    """The preset's backbone, freshly initialised with the run's seed (as ``LoadedRun.random_init_backbone``)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.train.seed)
+        return create_backbone(cfg.model.backbone).eval()
+
+
+def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], byol_only: bool = False,
+                baselines_only: bool = False) -> dict[str, Any]:
+    """Train and score BYOL on ``dataset`` and the three baselines; ``byol_only`` / ``baselines_only`` skip the others."""
+    if byol_only and baselines_only:
+        raise ValueError("byol_only and baselines_only exclude each other")
     cfg = make_cfg(dataset, steps, out_dir, overrides)
     res: dict[str, Any] = {"dataset": dataset, "steps": steps, "batch_size": cfg.data.batch_size,
                            "backbone": cfg.model.backbone, "overrides": overrides}
-    t0 = time.perf_counter()
-    run_dir = train(cfg, overwrite=True)
-    res["byol_train_s"] = time.perf_counter() - t0
+    if not baselines_only:
+        t0 = time.perf_counter()
+        run_dir = train(cfg, overwrite=True)
+        res["byol_train_s"] = time.perf_counter() - t0
     splits = (build_dataset(cfg, "train"), build_dataset(cfg, "test"))
     res["train_images"], res["test_images"] = len(splits[0]), len(splits[1])
-    run = load_run(run_dir)
-    res["byol"] = score(run.method.encode, splits, cfg)
+    if not baselines_only:
+        res["byol"] = score(load_run(run_dir).method.encode, splits, cfg)
     if byol_only:
         return res
-    res["random_init"] = score(run.random_init_backbone(seed=cfg.train.seed), splits, cfg)
+    res["random_init"] = score(random_init(cfg), splits, cfg)
     res["raw_pixels"] = score_pixels(splits, cfg)
     t0 = time.perf_counter()
     sup = train_supervised(cfg)
@@ -165,13 +183,15 @@ def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], by
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--datasets", nargs="+", choices=sorted(DEFAULT_STEPS), default=["shapes", "digits"],
+    p.add_argument("--datasets", nargs="+", choices=sorted(DEFAULT_STEPS), default=["shapes", "digits"],  # fashion-mnist: on request
                    help="datasets to run; put config overrides before this flag (or after '--'), or they read as dataset names")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of BYOL and supervised (default: "
                    + ", ".join(f"{d} {n}" for d, n in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
-    p.add_argument("--byol-only", action="store_true", help="score BYOL alone (for sweeps: the baselines do not depend on BYOL's settings)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--byol-only", action="store_true", help="score BYOL alone (for sweeps: the baselines do not depend on BYOL's settings)")
+    mode.add_argument("--baselines-only", action="store_true", help="score random init, raw pixels and supervised alone (no BYOL run)")
     p.add_argument("overrides", nargs="*", help="extra config overrides for every run, e.g. train.lr=1e-3")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -181,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for ds in args.datasets:
             steps = args.steps or DEFAULT_STEPS[ds]
-            r = run_dataset(ds, steps, tmp, DATA_OVERRIDES.get(ds, []) + args.overrides, byol_only=args.byol_only)
+            r = run_dataset(ds, steps, tmp, DATA_OVERRIDES.get(ds, []) + args.overrides, byol_only=args.byol_only,
+                            baselines_only=args.baselines_only)
             results.append(r)
             print(json.dumps(r), flush=True)
     if args.json:
@@ -190,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             print(f"{r['dataset']}: BYOL linear probe {r['byol']['linear_probe']:.3f}, kNN {r['byol']['knn']:.3f} "
                   f"({r['steps']} x {r['batch_size']}, {r['byol_train_s']:.0f} s; overrides {' '.join(r['overrides'])})")
+        return 0
+    if args.baselines_only:
+        for r in results:
+            print(f"{r['dataset']}: " + ", ".join(f"{k} {r[k]['linear_probe']:.3f} / {r[k]['knn']:.3f}"
+                                                  for k in ("random_init", "raw_pixels", "supervised")))
         return 0
     print()
     print("| dataset | steps x batch | representation | linear probe | kNN (k=20) | train wall time |")

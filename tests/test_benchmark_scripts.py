@@ -149,6 +149,26 @@ def test_quality_byol_only_skips_the_baselines(quality, tmp_path):
     assert not {"random_init", "raw_pixels", "supervised"} & set(res)
 
 
+def test_quality_baselines_only_skips_byol_and_matches_the_full_run(quality, tmp_path):
+    res = quality.run_dataset("shapes", 1, str(tmp_path), TINY_QUALITY_OVERRIDES, baselines_only=True)
+    assert "byol" not in res and "byol_train_s" not in res
+    full = quality.run_dataset("shapes", 1, str(tmp_path), TINY_QUALITY_OVERRIDES)
+    for key in ("random_init", "raw_pixels", "supervised"):
+        assert res[key] == full[key], key  # the baselines do not depend on the BYOL run
+    with pytest.raises(ValueError, match="exclude"):
+        quality.run_dataset("shapes", 1, str(tmp_path), TINY_QUALITY_OVERRIDES, byol_only=True, baselines_only=True)
+
+
+def test_quality_random_init_is_the_runs_random_init_twin(quality, tmp_path):
+    from xbyol.run import load_run
+    from xbyol.training.trainer import train
+
+    cfg = quality.make_cfg("shapes", 1, str(tmp_path), TINY_QUALITY_OVERRIDES + ["train.seed=3"])
+    twin = load_run(train(cfg, overwrite=True)).random_init_backbone(seed=3).state_dict()
+    ours = quality.random_init(cfg).state_dict()
+    assert ours.keys() == twin.keys() and all(torch.equal(ours[k], twin[k].cpu()) for k in ours)
+
+
 def test_quality_byol_only_writes_the_json_it_is_asked_for(quality, tmp_path):
     out = tmp_path / "quality.json"
     code = quality.main(["--byol-only", "--steps", "1", "--threads", str(torch.get_num_threads()),
@@ -166,7 +186,7 @@ def test_quality_rejects_an_override_read_as_a_dataset_name(quality, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'train.lr=1'" in err
-    assert "'digits', 'shapes'" in err
+    assert "'digits', 'fashion-mnist', 'shapes'" in err
 
 
 # ----------------------------------------------------------------------------- gpu_check.py

@@ -106,3 +106,17 @@ def make_coco(root: Path, n_images: int = 10, extra: bool = False) -> tuple[Path
     path = root / "captions.json"
     path.write_text(json.dumps({"images": images, "annotations": anns}))
     return img_dir, path
+
+
+def make_idx(root: Path, n_train: int = 10, n_test: int = 4, side: int = 6, gz: bool = True) -> Path:
+    """The four MNIST-format files in ``root``: image ``k`` of a split is a ramp ``(k * 10 + column)``
+    and its label is ``k % 10``; ``gz`` writes the gzipped names."""
+    from xbyol.data.idx import write_idx
+
+    root.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = (np.arange(n)[:, None, None] * 10 + np.arange(side)[None, None, :]).repeat(side, 1)  # (n, side, side)
+        write_idx(root / f"{prefix}-images-idx3-ubyte{suffix}", images.astype(np.uint8))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte{suffix}", (np.arange(n) % 10).astype(np.uint8))
+    return root

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import make_cifar10, make_cifar100, make_coco, make_image_folder
+from data_fixtures import make_cifar10, make_cifar100, make_coco, make_idx, make_image_folder
 from torch.utils.data import DataLoader
 
 from xbyol import data
@@ -31,11 +31,13 @@ def data_options(name: str, tmp_path: Path) -> dict:
     elif name == "coco-captions":
         img_dir, captions = make_coco(tmp_path)
         cfg.root, cfg.captions_file = str(img_dir), str(captions)
+    elif name in ("mnist", "fashion-mnist"):
+        cfg.root = str(make_idx(tmp_path / name))
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in _LOADER_FIELDS}
 
 
 def test_all_builtin_datasets_are_registered():
-    assert set(data.names()) >= {"shapes", "digits", "folder", "cifar10", "cifar100", "coco-captions"}
+    assert set(data.names()) >= {"shapes", "digits", "folder", "cifar10", "cifar100", "coco-captions", "mnist", "fashion-mnist"}
 
 
 @pytest.mark.parametrize("name", data.names())
@@ -67,7 +69,8 @@ def test_build_and_collate(name, split, tmp_path):
     assert isinstance(ds.describe(), str)
 
 
-@pytest.mark.parametrize("name", ["folder", "cifar10", "cifar100", "coco-captions"])
+# fashion-mnist falls back to Debian's folder when root is None (tests/data/test_mnist.py)
+@pytest.mark.parametrize("name", ["folder", "cifar10", "cifar100", "coco-captions", "mnist"])
 def test_missing_root_is_a_clear_error(name, tmp_path):
     opts = data_options(name, tmp_path)
     opts["root"] = None

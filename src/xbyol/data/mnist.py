@@ -1,0 +1,191 @@
+"""``mnist`` / ``fashion-mnist``: the official IDX files, read from disk (nothing is downloaded).
+
+``root`` holds the four files of the official split, each gzipped or not::
+
+    train-images-idx3-ubyte[.gz]  train-labels-idx1-ubyte[.gz]   (60,000 images)
+    t10k-images-idx3-ubyte[.gz]   t10k-labels-idx1-ubyte[.gz]    (10,000 images)
+
+Fashion-MNIST's default root is ``/usr/share/datasets/fashion-mnist/``, where Debian's
+package ``dataset-fashion-mnist`` installs the files. The 28x28 grayscale images are
+resized once, when the split is read, to ``image_size`` (bilinear, antialiased; 28 keeps
+them as they are), and repeated to three channels when a sample is read.
+
+Concepts are the class names (group ``"class"``, one-hot): Fashion-MNIST's ten garment
+names, MNIST's digit names. Captions read "a photo of an ankle boot" (Fashion-MNIST) and
+"a handwritten digit seven" (MNIST, like ``digits``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xbyol.data import DATASETS
+from xbyol.data.base import Sample, SampleDataset
+from xbyol.data.digits import DIGIT_NAMES
+from xbyol.data.folder import article, check_root
+from xbyol.data.idx import read_idx
+
+NATIVE_SIZE = 28
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+# where Debian's dataset-fashion-mnist puts the files; read at call time so tests can move it
+FASHION_MNIST_DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@dataclass(frozen=True)
+class IdxSpec:
+    """What differs between the IDX datasets: names, captions and where to get the files."""
+
+    name: str
+    class_names: list[str]
+    caption: str  # format string of the lower-case class name
+    how_to_get: str
+
+
+SPECS = {
+    "mnist": IdxSpec(
+        "mnist",
+        list(DIGIT_NAMES),
+        "a handwritten digit {}",
+        "get the four files of the MNIST database (train-* and t10k-*, as published by "
+        "LeCun, Cortes and Burges) and set data.root to their folder",
+    ),
+    "fashion-mnist": IdxSpec(
+        "fashion-mnist",
+        list(FASHION_CLASSES),
+        "a photo of {article} {}",
+        f"get the files with `apt-get install dataset-fashion-mnist` (it puts them in {FASHION_MNIST_DEFAULT_ROOT}/, "
+        "the default root) or set data.root to a folder with the four files of github.com/zalandoresearch/fashion-mnist",
+    ),
+}
+
+
+def default_root(name: str) -> Path | None:
+    """The root used when ``data.root`` is not set: Debian's folder for fashion-mnist, when it exists."""
+    if name == "fashion-mnist" and FASHION_MNIST_DEFAULT_ROOT.is_dir():
+        return FASHION_MNIST_DEFAULT_ROOT
+    return None
+
+
+def find_file(folder: Path, stem: str, spec: IdxSpec) -> Path:
+    """``folder/stem`` or ``folder/stem.gz``, or an error listing what is expected and how to get it."""
+    for cand in (folder / stem, folder / f"{stem}.gz"):
+        if cand.is_file():
+            return cand
+    expected = ", ".join(f"{s}[.gz]" for pair in _FILES.values() for s in pair)
+    raise FileNotFoundError(f"{spec.name}: {folder} lacks {stem}[.gz]; expected {expected}; {spec.how_to_get}")
+
+
+def resize_gray(images: np.ndarray, image_size: int, chunk: int = 4096) -> torch.Tensor:
+    """``[N, h, w]`` uint8 -> ``[N, 1, S, S]`` uint8 (bilinear, antialiased; unchanged when already ``S``)."""
+    x = torch.from_numpy(np.ascontiguousarray(images))[:, None]  # (N, 1, h, w)
+    if x.shape[-2:] == (image_size, image_size):
+        return x.clone()
+    out = torch.empty((len(x), 1, image_size, image_size), dtype=torch.uint8)
+    for i in range(0, len(x), chunk):
+        y = F.interpolate(x[i : i + chunk].float(), size=(image_size,) * 2, mode="bilinear", antialias=True)
+        out[i : i + chunk] = y.round().clamp(0, 255).to(torch.uint8)  # (n, 1, S, S)
+    return out
+
+
+class IdxDataset(SampleDataset):
+    """One split of an MNIST-format dataset as 3-channel uint8 images.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion-mnist"``.
+        root: folder of the four IDX files (default: :func:`default_root`).
+        split: ``"train"`` (``train-*``) or ``"test"`` (``t10k-*``).
+        image_size: output side in pixels (28 = native).
+    """
+
+    has_captions = True
+
+    def __init__(self, name: str, root: str | Path | None, split: str = "train", image_size: int = NATIVE_SIZE) -> None:
+        if name not in SPECS:
+            raise ValueError(f"unknown IDX dataset {name!r}; expected one of {', '.join(SPECS)}")
+        spec = SPECS[name]
+        if split not in _FILES:
+            raise ValueError(f"{name}: split must be 'train' or 'test', got {split!r}")
+        if image_size < 1:
+            raise ValueError(f"{name}: image_size must be positive, got {image_size}")
+        self.name, self.split, self.image_size = name, split, image_size
+        self.root = check_root(root if root not in (None, "") else default_root(name), name, "root", spec.how_to_get)
+        image_file, label_file = (find_file(self.root, stem, spec) for stem in _FILES[split])
+        images, labels = read_idx(image_file), read_idx(label_file)
+        if images.dtype != np.uint8 or images.ndim != 3:
+            raise ValueError(f"{image_file}: expected uint8 images [N, H, W], got {images.dtype} {list(images.shape)}")
+        if labels.dtype != np.uint8 or labels.ndim != 1:
+            raise ValueError(f"{label_file}: expected uint8 labels [N], got {labels.dtype} {list(labels.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{image_file} holds {len(images)} images but {label_file} holds {len(labels)} labels")
+        n_classes = len(spec.class_names)
+        if len(labels) and int(labels.max()) >= n_classes:
+            raise ValueError(f"{label_file}: label {int(labels.max())} outside 0..{n_classes - 1} ({name} has {n_classes} classes)")
+        self.files = (image_file, label_file)
+        self.class_names = list(spec.class_names)
+        self.concept_names = list(spec.class_names)
+        self.concept_groups = {"class": list(range(n_classes))}
+        self.mask_concepts = []
+        self._caption = spec.caption
+        self.images = resize_gray(images, image_size)  # (N, 1, S, S)
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def caption(self, label: int) -> str:
+        noun = self.class_names[label].lower()
+        return self._caption.format(noun, article=article(noun))
+
+    def __getitem__(self, i: int) -> Sample:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"{self.name}: index {i} out of range for {len(self)} images")
+        i = int(i) % len(self)
+        y = int(self.labels[i])
+        concepts = torch.zeros(len(self.concept_names), dtype=torch.bool)
+        concepts[y] = True
+        return {
+            "image": self.images[i].expand(3, -1, -1).clone(),  # (3, S, S)
+            "label": y,
+            "concepts": concepts,
+            "caption": self.caption(y),
+            "index": i,
+        }
+
+    def describe(self) -> str:
+        return f"{self.name}[{self.split}] {self.root}: {len(self)} images {self.image_size}px"
+
+
+def _factory(name: str):  # type: ignore[no-untyped-def]
+    def make(
+        split: str = "train",
+        root: str | None = None,
+        test_root: str | None = None,
+        image_size: int = NATIVE_SIZE,
+        num_train: int | None = None,
+        num_test: int | None = None,
+        seed: int = 0,
+        strict: bool = False,
+        captions_file: str | None = None,
+        test_captions_file: str | None = None,
+    ) -> IdxDataset:
+        return IdxDataset(name, root, split=split, image_size=image_size)
+
+    return make
+
+
+DATASETS.register("mnist", doc="MNIST from the IDX files at data.root (no download)")(_factory("mnist"))
+DATASETS.register(
+    "fashion-mnist",
+    doc=f"Fashion-MNIST from the IDX files at data.root (default {FASHION_MNIST_DEFAULT_ROOT}/; no download)",
+)(_factory("fashion-mnist"))

@@ -1,0 +1,61 @@
+"""`make demo` (examples/demo.py) runs end to end at a tiny budget; its numbers live in the README."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+import xbyol
+from xbyol.data import mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return _load(ROOT / "examples" / "demo.py", "xbyol_demo")
+
+
+def test_raw_pixel_baseline_is_the_one_of_the_quality_benchmark(demo, tmp_path):
+    quality = _load(ROOT / "benchmarks" / "quality.py", "bench_quality_for_demo")
+    cfg = xbyol.load_config(ROOT / "configs" / "digits_byol.yaml", demo.DEMO_OVERRIDES + [f"out_dir={tmp_path}"])
+    splits = (xbyol.create_dataset("digits", "train", image_size=16), xbyol.create_dataset("digits", "test", image_size=16))
+    scores = demo.raw_pixel_scores(cfg, *splits)
+    assert scores == quality.score_pixels(splits, cfg)
+    assert scores["linear_probe"] > 0.9 and scores["knn"] > 0.9  # digits are easy from pixels: the bar BYOL must clear
+
+
+def test_one_per_class_takes_the_first_image_of_each_class(demo):
+    class Labels:
+        labels = [3, 3, 1, 3, 0, 1, 2]
+
+        def __len__(self):
+            return len(self.labels)
+
+    assert demo.one_per_class(Labels(), 3) == [0, 2, 4]
+    assert demo.one_per_class(Labels(), 9) == [0, 2, 4, 6]  # fewer classes than asked: all of them
+
+
+@pytest.mark.slow
+def test_demo_trains_evaluates_explains_and_reports(demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(mnist, "FASHION_MNIST_DEFAULT_ROOT", tmp_path / "not_installed")
+    assert demo.main(["train.steps=3", f"out_dir={tmp_path}", "train.progress=false"]) == 0
+    out = capsys.readouterr().out
+    run_dir = tmp_path / "demo_digits_byol"
+    for row in ("BYOL (trained)", "random init", "raw pixels"):
+        assert row in out
+    assert (run_dir / "report.html").is_file() and f"report: {run_dir / 'report.html'}" in out
+    assert len(list((run_dir / "explain").glob("test*_gradcam_*.png"))) == demo.N_EXPLAINED
+    assert f"xbyol serve {run_dir}" in out
+    assert "apt-get install dataset-fashion-mnist; xbyol train -c configs/fashion_mnist_byol.yaml" in out
