@@ -95,7 +95,7 @@ def test_throughput_limit_step_trains_and_updates_the_target(throughput, tmp_pat
 def test_throughput_resolves_auto_as_the_trainer_does(throughput, tmp_path):
     cfg = throughput.make_cfg("resnet10_16", 8, 3, str(tmp_path), ("train.precision=auto", "train.channels_last=auto", "method.concat_views=auto"))
     r = throughput.resolved(cfg, torch.device("cpu"))
-    assert r.train.channels_last is True and r.method.concat_views is False
+    assert r.train.channels_last is True and r.method.concat_views is True
     assert r.train.precision == ("bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32")
 
 

@@ -32,10 +32,10 @@ def test_auto_channels_last_is_on_for_conv_backbones_only():
     assert prec.resolve_channels_last(False, nn.Conv2d(3, 4, 3)) is False
 
 
-def test_auto_concat_views_is_separate_on_cpu_and_concatenated_on_cuda():
-    assert prec.resolve_concat_views("auto", torch.device("cpu")) is False
+def test_auto_concat_views_is_concatenated_on_every_device():
+    assert prec.resolve_concat_views("auto", torch.device("cpu")) is True
     assert prec.resolve_concat_views("auto", torch.device("cuda", 0)) is True
-    assert prec.resolve_concat_views(True, torch.device("cpu")) is True
+    assert prec.resolve_concat_views(False, torch.device("cpu")) is False
 
 
 @pytest.mark.parametrize("concat", [True, False])
@@ -65,4 +65,4 @@ def test_run_json_records_what_auto_resolved_to(tiny_cfg, monkeypatch):
     assert cfg.train.precision == "auto" and cfg.train.channels_last == "auto"
     train(cfg)
     resolved = json.loads((cfg.run_dir / "run.json").read_text())["resolved"]
-    assert resolved == {"precision": "fp32", "channels_last": True, "concat_views": False}
+    assert resolved == {"precision": "fp32", "channels_last": True, "concat_views": True}

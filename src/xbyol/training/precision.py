@@ -3,9 +3,10 @@
 ``train.precision: auto`` picks bf16 autocast where the hardware runs it fast (CPUs with
 AVX512-BF16 or AMX, CUDA devices with bf16 support), fp16 with a GradScaler on CUDA devices
 without bf16, and fp32 otherwise. ``train.channels_last: auto`` is on for convolutional
-backbones. ``method.concat_views: auto`` passes the two BYOL views separately on CPU
-(measured faster there: see "Training throughput" in benchmarks/BENCHMARKS.md) and
-concatenated on CUDA (one larger batch; not measured, no GPU was available).
+backbones. ``method.concat_views: auto`` passes the two BYOL views as one concatenated
+batch on every device: with bf16 + channels_last (what ``auto`` gives on a bf16 CPU) that
+was the faster of the two in "Training throughput" (benchmarks/BENCHMARKS.md), while in
+fp32 and in bf16 NCHW separate views were faster, so choose ``false`` there.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def resolve_channels_last(value: bool | str, backbone: nn.Module) -> bool:
 
 
 def resolve_concat_views(value: bool | str, device: torch.device | None = None) -> bool:
-    """``"auto"`` -> separate views on CPU, one concatenated batch on CUDA."""
+    """``"auto"`` -> one concatenated batch (on CPU and CUDA alike; see the module docstring)."""
     if value == "auto":
-        return device is not None and device.type == "cuda"
+        return True
     return bool(value)
