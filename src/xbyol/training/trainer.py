@@ -321,9 +321,10 @@ class Trainer:
         self.base_lr = t.lr * bs * self.world / 256 if t.optimizer in ("lars", "sgd") else t.lr
         self.optimizer = build_optimizer(self.method, t, self.base_lr)
         self.ckpt_every = t.ckpt_every or self.steps_per_epoch
-        # Loss finiteness is read on the host every step on CPU (free there) but only at
-        # log cadence on CUDA, where each read would stall the device queue.
-        self.sync_every = 1 if self.device.type != "cuda" else t.log_every
+        # Host reads of device values (loss finiteness, the DDP stop flag) happen every step
+        # on CPU, where they are free, but only at log cadence on CUDA, where each read
+        # would stall the device queue.
+        self.defer_host_reads = self.device.type == "cuda"
 
         self.step = 0
         self.saved_step: int | None = None
@@ -475,7 +476,7 @@ class Trainer:
             due = step < end and (
                 step % self.ckpt_every == 0 or (t.ckpt_minutes is not None and time.monotonic() - t_saved >= 60 * t.ckpt_minutes)
             )
-            if self.device.type == "cuda" and (at_log or due or step == end):
+            if self.defer_host_reads and (at_log or due or step == end):
                 self._check_loss(first_bad_loss)
             if at_log or due:
                 self._check_weights(step)
@@ -511,11 +512,10 @@ class Trainer:
             out = self.step_module(batch)
         loss = out["loss"]
         finite = torch.isfinite(loss.detach())
-        if self.sync_every == 1:
-            if not bool(finite):
-                raise self._diverged(f"the loss became {loss.item()} at step {self.step + 1}")
-        else:
+        if self.defer_host_reads:
             first_bad_loss.copy_(torch.where(~finite & (first_bad_loss == 0), self.step + 1, first_bad_loss))
+        elif not bool(finite):
+            raise self._diverged(f"the loss became {loss.item()} at step {self.step + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -578,7 +578,7 @@ class Trainer:
         wanted = stop.signum is not None
         if not self.distributed:
             return wanted
-        if self.device.type == "cuda" and step % self.cfg.train.log_every != 0:
+        if self.defer_host_reads and step % self.cfg.train.log_every != 0:
             return False
         flag = torch.tensor([stop.signum or 0], device=self.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
