@@ -52,10 +52,7 @@ import xbyol
 from xbyol.augment import ByolViews
 from xbyol.config import Config
 from xbyol.data.base import collate
-from xbyol.eval.evaluate import probe_and_knn
-from xbyol.eval.features import extract_features
-from xbyol.eval.knn import knn_accuracy
-from xbyol.eval.linear_probe import linear_probe
+from xbyol.eval.evaluate import probe_and_knn, raw_pixel_scores
 from xbyol.models import create_backbone
 from xbyol.run import load_run
 from xbyol.training.optim import build_optimizer
@@ -87,15 +84,8 @@ def score(encode: Callable[[torch.Tensor], torch.Tensor], splits: tuple[Any, Any
 
 
 def score_pixels(splits: tuple[Any, Any], cfg: Config) -> dict[str, float]:
-    """Probe and kNN on raw pixels: flattened preprocessed images, standardised with train statistics."""
-    train_set, test_set = splits
-    tr_x, tr_y = extract_features(lambda x: x.flatten(1), train_set)  # (N, 3HW)
-    te_x, te_y = extract_features(lambda x: x.flatten(1), test_set)
-    mean, std = tr_x.mean(0), tr_x.std(0).clamp_min(1e-6)
-    tr_x, te_x = (tr_x - mean) / std, (te_x - mean) / std
-    probe = linear_probe(tr_x, tr_y, te_x, te_y, C=cfg.eval.probe_c, max_iter=cfg.eval.probe_max_iter, seed=cfg.train.seed)
-    knn = knn_accuracy(tr_x, tr_y, te_x, te_y, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
-    return {"linear_probe": float(probe["accuracy"]), "knn": float(knn)}
+    """Probe and kNN on raw pixels (:func:`xbyol.eval.evaluate.raw_pixel_scores`)."""
+    return raw_pixel_scores(*splits, cfg)
 
 
 class Supervised(nn.Module):

@@ -29,9 +29,7 @@ import torch  # noqa: E402
 import xbyol  # noqa: E402
 from xbyol.augment import preprocess  # noqa: E402
 from xbyol.data.mnist import default_root  # noqa: E402
-from xbyol.eval.features import extract_features  # noqa: E402
-from xbyol.eval.knn import knn_accuracy  # noqa: E402
-from xbyol.eval.linear_probe import linear_probe  # noqa: E402
+from xbyol.eval.evaluate import raw_pixel_scores  # noqa: E402
 from xbyol.explain import explain, save_overlay  # noqa: E402
 from xbyol.report import ReportOptions, write_report  # noqa: E402
 
@@ -43,18 +41,6 @@ DEMO_OVERRIDES = [
     "train.steps=1200",
 ]
 N_EXPLAINED = 4
-
-
-def raw_pixel_scores(cfg: xbyol.Config, train_set, test_set) -> dict[str, float]:
-    """Probe and kNN on the flattened preprocessed images, standardised with the train split's statistics
-    (the raw-pixel baseline of ``benchmarks/quality.py``)."""
-    tr_x, tr_y = extract_features(lambda x: x.flatten(1), train_set)  # (N, 3HW)
-    te_x, te_y = extract_features(lambda x: x.flatten(1), test_set)
-    mean, std = tr_x.mean(0), tr_x.std(0).clamp_min(1e-6)
-    tr_x, te_x = (tr_x - mean) / std, (te_x - mean) / std
-    probe = linear_probe(tr_x, tr_y, te_x, te_y, C=cfg.eval.probe_c, max_iter=cfg.eval.probe_max_iter, seed=cfg.train.seed)
-    knn = knn_accuracy(tr_x, tr_y, te_x, te_y, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
-    return {"linear_probe": float(probe["accuracy"]), "knn": float(knn)}
 
 
 def one_per_class(test_set, n: int) -> list[int]:
@@ -80,7 +66,7 @@ def main(argv: list[str]) -> int:
     run = xbyol.load_run(run_dir)
     train_set, test_set = run.dataset("train"), run.dataset("test")
     rows = {"BYOL (trained)": results["trained"], "random init": results["random_init"],
-            "raw pixels": raw_pixel_scores(cfg, train_set, test_set)}
+            "raw pixels": raw_pixel_scores(train_set, test_set, cfg)}
     print(f"\n{'representation':<16} {'linear probe':>12} {'kNN':>7}")
     for name, r in rows.items():
         print(f"{name:<16} {r['linear_probe']:>12.3f} {r['knn']:>7.3f}")

@@ -68,6 +68,22 @@ def probe_and_knn(
     return {"linear_probe": float(probe["accuracy"]), "knn": float(knn)}, probe["classifier"]
 
 
+def raw_pixel_scores(train_set, test_set, cfg) -> dict[str, float]:
+    """The raw-pixel baseline: probe and kNN on the flattened preprocessed images ``[N, 3HW]``,
+    standardised with the train split's statistics (the same protocol as the encoders)."""
+    from xbyol.eval.features import extract_features
+    from xbyol.eval.knn import knn_accuracy
+    from xbyol.eval.linear_probe import linear_probe
+
+    tr_x, tr_y = extract_features(lambda x: x.flatten(1), train_set)  # (N, 3HW)
+    te_x, te_y = extract_features(lambda x: x.flatten(1), test_set)
+    mean, std = tr_x.mean(0), tr_x.std(0).clamp_min(1e-6)
+    tr_x, te_x = (tr_x - mean) / std, (te_x - mean) / std
+    probe = linear_probe(tr_x, tr_y, te_x, te_y, C=cfg.eval.probe_c, max_iter=cfg.eval.probe_max_iter, seed=cfg.train.seed)
+    knn = knn_accuracy(tr_x, tr_y, te_x, te_y, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
+    return {"linear_probe": float(probe["accuracy"]), "knn": float(knn)}
+
+
 def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, only: list[str] | None = None) -> dict[str, Any]:
     """Evaluate a run; writes ``RUN_DIR/eval.json`` and ``RUN_DIR/probe.pt``; returns the results.
 
