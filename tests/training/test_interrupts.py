@@ -94,7 +94,7 @@ def test_random_sigkills_never_lose_the_run_and_resume_is_exact(tmp_path):
     """Seeded kills at random moments, at least one inside a checkpoint write (seen as its
     temporary file); after each, every checkpoint on disk loads weights-only, and the
     resumed run's final weights equal an uninterrupted run's bitwise."""
-    steps = 24
+    steps = 80  # long enough for five kills and restarts on an idle machine
     # proj_hidden 1024 makes a checkpoint big enough (~10 MB) to catch a write in progress
     extra = {"train.steps": steps, "train.ckpt_every": 1, "model.proj_hidden": 1024, "model.pred_hidden": 1024}
     ref = subprocess.run(_argv(tmp_path, "straight", **extra), capture_output=True, text=True, env=_env())
