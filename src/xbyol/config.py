@@ -83,6 +83,7 @@ class SemanticCfg:
 
     loss: str = choice("contrastive", ["contrastive", "cosine"], "semantic loss form")
     weight: float = opt(1.0, "lambda: weight of the semantic loss beside BYOL", low=0.0)
+    byol_weight: float = opt(1.0, "weight of the BYOL term (0: the semantic loss alone, e.g. to fine-tune a BYOL encoder on the concept labels with train.init_from)", low=0.0)
     temperature: float = opt(0.1, "temperature of the contrastive semantic loss", low=1e-6)
     prompt: str = opt("{}", "prompt template applied to every concept text, e.g. 'a photo of something {}'")
     text_model: str = opt("all-MiniLM-L6-v2", "sentence-transformers model: the bundled name or a local path")
@@ -140,6 +141,7 @@ class TrainCfg:
     channels_last: bool | str = choice("auto", ["auto", True, False], "channels_last memory format; auto: on for convolutional backbones")
     grad_clip: float | None = opt(None, "clip the gradient norm to this value")
     seed: int = opt(0, "seed of model init, augmentation and data order")
+    init_from: str | None = opt(None, "start from the encoder (backbone and projector, online and target) of this run directory or checkpoint file instead of a fresh init: fine-tuning")
     deterministic: bool = opt(False, "torch.use_deterministic_algorithms(True)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     log_every: int = opt(10, "write metrics.csv every N steps", low=1)

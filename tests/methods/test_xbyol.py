@@ -204,3 +204,16 @@ def test_explain_embedding_top_concept_is_faithful(short_runs, fake_text):
     assert r["score_drop_top"] > r["score_drop_random"]
     assert r["score_top_wins"] > 0.5
     assert r["ap_drop_top"] > r["ap_drop_random"]
+
+
+def test_byol_weight_zero_trains_the_semantic_loss_alone(tiny_cfg, fake_text):
+    """method.semantic.byol_weight=0: the predictor (used only by the BYOL term) gets no gradient,
+    the encoder still does; at 1 the predictor is trained."""
+    for byol_weight, predictor_trained in ((0.0, False), (1.0, True)):
+        method, batch = _method_and_batch(_cfg(tiny_cfg, **{"method.semantic.byol_weight": byol_weight}))
+        method.training_step(batch)["loss"].backward()
+        grads = {n: p.grad for n, p in method.named_parameters()}
+        predictor = [g for n, g in grads.items() if n.startswith("predictor.")]
+        assert predictor
+        assert any(g is not None and g.abs().sum() > 0 for g in predictor) is predictor_trained
+        assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("backbone."))

@@ -45,7 +45,8 @@ def _mask_groups(bank_groups: dict[str, list[int]], vocab_cols: dict[int, int], 
 
 @torch.no_grad()
 def concept_scores(
-    run: Any, split: str = "test", batch_size: int = 256, background: float | None = None, use_projector: bool = True
+    run: Any, split: str = "test", batch_size: int = 256, background: float | None = None, use_projector: bool = True,
+    class_concepts: bool = False,
 ) -> dict[str, Any] | None:
     """SCS, concept accuracy and SSCS of ``run`` on ``split``.
 
@@ -56,6 +57,9 @@ def concept_scores(
         background: SSCS background level (default ``method.semantic.sscs_background``).
         use_projector: post-hoc maps only: fit on the projector output (default, the same
             architecture as ``xbyol``) or on the representation itself.
+        class_concepts: also fit a post-hoc map when the only concepts are the class names
+            (off by default: there the map is a linear classifier and repeats the linear probe;
+            benchmarks turn it on to compare xbyol with BYOL + post-hoc map on such data).
 
     Returns:
         ``{"map", "n_concepts", "scs", "scs_nonmatch", "scs_margin", "concept_accuracy": {...},
@@ -73,7 +77,7 @@ def concept_scores(
         _, _, source = concept_texts_for(run.dataset("train"), run.cfg.method.semantic.concepts_file)
     except ValueError:
         return None
-    if source == "classes" and not learned:
+    if source == "classes" and not learned and not class_concepts:
         return None  # class names alone: a post-hoc map would only repeat the linear probe
     project_fn, bank = concept_projection(run, use_projector=use_projector)
     labeler = ConceptLabeler(bank.texts, dataset)

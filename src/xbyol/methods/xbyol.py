@@ -126,7 +126,7 @@ class XBYOL(BYOL):
             targets = targets.repeat(2, 1)  # (2B, K)
         out.update(self.semantic_terms(z, targets))
         out["labelled_fraction"] = targets.any(dim=1).float().mean()
-        out["loss"] = out["loss_byol"] + s.weight * out["loss_semantic"] + out.get("loss_filter", 0.0)
+        out["loss"] = s.byol_weight * out["loss_byol"] + s.weight * out["loss_semantic"] + out.get("loss_filter", 0.0)
         out["embed/concept"] = z.detach()
         return out
 

@@ -37,6 +37,7 @@ from xbyol.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from xbyol.training.init_from import initialise_from
 from xbyol.training.interrupt import StopRequest
 from xbyol.training.optim import build_optimizer
 from xbyol.training.precision import resolve_channels_last, resolve_concat_views, resolve_precision
@@ -302,7 +303,12 @@ class Trainer:
         self.dataset = build_dataset(cfg, "train")
         concat = resolve_concat_views(cfg.method.concat_views, self.device)
         method_cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, concat_views=concat))
-        self.method = create_method(method_cfg, self.dataset).to(self.device)
+        self.method = create_method(method_cfg, self.dataset)
+        if t.init_from and ckpt is None:  # on resume the checkpoint already holds the fine-tuned weights
+            copied = initialise_from(self.method, t.init_from)
+            if self.verbose:
+                print(f"initialised {len(copied)} encoder tensors from {t.init_from}", flush=True)
+        self.method = self.method.to(self.device)
         self.precision = resolve_precision(t.precision, self.device)
         self.channels_last = resolve_channels_last(t.channels_last, self.method.backbone)
         self.concat_views = concat
