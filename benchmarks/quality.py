@@ -100,12 +100,19 @@ class Supervised(nn.Module):
         return self.head(self.backbone(x))  # (B, classes)
 
 
-def train_supervised(cfg: Config) -> nn.Module:
-    """Cross-entropy training with BYOL's budget, optimiser, schedule and precision; returns the backbone."""
+def train_supervised(cfg: Config, num_outputs: int | None = None,
+                     loss_fn: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None = None) -> nn.Module:
+    """Supervised training with BYOL's budget, optimiser, schedule and precision; returns the backbone.
+
+    By default a cross-entropy classifier of ``batch["label"]``; ``num_outputs`` and
+    ``loss_fn(logits [B, num_outputs] float32, batch) -> loss`` train another head (e.g. a
+    multi-label one, ``benchmarks/explainable.py``).
+    """
     t = cfg.train
     torch.manual_seed(t.seed)
     dataset = build_dataset(cfg, "train")
-    model = Supervised(cfg.model.backbone, len(dataset.class_names))
+    model = Supervised(cfg.model.backbone, num_outputs or len(dataset.class_names))
+    loss_fn = loss_fn or (lambda logits, batch: F.cross_entropy(logits, batch["label"]))
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
     light = dataclasses.replace(
@@ -129,7 +136,7 @@ def train_supervised(cfg: Config) -> nn.Module:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, base_lr, warmup)
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = F.cross_entropy(model(x).float(), batch["label"])
+                loss = loss_fn(model(x).float(), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
