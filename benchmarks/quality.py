@@ -151,9 +151,12 @@ def random_init(cfg: Config) -> nn.Module:
         return create_backbone(cfg.model.backbone).eval()
 
 
+BASELINES = ("random_init", "raw_pixels", "supervised")
+
+
 def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], byol_only: bool = False,
-                baselines_only: bool = False) -> dict[str, Any]:
-    """Train and score BYOL on ``dataset`` and the three baselines; ``byol_only`` / ``baselines_only`` skip the others."""
+                baselines_only: bool = False, baselines: tuple[str, ...] = BASELINES) -> dict[str, Any]:
+    """Train and score BYOL on ``dataset`` and the ``baselines``; ``byol_only`` / ``baselines_only`` skip the others."""
     if byol_only and baselines_only:
         raise ValueError("byol_only and baselines_only exclude each other")
     cfg = make_cfg(dataset, steps, out_dir, overrides)
@@ -169,12 +172,15 @@ def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], by
         res["byol"] = score(load_run(run_dir).method.encode, splits, cfg)
     if byol_only:
         return res
-    res["random_init"] = score(random_init(cfg), splits, cfg)
-    res["raw_pixels"] = score_pixels(splits, cfg)
-    t0 = time.perf_counter()
-    sup = train_supervised(cfg)
-    res["supervised_train_s"] = time.perf_counter() - t0
-    res["supervised"] = score(sup, splits, cfg)
+    if "random_init" in baselines:
+        res["random_init"] = score(random_init(cfg), splits, cfg)
+    if "raw_pixels" in baselines:
+        res["raw_pixels"] = score_pixels(splits, cfg)
+    if "supervised" in baselines:
+        t0 = time.perf_counter()
+        sup = train_supervised(cfg)
+        res["supervised_train_s"] = time.perf_counter() - t0
+        res["supervised"] = score(sup, splits, cfg)
     return res
 
 
@@ -189,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--byol-only", action="store_true", help="score BYOL alone (for sweeps: the baselines do not depend on BYOL's settings)")
     mode.add_argument("--baselines-only", action="store_true", help="score random init, raw pixels and supervised alone (no BYOL run)")
+    p.add_argument("--baselines", nargs="+", choices=BASELINES, default=list(BASELINES),
+                   help="which baselines to score (default all; raw pixels do not depend on the seed)")
     p.add_argument("overrides", nargs="*", help="extra config overrides for every run, e.g. train.lr=1e-3")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -199,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         for ds in args.datasets:
             steps = args.steps or DEFAULT_STEPS[ds]
             r = run_dataset(ds, steps, tmp, DATA_OVERRIDES.get(ds, []) + args.overrides, byol_only=args.byol_only,
-                            baselines_only=args.baselines_only)
+                            baselines_only=args.baselines_only, baselines=tuple(args.baselines))
             results.append(r)
             print(json.dumps(r), flush=True)
     if args.json:
