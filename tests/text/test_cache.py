@@ -3,7 +3,12 @@ import torch
 
 from xbyol.text import sentence_model
 from xbyol.text.cache import TextFeatureTable, build_text_table
-from xbyol.text.sentence_model import BUNDLED_MODEL, embedding_cache_dir, encode_frozen, load_sentence_model
+from xbyol.text.sentence_model import (
+    BUNDLED_MODEL,
+    embedding_cache_dir,
+    encode_frozen,
+    load_sentence_model,
+)
 
 CAPTIONS = ["a small red circle", "a large blue star on the left", "a small red circle", "a green cross"]
 

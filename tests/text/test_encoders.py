@@ -10,7 +10,11 @@ from xbyol.text.encoders import (
     build_text_encoder,
     mean_pool,
 )
-from xbyol.text.sentence_model import BUNDLED_MODEL, encode_frozen, shared_sentence_model
+from xbyol.text.sentence_model import (
+    BUNDLED_MODEL,
+    encode_frozen,
+    shared_sentence_model,
+)
 
 CAPTIONS = ["a small red circle at the top", "a large blue star on the left and a small green cross"]
 

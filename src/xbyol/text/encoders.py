@@ -151,7 +151,8 @@ class FinetuneTextEncoder(nn.Module):
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(path: str) -> Any:
-    from transformers import AutoTokenizer  # heavy: only the finetune/scratch encoders tokenise
+    # heavy third-party import, paid only when a finetune/scratch encoder tokenises
+    from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
 

@@ -166,7 +166,8 @@ def load_sentence_model(model: str | Path, device: str | torch.device = "cpu") -
     """
     path = resolve_model_dir(model)
     offline()
-    from sentence_transformers import SentenceTransformer  # heavy (~5 s): only when a model is built
+    # heavy third-party import (~5 s), paid only when a model is built
+    from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(path), device=str(device)).eval()
 
