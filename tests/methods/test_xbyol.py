@@ -38,11 +38,12 @@ def _cfg(tiny_cfg, **over):
 
 
 def _method_and_batch(cfg):
+    from xbyol.config import DataCfg
     from xbyol.data import create_dataset
     from xbyol.data.base import collate
     from xbyol.methods import create_method
 
-    ds = create_dataset("shapes", "train", num_train=64, image_size=cfg.data.image_size)
+    ds = create_dataset(DataCfg(name="shapes", num_train=64, image_size=cfg.data.image_size), "train")
     torch.manual_seed(0)
     return create_method(cfg, ds), collate([ds[i] for i in range(16)])
 
