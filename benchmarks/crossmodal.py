@@ -104,9 +104,8 @@ def step_seconds(args: argparse.Namespace, repeats: int = 6) -> dict[str, float]
     The methods alternate on one fixed batch, so load from other processes on a shared
     machine affects both alike (wall-clock training times above do not have that property).
     """
-    from xbyol.data import collate
+    from xbyol.data import build_dataset, collate
     from xbyol.methods import create_method
-    from xbyol.training.trainer import build_dataset
 
     cfgs = {m: config_for(args, m) for m in METHODS}
     ds = build_dataset(cfgs[METHODS[0]], "train")

@@ -36,13 +36,12 @@ def ensure_interpretable_byol() -> bool:
     """Make ``method.name=byol`` honour ``model.interpretable_layer``; True when a shim was needed."""
     from xbyol.config import from_dict
     from xbyol.data.shapes import ShapesDataset
-    from xbyol.methods import METHODS, _load_builtin
+    from xbyol.methods import METHODS
     from xbyol.methods.base import create_method
     from xbyol.methods.byol import BYOL
     from xbyol.models.ema import copy_as_target
     from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
 
-    _load_builtin()
     probe_cfg = from_dict({}, {"model.interpretable_layer": True, "model.proj_hidden": 8, "model.pred_hidden": 8, "model.proj_dim": 8})
     if isinstance(create_method(probe_cfg, ShapesDataset("train", num=1)).backbone, InterpretableBackbone):
         return False
@@ -64,7 +63,7 @@ def ensure_interpretable_byol() -> bool:
                 out["loss"] = out["loss"] + aux
             return out
 
-    METHODS._factories["byol"] = lambda cfg, dataset: InterpretableBYOL(cfg, dataset)
+    METHODS.register("byol", replace=True)(InterpretableBYOL)
     return True
 
 

@@ -6,7 +6,7 @@ in a fresh process and ``--reps`` times in a row (the first run of a series is t
 one: with ``--drop-caches`` the page cache is emptied before it, so the images, torch and
 xbyol are read from disk; xbyol itself caches nothing):
 
-- **open train** / **open test**: ``create_dataset("folder", split)`` of the 60,000-image
+- **open train** / **open test**: ``create_dataset(DataCfg(name="folder", ...), split)`` of the 60,000-image
   training folder and of the 10,000-image test folder (``data.test_root``);
 - **one-step run**: ``xbyol train --set data.name=folder ... --set train.steps=1`` end to
   end (imports, opening the folder, building the model, one step, the checkpoint).
@@ -74,8 +74,9 @@ def main() -> None:
             for split, key in (("train", "open train (60,000)"), ("test", "open test (10,000)")):
                 # the import of torch is timed apart: only the opening itself counts here
                 code = (
-                    "import time, sys; from xbyol.data import create_dataset; t = time.perf_counter(); "
-                    f"create_dataset('folder', '{split}', root='{train_root}', test_root='{test_root}'); "
+                    "import time, sys; from xbyol.config import DataCfg; from xbyol.data import create_dataset; "
+                    "t = time.perf_counter(); "
+                    f"create_dataset(DataCfg(name='folder', root='{train_root}', test_root='{test_root}'), '{split}'); "
                     "print(time.perf_counter() - t)"
                 )
                 out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

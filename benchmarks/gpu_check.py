@@ -56,9 +56,10 @@ import torch.distributed as dist
 
 import explain_speed
 import train_throughput as tt
+from xbyol.data import build_dataset
 from xbyol.explain import EmbeddingSimilarityTarget, explain
 from xbyol.models import create_backbone
-from xbyol.training import build_dataset, train
+from xbyol.training import train
 from xbyol.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from xbyol.config import from_dict
+from xbyol.config import DataCfg, from_dict
 from xbyol.data import create_dataset
 from xbyol.data.base import collate
 from xbyol.methods import create_method
@@ -44,7 +44,7 @@ def _timed(fn) -> float:
 
 def measure(backbone: str, batch_size: int, reps: int, log_every: int) -> dict[str, float]:
     cfg = from_dict({}, {"model.backbone": backbone, "data.batch_size": batch_size, "data.num_train": batch_size, "train.optimizer": "sgd"})
-    dataset = create_dataset("shapes", "train", num_train=batch_size, num_test=1, image_size=32, seed=0)
+    dataset = create_dataset(DataCfg(name="shapes", num_train=batch_size, num_test=1, image_size=32, seed=0), "train")
     method = create_method(cfg, dataset)
     method.train()
     optimizer = build_optimizer(method, cfg.train, 0.05)

@@ -51,13 +51,14 @@ from torch import nn
 import xbyol
 from xbyol.augment import ByolViews
 from xbyol.config import Config
+from xbyol.data import build_dataset
 from xbyol.data.base import collate
 from xbyol.eval.evaluate import probe_and_knn, raw_pixel_scores
 from xbyol.models import create_backbone
 from xbyol.run import load_run
 from xbyol.training.optim import build_optimizer
 from xbyol.training.schedules import lr_at
-from xbyol.training.trainer import batch_indices, build_dataset, steps_per_epoch, train
+from xbyol.training.trainer import batch_indices, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STEPS = {"shapes": 300, "digits": 1200, "fashion-mnist": 6600}

@@ -48,6 +48,7 @@ import torch
 
 import xbyol
 from xbyol.config import Config
+from xbyol.data import build_dataset
 from xbyol.data.base import SampleDataset, collate
 from xbyol.losses.byol import byol_loss
 from xbyol.methods import create_method
@@ -57,7 +58,7 @@ from xbyol.models.ema import update_momentum
 from xbyol.training.optim import build_optimizer
 from xbyol.training.precision import resolve_channels_last, resolve_concat_views, resolve_precision
 from xbyol.training.schedules import tau_at
-from xbyol.training.trainer import build_dataset, resolve_device, train
+from xbyol.training.trainer import resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.95

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import xbyol
+from xbyol.config import DataCfg
 from xbyol.data import mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,8 @@ def test_raw_pixel_baseline_is_the_one_of_the_quality_benchmark(demo, tmp_path):
     quality = _load(ROOT / "benchmarks" / "quality.py", "bench_quality_for_demo")
     assert demo.raw_pixel_scores is quality.raw_pixel_scores  # one implementation, in xbyol.eval
     cfg = xbyol.load_config(ROOT / "configs" / "digits_byol.yaml", demo.DEMO_OVERRIDES + [f"out_dir={tmp_path}"])
-    splits = (xbyol.create_dataset("digits", "train", image_size=16), xbyol.create_dataset("digits", "test", image_size=16))
+    data = DataCfg(name="digits", image_size=16)
+    splits = (xbyol.create_dataset(data, "train"), xbyol.create_dataset(data, "test"))
     scores = demo.raw_pixel_scores(*splits, cfg)
     assert scores["linear_probe"] > 0.9 and scores["knn"] > 0.9  # digits are easy from pixels: the bar BYOL must clear
 

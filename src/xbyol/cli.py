@@ -1,7 +1,7 @@
 """Command line: ``xbyol <command> ...``.
 
-Each command lives in its own module under ``xbyol/commands/`` and exposes
-``add_parser(subparsers)`` which registers an argparse sub-parser whose ``func``
+Each command lives in its own module under ``xbyol/commands/`` (listed in
+:data:`xbyol.commands.COMMANDS`) and exposes ``add_parser(subparsers)`` which registers an argparse sub-parser whose ``func``
 default is the function to run with the parsed namespace. The CLI and the Python API
 are two faces of the same functions: a command only parses arguments and calls the API.
 """
@@ -9,16 +9,16 @@ are two faces of the same functions: a command only parses arguments and calls t
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import pkgutil
 import sys
+
+from xbyol import __version__
+from xbyol.commands import COMMANDS
+from xbyol.config import ConfigError
+from xbyol.errors import XbyolError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import xbyol.commands as pkg
-    from xbyol import __version__
-
     parser = argparse.ArgumentParser(
         prog="xbyol",
         description="Self-supervised BYOL that can explain what it learned: train, evaluate, explain, report.",
@@ -26,10 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xbyol {__version__}")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks instead of one-line errors (also XBYOL_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"xbyol.commands.{mod.name}")
-        if hasattr(module, "add_parser"):
-            module.add_parser(sub)
+    for command in COMMANDS:
+        command.add_parser(sub)
     return parser
 
 
@@ -49,9 +47,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if debug_enabled(args):
         return int(args.func(args) or 0)
-    from xbyol.config import ConfigError
-    from xbyol.errors import XbyolError
-
     try:
         rc = args.func(args)
     except (XbyolError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:

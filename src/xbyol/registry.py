@@ -1,8 +1,13 @@
-"""Name -> factory registries for datasets, backbones, explainers (timm-style, stripped down)."""
+"""Name -> factory registries for datasets, methods, explainers, evaluators (timm-style, stripped down).
+
+Each package's ``__init__`` imports its built-in modules, so importing the package (or any
+module in it) registers everything it ships; nobody has to call a loader first.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -21,9 +26,13 @@ class Registry(Generic[T]):
         self._factories: dict[str, Callable[..., T]] = {}
         self._docs: dict[str, str] = {}
 
-    def register(self, name: str, doc: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(
+        self, name: str, doc: str | None = None, replace: bool = False
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering ``fn`` under ``name`` (``replace=True`` overrides an existing entry)."""
+
         def deco(fn: Callable[..., T]) -> Callable[..., T]:
-            if name in self._factories:
+            if name in self._factories and not replace:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._factories[name] = fn
             text = doc if doc is not None else (fn.__doc__ or "").strip().splitlines()
@@ -32,13 +41,23 @@ class Registry(Generic[T]):
 
         return deco
 
-    def create(self, name: str, **kwargs: Any) -> T:
+    def get(self, name: str) -> Callable[..., T]:
+        """The factory registered as ``name``; ``KeyError`` naming the known ones otherwise."""
         if name not in self._factories:
             raise KeyError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}")
-        return self._factories[name](**kwargs)
+        return self._factories[name]
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        """Call the factory ``name`` with ``kwargs``."""
+        return self.get(name)(**kwargs)
 
     def names(self) -> list[str]:
+        """Registered names, sorted."""
         return sorted(self._factories)
+
+    def items(self) -> list[tuple[str, Callable[..., T]]]:
+        """``(name, factory)`` pairs, sorted by name."""
+        return [(n, self._factories[n]) for n in self.names()]
 
     def doc(self, name: str) -> str:
         return self._docs.get(name, "")

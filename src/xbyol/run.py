@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from xbyol.config import Config, load_run_config
+from xbyol.data import build_dataset
 from xbyol.data.base import SampleDataset
 from xbyol.errors import CheckpointError
 
@@ -61,8 +62,6 @@ class LoadedRun:
     def dataset(self, split: str) -> SampleDataset:
         """The run's dataset split ("train" or "test"), built once."""
         if split not in self._datasets:
-            from xbyol.training.trainer import build_dataset
-
             self._datasets[split] = build_dataset(self.cfg, split)
         return self._datasets[split]
 

@@ -14,6 +14,16 @@ def test_help_lists_the_commands(capsys):
         assert cmd in out
 
 
+def test_every_command_module_is_listed():
+    """A module added to xbyol/commands must be added to COMMANDS, or the CLI would not offer it."""
+    import pkgutil
+
+    import xbyol.commands
+
+    modules = {m.name for m in pkgutil.iter_modules(xbyol.commands.__path__)}
+    assert sorted(c.__name__.rsplit(".", 1)[1] for c in xbyol.commands.COMMANDS) == sorted(modules)
+
+
 def test_datasets_lists_every_registered_dataset(capsys):
     from xbyol.data import names
 

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 import torch
 
-from xbyol.concepts import text_model
 from xbyol.concepts.bank import ConceptBank, apply_prompt
+from xbyol.text import sentence_model
 
 
 class FakeModel:
@@ -31,11 +31,11 @@ def fake_model(tmp_path, monkeypatch):
     (d / "model.safetensors").write_bytes(b"not really weights")
     calls = {"n": 0, "texts": []}
 
-    def load(ref):
+    def load(model, device="cpu"):
         calls["n"] += 1
         return FakeModel()
 
-    monkeypatch.setattr(text_model, "load_sentence_model", load)
+    monkeypatch.setattr(sentence_model, "shared_sentence_model", load)
     monkeypatch.setenv("XBYOL_CACHE_DIR", str(tmp_path / "cache"))
     return d, calls
 
@@ -54,10 +54,10 @@ def test_cache_hit_does_not_construct_the_text_model(fake_model, monkeypatch):
     d, calls = fake_model
     first = ConceptBank.from_texts(["red", "circle"], model=str(d), prompt="a photo of something {}")
 
-    def refuse(ref):
+    def refuse(model, device="cpu"):
         raise AssertionError("the text model was constructed on a cache hit")
 
-    monkeypatch.setattr(text_model, "load_sentence_model", refuse)
+    monkeypatch.setattr(sentence_model, "shared_sentence_model", refuse)
     second = ConceptBank.from_texts(["red", "circle"], model=str(d), prompt="a photo of something {}")
     assert torch.equal(first.embeddings, second.embeddings)
     with pytest.raises(AssertionError, match="constructed"):  # another prompt is another key
@@ -99,7 +99,7 @@ def test_save_load_roundtrip_and_embed_known_texts_without_model(fake_model, tmp
     d, _ = fake_model
     bank = ConceptBank.from_texts(["red", "circle"], model=str(d), groups={"shape": [1]})
     bank.save(tmp_path / "run")
-    monkeypatch.setattr(text_model, "load_sentence_model", lambda ref: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(sentence_model, "shared_sentence_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     back = ConceptBank.load(tmp_path / "run")
     assert back.texts == bank.texts and back.groups == bank.groups and back.model == bank.model
     assert torch.equal(back.embeddings, bank.embeddings)
@@ -124,6 +124,6 @@ def test_bundled_minilm_offline(tmp_path, monkeypatch):
     assert torch.allclose(bank.embeddings.norm(dim=-1), torch.ones(3), atol=1e-5)
     cos = bank.embeddings @ bank.embeddings.T
     assert cos[0, 1] > cos[0, 2] + 0.2  # two red shapes are closer than a shape and a dog
-    weights = text_model.bundled_model_dir() / "model.safetensors"
+    weights = sentence_model.bundled_model_dir() / "model.safetensors"
     assert bank.model["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert bank.model["model"] == "all-MiniLM-L6-v2"

@@ -25,3 +25,19 @@ def test_unknown_and_duplicate_names_are_errors():
         r.create("y")
     with pytest.raises(ValueError, match="already registered"):
         r.register("x")(lambda: 2)
+
+
+def test_public_lookup_listing_and_replace():
+    r = Registry("method")
+
+    def one():
+        return 1
+
+    r.register("one")(one)
+    r.register("two")(lambda: 2)
+    assert r.get("one") is one
+    assert [name for name, _ in r.items()] == ["one", "two"] and r.items()[0][1] is one
+    with pytest.raises(KeyError, match="unknown method 'three'; available: one, two"):
+        r.get("three")
+    r.register("one", replace=True)(lambda: 11)
+    assert r.create("one") == 11

@@ -9,6 +9,7 @@ import pytest
 import torch
 from data_fixtures import make_cifar10
 
+from xbyol.config import DataCfg
 from xbyol.data import create_dataset
 from xbyol.data.cifar import CifarDataset
 
@@ -31,41 +32,41 @@ def test_cifar10_reads_batches_in_order(tmp_path, protocol):
 
 
 def test_root_may_be_the_folder_or_its_parent(cifar10_root):
-    a = create_dataset("cifar10", "train", root=str(cifar10_root))
-    b = create_dataset("cifar10", "train", root=str(cifar10_root / "cifar-10-batches-py"), seed=3, num_train=2)
+    a = create_dataset(DataCfg(name="cifar10", root=str(cifar10_root)), "train")
+    b = create_dataset(DataCfg(name="cifar10", root=str(cifar10_root / "cifar-10-batches-py"), seed=3, num_train=2), "train")
     assert torch.equal(a.images, b.images) and len(b) == 10
 
 
 def test_resize_on_read(cifar10_root):
-    ds = create_dataset("cifar10", "test", root=str(cifar10_root), image_size=16)
+    ds = create_dataset(DataCfg(name="cifar10", root=str(cifar10_root), image_size=16), "test")
     img = ds[1]["image"]
     assert img.shape == (3, 16, 16) and img.dtype == torch.uint8
     assert img[0].eq(51).all()  # a constant image stays constant
 
 
 def test_cifar100_fine_and_coarse_concepts(cifar100_root):
-    ds = create_dataset("cifar100", "train", root=str(cifar100_root))
+    ds = create_dataset(DataCfg(name="cifar100", root=str(cifar100_root)), "train")
     assert ds.class_names == ["apple", "aquarium fish", "bear", "beaver"]
     assert ds.concept_names == ds.class_names + ["fruit and vegetables", "fish"]
     assert ds.concept_groups == {"class": [0, 1, 2, 3], "superclass": [4, 5]}
     s = ds[3]  # fine label 3 (beaver), coarse 3 // 2 = 1 (fish)
     assert s["label"] == 3 and s["concepts"].nonzero().flatten().tolist() == [3, 5]
     assert ds[1]["caption"] == "a photo of an aquarium fish"
-    te = create_dataset("cifar100", "test", root=str(cifar100_root))
+    te = create_dataset(DataCfg(name="cifar100", root=str(cifar100_root)), "test")
     assert len(te) == 4 and te[0]["image"][2].eq(210).all()
 
 
 def test_missing_files_name_what_is_expected(tmp_path, cifar10_root):
     with pytest.raises(FileNotFoundError, match=r"data_batch_1, .*test_batch, batches.meta in .*cifar-10-batches-py"):
-        create_dataset("cifar10", root=str(tmp_path / "nothing_here_yet" ))
+        create_dataset(DataCfg(name="cifar10", root=str(tmp_path / "nothing_here_yet" )))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"train, test, meta in .*empty.* cifar-100-python"):
-        create_dataset("cifar100", root=str(tmp_path / "empty"))
+        create_dataset(DataCfg(name="cifar100", root=str(tmp_path / "empty")))
     os.remove(cifar10_root / "cifar-10-batches-py" / "data_batch_3")
     with pytest.raises(FileNotFoundError, match="lacks data_batch_3"):
-        create_dataset("cifar10", root=str(cifar10_root))
+        create_dataset(DataCfg(name="cifar10", root=str(cifar10_root)))
     with pytest.raises(ValueError, match="root is required"):
-        create_dataset("cifar10")
+        create_dataset(DataCfg(name="cifar10"))
 
 
 class _Evil:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from data_fixtures import make_coco
 
+from xbyol.config import DataCfg
 from xbyol.data import collate, create_dataset
 from xbyol.data.coco_captions import CocoCaptionsDataset, split_images
 from xbyol.data.folder import DatasetWarning
@@ -16,8 +17,8 @@ from xbyol.data.folder import DatasetWarning
 
 def test_samples_and_split(coco_files):
     img_dir, captions = coco_files
-    tr = create_dataset("coco-captions", "train", root=str(img_dir), captions_file=str(captions), image_size=8)
-    te = create_dataset("coco-captions", "test", root=str(img_dir), captions_file=str(captions), image_size=8)
+    cfg = DataCfg(name="coco-captions", root=str(img_dir), captions_file=str(captions), image_size=8)
+    tr, te = create_dataset(cfg, "train"), create_dataset(cfg, "test")
     assert len(tr) == 8 and len(te) == 2  # 80/20 of 10 images
     assert not set(tr.image_ids) & set(te.image_ids) and len(set(tr.image_ids) | set(te.image_ids)) == 10
     s = te[0]
@@ -109,9 +110,9 @@ def test_malformed_json_is_a_clear_error(tmp_path, text, match):
 def test_missing_inputs(tmp_path, coco_files):
     img_dir, captions = coco_files
     with pytest.raises(ValueError, match="captions_file is required"):
-        create_dataset("coco-captions", root=str(img_dir))
+        create_dataset(DataCfg(name="coco-captions", root=str(img_dir)))
     with pytest.raises(ValueError, match="root is required"):
-        create_dataset("coco-captions", captions_file=str(captions))
+        create_dataset(DataCfg(name="coco-captions", captions_file=str(captions)))
     with pytest.raises(FileNotFoundError, match="nope.json does not exist"):
         CocoCaptionsDataset(img_dir, tmp_path / "nope.json")
     with pytest.raises(FileNotFoundError, match="no_images"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,8 @@ from torch.utils.data import DataLoader
 from xbyol import data
 from xbyol.config import DataCfg
 
-# DataCfg fields that are not dataset options
-_LOADER_FIELDS = {"name", "batch_size", "num_workers"}
-
-
-def data_options(name: str, tmp_path: Path) -> dict:
-    """Every DataCfg option (as the trainer passes them), with fixtures where a root is needed."""
+def data_options(name: str, tmp_path: Path) -> DataCfg:
+    """The data options of dataset ``name`` (as the trainer passes them), with fixtures where a root is needed."""
     cfg = DataCfg(name=name, image_size=24, num_train=12, num_test=6, seed=1)
     if name == "folder":
         make_image_folder(tmp_path / "f", {"apple": 4, "box": 3})
@@ -33,7 +28,7 @@ def data_options(name: str, tmp_path: Path) -> dict:
         cfg.root, cfg.captions_file = str(img_dir), str(captions)
     elif name in ("mnist", "fashion-mnist"):
         cfg.root = str(make_idx(tmp_path / name))
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in _LOADER_FIELDS}
+    return cfg
 
 
 def test_all_builtin_datasets_are_registered():
@@ -43,7 +38,7 @@ def test_all_builtin_datasets_are_registered():
 @pytest.mark.parametrize("name", data.names())
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_build_and_collate(name, split, tmp_path):
-    ds = data.create_dataset(name, split, **data_options(name, tmp_path))
+    ds = data.create_dataset(data_options(name, tmp_path), split)
     assert isinstance(ds, data.SampleDataset) and len(ds) > 0 and ds.image_size == 24
     batch = next(iter(DataLoader(ds, batch_size=2, collate_fn=data.collate)))
     assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (2, 3, 24, 24)
@@ -72,17 +67,19 @@ def test_build_and_collate(name, split, tmp_path):
 # fashion-mnist falls back to Debian's folder when root is None (tests/data/test_mnist.py)
 @pytest.mark.parametrize("name", ["folder", "cifar10", "cifar100", "coco-captions", "mnist"])
 def test_missing_root_is_a_clear_error(name, tmp_path):
-    opts = data_options(name, tmp_path)
-    opts["root"] = None
+    cfg = data_options(name, tmp_path)
+    cfg.root = None
     with pytest.raises(ValueError, match=f"{name}: root is required"):
-        data.create_dataset(name, **opts)
-    opts["root"] = str(tmp_path / "missing_dir")
+        data.create_dataset(cfg)
+    cfg.root = str(tmp_path / "missing_dir")
     with pytest.raises(FileNotFoundError, match="missing_dir"):
-        data.create_dataset(name, **opts)
+        data.create_dataset(cfg)
 
 
 def test_unknown_split_and_name():
     with pytest.raises(ValueError, match="split"):
-        data.create_dataset("shapes", "val")
+        data.create_dataset(DataCfg(name="shapes"), "val")
     with pytest.raises(KeyError, match="available"):
-        data.create_dataset("imagenet")
+        data.create_dataset(DataCfg(name="imagenet"))
+    with pytest.raises(TypeError, match="expected the data options \\(a DataCfg"):
+        data.create_dataset("shapes", "train")  # the old signature create_dataset(name, split, **options)

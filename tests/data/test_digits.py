@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
+from xbyol.config import DataCfg
 from xbyol.data import create_dataset
 from xbyol.data.digits import DIGIT_NAMES, DigitsDataset
 
@@ -55,8 +56,7 @@ def test_bilinear_resize_matches_scikit_image(bunch):
 
 
 def test_sample_contract_caption_and_concepts():
-    ds = create_dataset("digits", "train", image_size=16, seed=0, root=None, num_train=5, num_test=5,
-                        strict=False, captions_file=None)
+    ds = create_dataset(DataCfg(name="digits", image_size=16, seed=0, num_train=5, num_test=5), "train")
     assert ds.class_names == DIGIT_NAMES == ds.concept_names and ds.concept_groups == {"digit": list(range(10))}
     assert ds.mask_concepts == [] and ds.has_captions
     for i in (0, 1, 100):

@@ -11,6 +11,7 @@ import torch
 from data_fixtures import make_image_folder, save_rgb, truncated_bytes
 from PIL import Image
 
+from xbyol.config import DataCfg
 from xbyol.data import create_dataset
 from xbyol.data.folder import DatasetWarning, FolderDataset, UnreadableImageError, split_per_class
 
@@ -180,8 +181,8 @@ def test_split_is_deterministic_stratified_and_disjoint(tmp_path):
 def test_test_root(tmp_path, folder_root):
     test_root = tmp_path / "held_out"
     make_image_folder(test_root, {"box": 2})
-    tr = create_dataset("folder", "train", root=str(folder_root), test_root=str(test_root), image_size=8)
-    te = create_dataset("folder", "test", root=str(folder_root), test_root=str(test_root), image_size=8)
+    cfg = DataCfg(name="folder", root=str(folder_root), test_root=str(test_root), image_size=8)
+    tr, te = create_dataset(cfg, "train"), create_dataset(cfg, "test")
     assert len(tr) == 10 and len(te) == 2 and te.class_names == ["apple", "box"]
     assert te.labels.tolist() == [1, 1]
     make_image_folder(test_root, {"cherry": 1})
@@ -192,9 +193,9 @@ def test_test_root(tmp_path, folder_root):
 def test_clear_errors(tmp_path):
     missing = tmp_path / "does_not_exist"
     with pytest.raises(FileNotFoundError, match="does_not_exist"):
-        create_dataset("folder", root=str(missing))
+        create_dataset(DataCfg(name="folder", root=str(missing)))
     with pytest.raises(ValueError, match="root is required"):
-        create_dataset("folder")
+        create_dataset(DataCfg(name="folder"))
     empty = tmp_path / "empty"
     (empty / "apple").mkdir(parents=True)
     (empty / "apple" / "readme.txt").write_text("no images here")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from xbyol.config import DataCfg
 from xbyol.data import collate, create_dataset
 from xbyol.data.shapes import (
     BACKGROUND_RANGE,
@@ -190,9 +191,8 @@ def test_determinism_and_split_seeds():
 
 
 def test_registry_factory_sizes_and_options():
-    tr = create_dataset("shapes", "train", num_train=40, num_test=12, image_size=48, seed=1, strict=True,
-                        root=None, captions_file=None)
-    te = create_dataset("shapes", "test", num_train=40, num_test=12, image_size=48, seed=1)
+    cfg = DataCfg(name="shapes", num_train=40, num_test=12, image_size=48, seed=1, strict=True)
+    tr, te = create_dataset(cfg, "train"), create_dataset(cfg, "test")
     assert len(tr) == 40 and len(te) == 12 and tr[0]["image"].shape == (3, 48, 48)
     with pytest.raises(ValueError, match="image_size"):
         ShapesDataset("train", num=4, image_size=20)

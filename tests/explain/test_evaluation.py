@@ -10,9 +10,10 @@ from xbyol.run import load_run
 
 
 def test_concept_pairs_cover_each_masked_shape_and_colour_concept():
+    from xbyol.config import DataCfg
     from xbyol.data import create_dataset
 
-    ds = create_dataset("shapes", "test", num_test=8, image_size=32)
+    ds = create_dataset(DataCfg(name="shapes", num_test=8, image_size=32), "test")
     pairs = concept_pairs(ds, 4)
     groups = set(ds.concept_groups["shape"]) | set(ds.concept_groups["colour"])
     for i in range(4):
@@ -21,10 +22,11 @@ def test_concept_pairs_cover_each_masked_shape_and_colour_concept():
 
 
 def test_concept_pairs_need_masks():
+    from xbyol.config import DataCfg
     from xbyol.data import create_dataset
 
     with pytest.raises(ValueError, match="no concept masks"):
-        concept_pairs(create_dataset("digits", "test"), 4)
+        concept_pairs(create_dataset(DataCfg(name="digits"), "test"), 4)
 
 
 def test_centre_baseline_hits_only_masks_at_the_centre():

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from xbyol.concepts import text_model
+from xbyol.text import sentence_model
 
 E = 48  # width of the fake text embeddings
 
 
-def fake_encode(ref, texts, batch_size=64):
+def fake_encode(model, texts, batch_size=64):
     """Deterministic, nearly orthogonal unit vectors instead of MiniLM (no model load)."""
     rows = []
     for t in texts:
@@ -26,7 +26,7 @@ def fake_encode(ref, texts, batch_size=64):
 def fake_text(monkeypatch, tmp_path):
     # a cache of its own: fake embeddings must not meet real MiniLM ones cached by other tests
     monkeypatch.setenv("XBYOL_CACHE_DIR", str(tmp_path / "fake-text-cache"))
-    monkeypatch.setattr(text_model, "encode_texts", fake_encode)
+    monkeypatch.setattr(sentence_model, "encode_texts", fake_encode)
 
 
 def _cfg(tiny_cfg, **over):
@@ -38,11 +38,12 @@ def _cfg(tiny_cfg, **over):
 
 
 def _method_and_batch(cfg):
+    from xbyol.config import DataCfg
     from xbyol.data import create_dataset
     from xbyol.data.base import collate
     from xbyol.methods import create_method
 
-    ds = create_dataset("shapes", "train", num_train=64, image_size=cfg.data.image_size)
+    ds = create_dataset(DataCfg(name="shapes", num_train=64, image_size=cfg.data.image_size), "train")
     torch.manual_seed(0)
     return create_method(cfg, ds), collate([ds[i] for i in range(16)])
 
@@ -122,7 +123,7 @@ def short_runs(tmp_path_factory, tiny_overrides):
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("xbyol_runs")
     mp.setenv("XBYOL_CACHE_DIR", str(root / "cache"))
-    mp.setattr(text_model, "encode_texts", fake_encode)
+    mp.setattr(sentence_model, "encode_texts", fake_encode)
     base = dict(tiny_overrides, **{"out_dir": str(root), "data.image_size": 24, "data.num_train": 256,
                                    "data.num_test": 128, "data.batch_size": 32, "train.lr": 3e-3})
     runs = {}

@@ -4,7 +4,7 @@ import warnings
 import pytest
 import torch
 
-from xbyol.config import from_dict
+from xbyol.config import DataCfg, from_dict
 from xbyol.data import collate, create_dataset
 from xbyol.methods.clip import CLIP
 from xbyol.methods.xmodal import CollapseWarning, CrossModalBYOL
@@ -25,7 +25,7 @@ def _cfg(**over):
 
 @pytest.fixture(scope="module")
 def shapes():
-    return create_dataset("shapes", "train", num_train=64, image_size=32)
+    return create_dataset(DataCfg(name="shapes", num_train=64, image_size=32), "train")
 
 
 def _batch(ds, n=16):

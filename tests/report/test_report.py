@@ -82,6 +82,7 @@ def test_a_run_with_only_a_training_log_renders(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_with_log_and_checkpoint_renders_the_model_sections(trained_run, tmp_path):
+    from xbyol.config import DataCfg
     from xbyol.data import create_dataset
 
     d = _bare_copy(trained_run, tmp_path / "bare", checkpoint=True)
@@ -91,7 +92,7 @@ def test_a_run_with_log_and_checkpoint_renders_the_model_sections(trained_run, t
     gallery = next(b for b in s["gallery"].blocks if isinstance(b, Gallery))
     assert gallery.methods == ["gradcam"] and gallery.colorbar.startswith("data:image/png;base64,")
     # two images of different labels; each row is one of the image's shape or colour concepts
-    test = create_dataset("shapes", "test", num_train=256, num_test=128, image_size=32)
+    test = create_dataset(DataCfg(name="shapes", num_train=256, num_test=128, image_size=32), "test")
     chosen = stratified_indices(dataset_labels(test), 2)
     assert len({int(test[i]["label"]) for i in chosen}) == 2
     assert [g.title for g in gallery.images] == [f"test image {i}" for i in chosen]

@@ -1,9 +1,14 @@
 import pytest
 import torch
 
-import xbyol.text.cache as cache_mod
-from xbyol.text.cache import TextFeatureTable, build_text_table, text_cache_dir
-from xbyol.text.encoder import BUNDLED_MODEL, encode_frozen, load_sentence_model
+from xbyol.text import sentence_model
+from xbyol.text.cache import TextFeatureTable, build_text_table
+from xbyol.text.sentence_model import (
+    BUNDLED_MODEL,
+    embedding_cache_dir,
+    encode_frozen,
+    load_sentence_model,
+)
 
 CAPTIONS = ["a small red circle", "a large blue star on the left", "a small red circle", "a green cross"]
 
@@ -21,7 +26,7 @@ def test_cached_features_equal_fresh_encodings(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("encoded again instead of reading the cache")
 
-    monkeypatch.setattr(cache_mod, "encode_frozen", boom)
+    monkeypatch.setattr(sentence_model, "encode_texts", boom)
     again = build_text_table(list(reversed(CAPTIONS)), BUNDLED_MODEL, cache_dir=tmp_path)
     assert again.texts == table.texts and torch.equal(again.features, table.features)
 
@@ -49,5 +54,5 @@ def test_table_validation_and_deepcopy_shares():
 
 def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("XBYOL_CACHE_DIR", str(tmp_path))
-    assert text_cache_dir() == tmp_path / "text"
-    assert text_cache_dir(tmp_path / "x") == tmp_path / "x"
+    assert embedding_cache_dir() == tmp_path / "embeddings"
+    assert embedding_cache_dir(tmp_path / "x") == tmp_path / "x"

@@ -2,13 +2,18 @@ import pytest
 import torch
 
 from xbyol.config import CrossModalCfg
-from xbyol.text.encoder import BUNDLED_MODEL, encode_frozen, shared_sentence_model
 from xbyol.text.encoders import (
     FinetuneTextEncoder,
     FrozenTextEncoder,
     ResidualAdapter,
     ScratchTextEncoder,
     build_text_encoder,
+    mean_pool,
+)
+from xbyol.text.sentence_model import (
+    BUNDLED_MODEL,
+    encode_frozen,
+    shared_sentence_model,
 )
 
 CAPTIONS = ["a small red circle at the top", "a large blue star on the left and a small green cross"]
@@ -18,6 +23,12 @@ def test_adapter_starts_as_identity():
     a = ResidualAdapter(6, 12)
     x = torch.randn(3, 6)
     assert torch.equal(a(x), x)
+
+
+def test_mean_pool_hand_computed():
+    tokens = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert mean_pool(tokens, mask).tolist() == [[2.0, 3.0]]
 
 
 @pytest.mark.slow  # loads MiniLM twice (~5-10 s)
@@ -57,6 +68,6 @@ def test_build_text_encoder_kinds(tmp_path, monkeypatch):
     monkeypatch.setenv("XBYOL_CACHE_DIR", str(tmp_path))
     frozen = build_text_encoder(CrossModalCfg(text_adapter_hidden=8), CAPTIONS)
     assert isinstance(frozen, FrozenTextEncoder) and frozen.out_dim == 384
-    assert len(frozen.table) == 2 and (tmp_path / "text").is_dir()
+    assert len(frozen.table) == 2 and (tmp_path / "embeddings").is_dir()
     scratch = build_text_encoder(CrossModalCfg(text_encoder="scratch", scratch_width=16, scratch_heads=2), CAPTIONS)
     assert isinstance(scratch, ScratchTextEncoder)

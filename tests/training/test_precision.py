@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from xbyol.config import from_dict, to_dict
+from xbyol.config import DataCfg, from_dict, to_dict
 from xbyol.methods.byol import BYOL
 from xbyol.training import precision as prec
 
@@ -45,7 +45,7 @@ def test_separate_views_keep_batchnorm_statistics_per_view(tiny_cfg, concat):
     from xbyol.data import create_dataset
 
     cfg = from_dict(to_dict(tiny_cfg), {"method.concat_views": concat})
-    ds = create_dataset("shapes", "train", num_train=8, num_test=1, image_size=32, seed=0)
+    ds = create_dataset(DataCfg(name="shapes", num_train=8, num_test=1, image_size=32, seed=0), "train")
     torch.manual_seed(0)
     method = BYOL(cfg, ds).train()
     v1, v2 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)

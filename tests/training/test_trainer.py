@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from xbyol.config import from_dict, load_run_config, to_dict
+from xbyol.config import DataCfg, from_dict, load_run_config, to_dict
 from xbyol.training import TrainingDiverged, train
 from xbyol.training.checkpoint import load_checkpoint
 from xbyol.training.trainer import batch_indices
@@ -39,7 +39,7 @@ def test_target_network_gets_no_gradient_and_moves_by_ema(tiny_cfg):
     from xbyol.data import create_dataset
     from xbyol.methods import create_method
 
-    ds = create_dataset("shapes", "train", num_train=64, image_size=32)
+    ds = create_dataset(DataCfg(name="shapes", num_train=64, image_size=32), "train")
     m = create_method(tiny_cfg, ds)
     batch = {"image": torch.stack([ds[i]["image"] for i in range(8)])}
     out = m.training_step(batch)

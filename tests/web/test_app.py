@@ -214,12 +214,12 @@ def test_any_concept_text_is_explained_and_bad_text_is_refused(client):
 
 
 def test_an_unavailable_text_model_is_a_clear_503(client, monkeypatch):
-    import xbyol.concepts.text_model
+    import xbyol.text.sentence_model
 
-    def broken(ref, texts, batch_size=64):
+    def broken(model, texts, batch_size=64):
         raise OSError("no such model directory")
 
-    monkeypatch.setattr(xbyol.concepts.text_model, "encode_texts", broken)
+    monkeypatch.setattr(xbyol.text.sentence_model, "encode_texts", broken)
     r = client.post("/api/explain", json={"index": 0, "concept": "never asked before", "methods": ["gradcam"]})
     assert r.status_code == 503 and "text model is unavailable" in r.get_json()["error"]
 

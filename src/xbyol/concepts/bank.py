@@ -4,15 +4,13 @@ A bank holds ``K`` concept texts, their ``[K, E]`` L2-normalised embeddings, opt
 groups (``{"shape": [0, 1, 2], "colour": [3, 4]}``), the prompt template used to embed
 them and the provenance of the text model (name, weights SHA-256).
 
-Embeddings are cached in ``cache_dir()`` under the SHA-256 of (model name, weights
-SHA-256, prompt, texts): a second run with the same concepts never constructs the text
-model. A run directory keeps its own copy (``concepts.json`` + ``concept_embeddings.pt``)
-so evaluation, explanation and reports need neither the text model nor the cache.
+Embeddings of the prompted texts are cached by :mod:`xbyol.text.sentence_model`: a
+second run with the same concepts never constructs the text model. A run directory keeps
+its own copy (``concepts.json`` + ``concept_embeddings.pt``) so evaluation, explanation and reports need neither the text model nor the cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -21,29 +19,11 @@ from typing import Any
 
 import torch
 
-from xbyol.concepts import text_model
-from xbyol.concepts.text_model import BUNDLED_MODEL
+from xbyol.concepts.vocabulary import read_concepts_file, validate_texts
+from xbyol.text.sentence_model import BUNDLED_MODEL, cached_embeddings
 
 CONCEPTS_JSON = "concepts.json"
 CONCEPTS_PT = "concept_embeddings.pt"
-
-
-def validate_texts(texts: list[str], what: str = "concept list") -> list[str]:
-    """Strip the texts; raise on an empty list, empty strings or duplicates (case-insensitive)."""
-    if isinstance(texts, str):
-        raise TypeError(f"{what}: expected a list of strings, got a single string {texts!r}")
-    out = [str(t).strip() for t in texts]
-    if not out:
-        raise ValueError(f"{what} is empty: give at least one concept text")
-    seen: dict[str, int] = {}
-    for i, t in enumerate(out):
-        if not t:
-            raise ValueError(f"{what}: entry {i} is an empty string")
-        key = t.lower()
-        if key in seen:
-            raise ValueError(f"{what}: duplicate concept {t!r} (entries {seen[key]} and {i})")
-        seen[key] = i
-    return out
 
 
 def apply_prompt(prompt: str, texts: list[str]) -> list[str]:
@@ -51,11 +31,6 @@ def apply_prompt(prompt: str, texts: list[str]) -> list[str]:
     if prompt.count("{}") != 1:
         raise ValueError(f"prompt {prompt!r} must contain the placeholder {{}} exactly once, e.g. 'a photo of something {{}}'")
     return [prompt.replace("{}", t) for t in texts]
-
-
-def cache_key(model_name: str, weights_sha256: str, prompt: str, texts: list[str]) -> str:
-    payload = json.dumps({"model": model_name, "weights": weights_sha256, "prompt": prompt, "texts": texts})
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def embed_texts(
@@ -68,33 +43,13 @@ def embed_texts(
         texts: concept texts (not validated for duplicates: any list of strings).
         model: ``"all-MiniLM-L6-v2"`` (bundled) or a local sentence-transformers directory.
         prompt: template with one ``{}``.
-        cache_dir: cache directory (default ``$XBYOL_CACHE_DIR`` or ``~/.cache/xbyol/concepts``).
-        write_cache: save a newly computed entry (``False`` for one-off texts, such as the
-            explorer's typed concepts, that would otherwise add a file each without bound).
+        cache_dir: see :func:`xbyol.text.sentence_model.embedding_cache_dir`.
+        write_cache: save a newly computed entry (see :func:`~xbyol.text.sentence_model.cached_embeddings`).
 
     Returns:
         ``[K, E]`` float32 unit vectors and the text model's provenance record.
     """
-    texts = [str(t) for t in texts]
-    prompted = apply_prompt(prompt, texts)
-    directory = text_model.cache_dir(cache_dir)
-    ref = text_model.resolve_text_model(model, directory)
-    path = directory / f"{cache_key(ref.name, ref.weights_sha256, prompt, texts)}.pt"
-    if path.is_file():
-        try:
-            entry = torch.load(path, map_location="cpu", weights_only=True)
-            if entry.get("texts") == texts and entry.get("prompt") == prompt:
-                return entry["embeddings"].float(), ref.record()
-        except Exception:  # a corrupt cache entry is recomputed, never trusted
-            pass
-    emb = text_model.encode_texts(ref, prompted)  # (K, E)
-    if not write_cache:
-        return emb, ref.record()
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"texts": texts, "prompt": prompt, "model": ref.name, "weights_sha256": ref.weights_sha256,
-                "embeddings": emb}, tmp)
-    os.replace(tmp, path)
+    emb, ref = cached_embeddings(apply_prompt(prompt, [str(t) for t in texts]), model, cache_dir, write_cache)
     return emb, ref.record()
 
 
@@ -147,7 +102,7 @@ class ConceptBank:
             model: ``"all-MiniLM-L6-v2"`` (bundled) or a local sentence-transformers directory;
                 anything else raises ``FileNotFoundError``.
             prompt: template with one ``{}`` applied to every text before embedding.
-            cache_dir: embedding cache (default ``$XBYOL_CACHE_DIR`` or ``~/.cache/xbyol/concepts``).
+            cache_dir: embedding cache (see :func:`xbyol.text.sentence_model.embedding_cache_dir`).
             groups: optional group name -> indices into ``texts``.
         """
         texts = validate_texts(texts)
@@ -157,8 +112,6 @@ class ConceptBank:
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> "ConceptBank":
         """A bank from a text file, one concept per line (see :func:`read_concepts_file`)."""
-        from xbyol.concepts.vocabulary import read_concepts_file
-
         texts, groups = read_concepts_file(path)
         return cls.from_texts(texts, groups=groups, **kwargs)
 
@@ -226,7 +179,9 @@ class ConceptBank:
         tmp = d / f".{CONCEPTS_PT}.{os.getpid()}.tmp"
         torch.save({"texts": self.texts, "embeddings": self.embeddings.detach().cpu()}, tmp)
         os.replace(tmp, d / CONCEPTS_PT)
-        text_model._atomic_write_text(d / CONCEPTS_JSON, json.dumps(self.record(), indent=1))
+        tmp = d / f".{CONCEPTS_JSON}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(self.record(), indent=1))
+        os.replace(tmp, d / CONCEPTS_JSON)
 
     @classmethod
     def load(cls, directory: str | Path) -> "ConceptBank":

@@ -17,13 +17,29 @@ from typing import Any
 
 import torch
 
-from xbyol.concepts.bank import validate_texts
-
 _STOPWORDS = frozenset(
     "a an the of to in on at and or with without is are was were be been being this that these those it its "
     "there their they them he she his her we you i my our your for from by as into onto over under near "
     "left right behind front next two three four one some many few other another than then very".split()
 )
+
+
+def validate_texts(texts: list[str], what: str = "concept list") -> list[str]:
+    """Strip the texts; raise on an empty list, empty strings or duplicates (case-insensitive)."""
+    if isinstance(texts, str):
+        raise TypeError(f"{what}: expected a list of strings, got a single string {texts!r}")
+    out = [str(t).strip() for t in texts]
+    if not out:
+        raise ValueError(f"{what} is empty: give at least one concept text")
+    seen: dict[str, int] = {}
+    for i, t in enumerate(out):
+        if not t:
+            raise ValueError(f"{what}: entry {i} is an empty string")
+        key = t.lower()
+        if key in seen:
+            raise ValueError(f"{what}: duplicate concept {t!r} (entries {seen[key]} and {i})")
+        seen[key] = i
+    return out
 
 
 def read_concepts_file(path: str | Path) -> tuple[list[str], dict[str, list[int]]]:

@@ -14,6 +14,7 @@ Every dataset returns, for index ``i``, a dict:
 
 Datasets subclass :class:`SampleDataset` and fill the metadata attributes so that
 downstream code (concept bank, SSCS, dissection, retrieval) can work on any of them.
+Each is built by a factory ``fn(cfg: DataCfg, split: str)`` registered in :data:`DATASETS`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+from xbyol.registry import Registry
 
 Sample = dict[str, Any]
 
@@ -68,3 +71,6 @@ def collate(samples: list[Sample]) -> dict[str, Any]:
         else:
             out[k] = vals
     return out
+
+
+DATASETS: Registry[SampleDataset] = Registry("dataset")

@@ -19,6 +19,7 @@ Captions read "a photo of a <class>" (underscores in names read as spaces).
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xbyol.data import DATASETS
-from xbyol.data.base import Sample, SampleDataset
+from xbyol.config import DataCfg
+from xbyol.data.base import DATASETS, Sample, SampleDataset
 from xbyol.data.folder import article, check_root, concept_text
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -212,20 +213,9 @@ class CifarDataset(SampleDataset):
         return f"{self.name}[{self.split}] {self.dir}: {len(self)} images"
 
 
-def _factory(name: str):  # type: ignore[no-untyped-def]
-    def make(
-        split: str = "train",
-        root: str | None = None,
-        test_root: str | None = None,
-        image_size: int = 32,
-        num_train: int | None = None,
-        num_test: int | None = None,
-        seed: int = 0,
-        strict: bool = False,
-        captions_file: str | None = None,
-        test_captions_file: str | None = None,
-    ) -> CifarDataset:
-        return CifarDataset(name, root, split=split, image_size=image_size)
+def _factory(name: str) -> Callable[[DataCfg, str], CifarDataset]:
+    def make(cfg: DataCfg, split: str) -> CifarDataset:
+        return CifarDataset(name, cfg.root, split=split, image_size=cfg.image_size)
 
     return make
 

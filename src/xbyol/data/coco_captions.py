@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from xbyol.data import DATASETS
-from xbyol.data.base import Sample
+from xbyol.config import DataCfg
+from xbyol.data.base import DATASETS, Sample
 from xbyol.data.folder import (
     DatasetWarning,
     ImageFilesDataset,
@@ -221,28 +221,17 @@ class CocoCaptionsDataset(ImageFilesDataset):
 
 
 @DATASETS.register("coco-captions")
-def coco_captions(
-    split: str = "train",
-    root: str | None = None,
-    test_root: str | None = None,
-    image_size: int = 32,
-    num_train: int | None = None,
-    num_test: int | None = None,
-    seed: int = 0,
-    strict: bool = False,
-    captions_file: str | None = None,
-    test_captions_file: str | None = None,
-) -> CocoCaptionsDataset:
+def coco_captions(cfg: DataCfg, split: str) -> CocoCaptionsDataset:
     """Images + COCO-format captions JSON (data.root = image dir, data.captions_file = JSON)."""
     return CocoCaptionsDataset(
-        root,
-        captions_file,
+        cfg.root,
+        cfg.captions_file,
         split=split,
-        image_size=image_size,
-        seed=seed,
-        strict=strict,
-        test_root=test_root,
-        test_captions_file=test_captions_file,
+        image_size=cfg.image_size,
+        seed=cfg.seed,
+        strict=cfg.strict,
+        test_root=cfg.test_root,
+        test_captions_file=cfg.test_captions_file,
     )
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xbyol.data import DATASETS
-from xbyol.data.base import Sample, SampleDataset
+from xbyol.config import DataCfg
+from xbyol.data.base import DATASETS, Sample, SampleDataset
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEST_FRACTION = 0.2
@@ -91,17 +91,6 @@ class DigitsDataset(SampleDataset):
 
 
 @DATASETS.register("digits")
-def digits(
-    split: str = "train",
-    root: str | None = None,
-    test_root: str | None = None,
-    image_size: int = 32,
-    num_train: int | None = None,
-    num_test: int | None = None,
-    seed: int = 0,
-    strict: bool = False,
-    captions_file: str | None = None,
-    test_captions_file: str | None = None,
-) -> DigitsDataset:
+def digits(cfg: DataCfg, split: str) -> DigitsDataset:
     """scikit-learn handwritten digits (1,797 real 8x8 images, bundled), stratified 80/20 split."""
-    return DigitsDataset(split=split, image_size=image_size, seed=seed)
+    return DigitsDataset(split=split, image_size=cfg.image_size, seed=cfg.seed)

@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from xbyol.data import DATASETS
-from xbyol.data.base import Sample, SampleDataset
+from xbyol.config import DataCfg
+from xbyol.data.base import DATASETS, Sample, SampleDataset
 from xbyol.errors import XbyolError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -515,26 +515,15 @@ class FolderDataset(ImageFilesDataset):
 
 
 @DATASETS.register("folder")
-def folder(
-    split: str = "train",
-    root: str | None = None,
-    test_root: str | None = None,
-    image_size: int = 32,
-    num_train: int | None = None,
-    num_test: int | None = None,
-    seed: int = 0,
-    strict: bool = False,
-    captions_file: str | None = None,
-    test_captions_file: str | None = None,
-) -> FolderDataset:
+def folder(cfg: DataCfg, split: str) -> FolderDataset:
     """Your images in root/<class>/ folders, optional captions.jsonl and masks/."""
     return FolderDataset(
-        root,  # type: ignore[arg-type]  # None -> clear error in check_root
+        cfg.root,  # type: ignore[arg-type]  # None -> clear error in check_root
         split=split,
-        image_size=image_size,
-        seed=seed,
-        strict=strict,
-        test_root=test_root,
-        captions_file=captions_file,
-        test_captions_file=test_captions_file,
+        image_size=cfg.image_size,
+        seed=cfg.seed,
+        strict=cfg.strict,
+        test_root=cfg.test_root,
+        captions_file=cfg.captions_file,
+        test_captions_file=cfg.test_captions_file,
     )

@@ -17,6 +17,7 @@ names, MNIST's digit names. Captions read "a photo of an ankle boot" (Fashion-MN
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xbyol.data import DATASETS
-from xbyol.data.base import Sample, SampleDataset
+from xbyol.config import DataCfg
+from xbyol.data.base import DATASETS, Sample, SampleDataset
 from xbyol.data.digits import DIGIT_NAMES
 from xbyol.data.folder import article, check_root
 from xbyol.data.idx import read_idx
@@ -166,20 +167,9 @@ class IdxDataset(SampleDataset):
         return f"{self.name}[{self.split}] {self.root}: {len(self)} images {self.image_size}px"
 
 
-def _factory(name: str):  # type: ignore[no-untyped-def]
-    def make(
-        split: str = "train",
-        root: str | None = None,
-        test_root: str | None = None,
-        image_size: int = NATIVE_SIZE,
-        num_train: int | None = None,
-        num_test: int | None = None,
-        seed: int = 0,
-        strict: bool = False,
-        captions_file: str | None = None,
-        test_captions_file: str | None = None,
-    ) -> IdxDataset:
-        return IdxDataset(name, root, split=split, image_size=image_size)
+def _factory(name: str) -> Callable[[DataCfg, str], IdxDataset]:
+    def make(cfg: DataCfg, split: str) -> IdxDataset:
+        return IdxDataset(name, cfg.root, split=split, image_size=cfg.image_size)
 
     return make
 

@@ -35,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xbyol.data import DATASETS
-from xbyol.data.base import Sample, SampleDataset
+from xbyol.config import DataCfg
+from xbyol.data.base import DATASETS, Sample, SampleDataset
 
 SHAPES = ["circle", "square", "triangle", "cross", "star"]
 # CLEVR colours (facebookresearch/clevr-dataset-gen: image_generation/data/properties.json)
@@ -346,18 +346,7 @@ def _incidence(attrs: np.ndarray) -> np.ndarray:
 
 
 @DATASETS.register("shapes")
-def shapes(
-    split: str = "train",
-    root: str | None = None,
-    test_root: str | None = None,
-    image_size: int = 32,
-    num_train: int = 10000,
-    num_test: int = 2000,
-    seed: int = 0,
-    strict: bool = False,
-    captions_file: str | None = None,
-    test_captions_file: str | None = None,
-) -> ShapesDataset:
+def shapes(cfg: DataCfg, split: str) -> ShapesDataset:
     """Procedural coloured shapes on a 3x3 grid with exact masks and captions (offline)."""
-    num = num_train if split == "train" else num_test
-    return ShapesDataset(split=split, num=num, image_size=image_size, seed=seed)
+    num = cfg.num_train if split == "train" else cfg.num_test
+    return ShapesDataset(split=split, num=num, image_size=cfg.image_size, seed=cfg.seed)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from xbyol.eval.evaluators import EVALUATORS
 from xbyol.run import LoadedRun, load_run
 
 
@@ -93,7 +94,6 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
         progress: show progress bars.
         only: names of registered evaluators to run (default: all applicable).
     """
-    from xbyol.eval.evaluators import load_evaluators
     from xbyol.eval.linear_probe import probe_to_torch
 
     stage = StageTimer("eval", verbose=progress)
@@ -114,12 +114,11 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
         if cfg.eval.baseline:
             rand = run.random_init_backbone(seed=cfg.train.seed)
             results["random_init"], _ = probe_and_knn(rand, train_set, test_set, cfg, run.device, progress, stage, "random init")
-    evaluators = load_evaluators()
-    for name in evaluators.names():
+    for name in EVALUATORS.names():
         if only is not None and name not in only:
             continue
         with stage(name):
-            res = evaluators.create(name, run=run)
+            res = EVALUATORS.create(name, run=run)
         if res is not None:
             results[name] = res
     results["eval_seconds"] = time.perf_counter() - t0

@@ -129,15 +129,11 @@ class Explainer(abc.ABC):
 
 def target_types(method: str) -> tuple[type, ...] | None:
     """The target classes ``method`` can explain (``None``: any callable target)."""
-    _load_all()
-    if method not in EXPLAINERS:
-        raise KeyError(f"unknown explainer {method!r}; available: {', '.join(EXPLAINERS.names())}")
-    return getattr(EXPLAINERS._factories[method], "target_types", None)
+    return getattr(EXPLAINERS.get(method), "target_types", None)
 
 
 def names() -> list[str]:
     """Names of the registered explainers."""
-    _load_all()
     return EXPLAINERS.names()
 
 
@@ -145,14 +141,7 @@ def cam_names() -> list[str]:
     """Names of the registered CAM-family explainers (the ones that take a ``layer``)."""
     from xbyol.explain.cam.base import BaseCAM
 
-    _load_all()
-    return [n for n in EXPLAINERS.names() if isinstance(EXPLAINERS._factories[n], type) and issubclass(EXPLAINERS._factories[n], BaseCAM)]
-
-
-def _load_all() -> None:
-    # the variant modules register themselves on import
-    import xbyol.explain.attribution  # noqa: F401
-    import xbyol.explain.cam  # noqa: F401
+    return [n for n, cls in EXPLAINERS.items() if isinstance(cls, type) and issubclass(cls, BaseCAM)]
 
 
 def explain(
@@ -179,7 +168,6 @@ def explain(
     Returns:
         ``[B, H, W]`` heatmaps on the images' device.
     """
-    _load_all()
     if method not in EXPLAINERS:
         raise KeyError(f"unknown explainer {method!r}; available: {', '.join(EXPLAINERS.names())}")
     explainer = EXPLAINERS.create(method, model=model, layer=layer, normalize=normalize, **method_kwargs)

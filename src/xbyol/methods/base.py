@@ -63,7 +63,4 @@ class Method(nn.Module):
 
 def create_method(cfg: Config, dataset: SampleDataset) -> Method:
     """Build the method named by ``cfg.method.name``."""
-    from xbyol.methods import _load_builtin
-
-    _load_builtin()
     return METHODS.create(cfg.method.name, cfg=cfg, dataset=dataset)

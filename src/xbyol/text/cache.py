@@ -1,42 +1,21 @@
 """Frozen-encoder text features, computed once per distinct caption and cached on disk.
 
-A dataset's captions are deduplicated, embedded once by the frozen sentence encoder,
-saved to ``<cache>/<key>.pt`` (key = SHA-256 of the model's weights and the sorted
-texts) and held in memory as a lookup table, so training never re-encodes a caption.
-The cache directory is the ``cache_dir`` argument, else ``$XBYOL_CACHE_DIR/text``, else
-``~/.cache/xbyol/text``.
+A dataset's captions are deduplicated, embedded once by the frozen sentence encoder
+through the embedding cache of :mod:`xbyol.text.sentence_model` and held in memory as a
+lookup table, so training never re-encodes a caption.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
-from xbyol.text.encoder import encode_frozen, model_fingerprint, shared_sentence_model
+from xbyol.text.sentence_model import BUNDLED_MODEL, cached_embeddings, encode_texts
 
 # unknown texts met at run time (test captions, caption-dropout views) kept in memory at most
 MAX_EXTRA_TEXTS = 100_000
-
-
-def text_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """Where cached text features live (see the module docstring)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("XBYOL_CACHE_DIR")
-    if env:
-        return Path(env) / "text"
-    return Path.home() / ".cache" / "xbyol" / "text"
-
-
-def cache_key(fingerprint: str, texts: list[str]) -> str:
-    """Hex key of a (model weights, distinct sorted texts) pair."""
-    payload = json.dumps({"model": fingerprint, "texts": texts}, ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:40]
 
 
 class TextFeatureTable:
@@ -94,7 +73,7 @@ class TextFeatureTable:
             need = sorted({t for t in unknown if t not in self.extra})
             fresh: dict[str, torch.Tensor] = {}
             if need:
-                fresh = dict(zip(need, encode_frozen(shared_sentence_model(self.model, "cpu"), need)))
+                fresh = dict(zip(need, encode_texts(self.model, need)))
                 for t, f in fresh.items():
                     if len(self.extra) < MAX_EXTRA_TEXTS:
                         self.extra[t] = f
@@ -105,7 +84,7 @@ class TextFeatureTable:
 
 def build_text_table(
     texts: Iterable[str],
-    model: str = "all-MiniLM-L6-v2",
+    model: str = BUNDLED_MODEL,
     cache_dir: str | Path | None = None,
     batch_size: int = 256,
 ) -> TextFeatureTable:
@@ -114,7 +93,7 @@ def build_text_table(
     Args:
         texts: captions, repeats allowed.
         model: sentence-transformers name or local directory.
-        cache_dir: see :func:`text_cache_dir`.
+        cache_dir: see :func:`xbyol.text.sentence_model.embedding_cache_dir`.
         batch_size: texts per forward pass when encoding.
 
     Returns:
@@ -123,18 +102,5 @@ def build_text_table(
     distinct = sorted(set(texts))
     if not distinct:
         raise ValueError("no caption texts to encode: the dataset has no captions")
-    key = cache_key(model_fingerprint(model), distinct)
-    path = text_cache_dir(cache_dir) / f"{key}.pt"
-    if path.is_file():
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            if data.get("texts") == distinct:
-                return TextFeatureTable(model, distinct, data["features"])
-        except Exception:  # noqa: BLE001 - a corrupt cache file is rebuilt below
-            pass
-    features = encode_frozen(shared_sentence_model(model, "cpu"), distinct, batch_size=batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"texts": distinct, "features": features, "model": str(model)}, tmp)
-    os.replace(tmp, path)
+    features, _ = cached_embeddings(distinct, model, cache_dir, batch_size=batch_size)
     return TextFeatureTable(model, distinct, features)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbyol.text.cache import TextFeatureTable, build_text_table
-from xbyol.text.encoder import load_sentence_model, mean_pool, resolve_text_model
+from xbyol.text.sentence_model import load_sentence_model, offline, resolve_model_dir
 
 
 class _Shared:
@@ -31,6 +32,12 @@ class _Shared:
 
     def __deepcopy__(self, memo: dict) -> "_Shared":
         return self
+
+
+def mean_pool(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token embeddings ``[B, T, E]`` over the unmasked positions -> ``[B, E]``."""
+    mask = attention_mask.unsqueeze(-1).to(tokens.dtype)  # (B, T, 1)
+    return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)  # (B, E)
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -88,9 +95,7 @@ class FrozenTextEncoder(nn.Module):
 
 def _num_layers(model: str) -> int | None:
     """``num_hidden_layers`` from the model's ``config.json``, read without loading the weights."""
-    import json
-
-    cfg = resolve_text_model(model) / "config.json"
+    cfg = resolve_model_dir(model) / "config.json"
     try:
         return int(json.loads(cfg.read_text())["num_hidden_layers"])
     except (OSError, KeyError, ValueError, TypeError):
@@ -146,6 +151,7 @@ class FinetuneTextEncoder(nn.Module):
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(path: str) -> Any:
+    # heavy third-party import, paid only when a finetune/scratch encoder tokenises
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
@@ -153,10 +159,8 @@ def _tokenizer(path: str) -> Any:
 
 def load_tokenizer(model: str) -> Any:
     """The (cached) Hugging Face tokenizer of a sentence-transformers model, offline."""
-    from xbyol.text.encoder import _offline
-
-    _offline()
-    return _tokenizer(str(resolve_text_model(model)))
+    offline()
+    return _tokenizer(str(resolve_model_dir(model)))
 
 
 class ScratchTextEncoder(nn.Module):

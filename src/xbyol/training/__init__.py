@@ -1,5 +1,5 @@
 """The one trainer: ``train(cfg)`` -> run directory; ``resume_run(run_dir)`` continues one."""
 
-from xbyol.training.trainer import TrainingDiverged, TrainingInterrupted, build_dataset, resume_run, train
+from xbyol.training.trainer import TrainingDiverged, TrainingInterrupted, resume_run, train
 
-__all__ = ["TrainingDiverged", "TrainingInterrupted", "build_dataset", "resume_run", "train"]
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "resume_run", "train"]

@@ -23,7 +23,7 @@ from torch import nn
 from xbyol import __version__
 from xbyol import config as config_mod
 from xbyol.config import Config, ConfigError
-from xbyol.data import create_dataset
+from xbyol.data import build_dataset
 from xbyol.data.base import SampleDataset, collate
 from xbyol.errors import CheckpointError
 from xbyol.training import distributed as dist_utils
@@ -80,25 +80,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and dev.index is None:  # torch.cuda.set_device needs an index
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
     return dev
-
-
-def dataset_kwargs(cfg: Config) -> dict[str, Any]:
-    d = cfg.data
-    return dict(
-        root=d.root,
-        image_size=d.image_size,
-        num_train=d.num_train,
-        num_test=d.num_test,
-        seed=d.seed,
-        strict=d.strict,
-        captions_file=d.captions_file,
-        test_root=d.test_root,
-        test_captions_file=d.test_captions_file,
-    )
-
-
-def build_dataset(cfg: Config, split: str) -> SampleDataset:
-    return create_dataset(cfg.data.name, split, **dataset_kwargs(cfg))
 
 
 def steps_per_epoch(n: int, batch_size: int, world: int) -> int:

@@ -81,7 +81,7 @@ def ignores_target(method: str) -> bool:
     """Whether ``method`` draws the same map whatever the target (Eigen-CAM)."""
     from xbyol.explain.base import EXPLAINERS
 
-    return not getattr(EXPLAINERS._factories[method], "needs_target", True)
+    return not getattr(EXPLAINERS.get(method), "needs_target", True)
 
 
 class Explorer:

@@ -1,30 +1,23 @@
 import pytest
 import torch
 
-from xbyol.text.encoder import (
+from xbyol.text.sentence_model import (
     BUNDLED_MODEL,
     encode_frozen,
-    mean_pool,
     model_fingerprint,
-    resolve_text_model,
+    resolve_model_dir,
     shared_sentence_model,
 )
 
 
 def test_resolve_bundled_and_errors(tmp_path):
-    path = resolve_text_model(BUNDLED_MODEL)
+    path = resolve_model_dir(BUNDLED_MODEL)
     assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
-    assert resolve_text_model(path) == path  # a local directory is accepted as it is
+    assert resolve_model_dir(path) == path  # a local directory is accepted as it is
     with pytest.raises(FileNotFoundError, match="never downloaded"):
-        resolve_text_model("sentence-transformers/all-mpnet-base-v2")
+        resolve_model_dir("sentence-transformers/all-mpnet-base-v2")
     with pytest.raises(FileNotFoundError, match="no weights file"):
         model_fingerprint(tmp_path)
-
-
-def test_mean_pool_hand_computed():
-    tokens = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
-    mask = torch.tensor([[1, 1, 0]])
-    assert mean_pool(tokens, mask).tolist() == [[2.0, 3.0]]
 
 
 def test_encode_frozen_unit_norm_and_semantics():
