@@ -7,7 +7,10 @@ import dataclasses
 import pytest
 import torch
 
+from xbyol.config import from_dict, to_dict
+from xbyol.data import build_dataset
 from xbyol.errors import CheckpointError
+from xbyol.methods import create_method
 from xbyol.training import train
 from xbyol.training.checkpoint import load_checkpoint
 from xbyol.training.init_from import initialise_from
@@ -34,10 +37,6 @@ def test_fine_tuning_starts_from_the_source_encoder(tiny_cfg):
 
 
 def test_bad_sources_name_the_problem(tiny_cfg, tmp_path):
-    from xbyol.config import from_dict, to_dict
-    from xbyol.methods import create_method
-    from xbyol.training.trainer import build_dataset
-
     source = _run(tiny_cfg, "source", steps=1)
     wider = to_dict(tiny_cfg)
     wider["model"]["proj_dim"] = tiny_cfg.model.proj_dim * 2
