@@ -78,3 +78,26 @@ def test_crossmodal_variants_configs_and_per_seed_summary(benchmarks_on_path, tm
     assert "| **image->text R@1, %** | 60.0 ± 14.1 |" in xm.table(saved, ["xmodal_layer"])
     with pytest.raises(SystemExit, match="budget"):
         xm.load_results(path, xm.parse_args(["--steps", "7", "--json", str(path)]))
+
+
+def _dissection_row(seed: int, init: str, detectors: int, loss: str) -> dict:
+    return {"seed": seed, "model": "byol", "init": init, "layer": "stages.3", "units": 128, "detectors": detectors,
+            "unique_paper": 2, "unique_release": 3, "paper_per_group": {"shape": 0, "colour": seed},
+            "release_per_group": {"shape": 1, "colour": 2}, "loss": loss, "loss_filter": ""}
+
+
+def test_dissection_rows_become_mean_sd_over_seeds(benchmarks_on_path):
+    dis = _load("dissection")
+    rows = [_dissection_row(0, "trained", 20, "1.5"), _dissection_row(0, "random init", 11, ""),
+            _dissection_row(1, "trained", 30, "1.7"), _dissection_row(1, "random init", 11, "")]
+    summary = dis.summarise(rows)
+    assert [(e["init"], e["seeds"]) for e in summary] == [("trained", [0, 1]), ("random init", [0, 1])]
+    assert summary[0]["detectors"]["mean"] == 25 and summary[0]["detectors"]["sd"] == pytest.approx(50 ** 0.5)
+    assert summary[0]["paper_per_group"]["colour"]["values"] == [0.0, 1.0]
+    assert summary[1]["loss"]["n"] == 0  # random-init rows have no training loss
+    lines = dis.table_rows(summary)
+    assert lines[2] == ("| byol | trained | `stages.3` | 25.0 ± 7.1 / 128 | 2.0 ± 0.0 | 3.0 ± 0.0 | 0.0 ± 0.0 / 1.0 ± 0.0 "
+                        "| 0.5 ± 0.7 / 2.0 ± 0.0 | 1.600 ± 0.141 |")
+    assert lines[3].endswith("| 11.0 ± 0.0 / 128 | 2.0 ± 0.0 | 3.0 ± 0.0 | 0.0 ± 0.0 / 1.0 ± 0.0 | 0.5 ± 0.7 / 2.0 ± 0.0 |  |")
+    one_seed = dis.table_rows(dis.summarise(rows[:2]))
+    assert "| 20 / 128 | 2 | 3 | 0 / 1 | 0 / 2 | 1.500 |" in one_seed[2]
