@@ -108,8 +108,13 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _cell(s: dict[str, Any], digits: int = 1) -> str:
-    return mean_sd(s["values"], digits) if s["n"] > 1 else (f"{s['values'][0]:g}" if s["n"] else "")
+def _cell(s: dict[str, Any], digits: int = 1, count: bool = True) -> str:
+    """mean ± sd over several seeds; one seed's value as it is (a count as an integer); '' for none."""
+    if s["n"] > 1:
+        return mean_sd(s["values"], digits)
+    if not s["n"]:
+        return ""
+    return f"{s['values'][0]:g}" if count else f"{s['values'][0]:.{digits}f}"
 
 
 def table_rows(summary: list[dict[str, Any]]) -> list[str]:
@@ -123,9 +128,9 @@ def table_rows(summary: list[dict[str, Any]]) -> list[str]:
     for e in summary:
         loss = ""
         if e["init"] == "trained" and e["loss"]["n"]:
-            loss = _cell(e["loss"], 3)
+            loss = _cell(e["loss"], 3, count=False)
             if e["loss_filter"]["n"]:
-                loss += f" (filter {_cell(e['loss_filter'], 4)})"
+                loss += f" (filter {_cell(e['loss_filter'], 4, count=False)})"
         lines.append(
             f"| {e['model']} | {e['init']} | `{e['layer']}` | {_cell(e['detectors'])} / {e['units']} | "
             f"{_cell(e['unique_paper'])} | {_cell(e['unique_release'])} | "
