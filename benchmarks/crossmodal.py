@@ -253,9 +253,8 @@ def table(data: dict[str, Any], names: list[str]) -> str:
         chance="healthy " + ", ".join(f"1/sqrt({d}) = {d ** -0.5:.4f}" for d in dims))
     add("last training step: image effective rank", "train/image_rank")
     add("last training step: text effective rank", "train/text_rank")
-    rnd = next((data["runs"][s][v].get("random_init") for s in seeds for v in names
-                if v in data["runs"][s] and data["runs"][s][v].get("random_init")), None)
-    chance_probe = f"{_p(1 / 5)} (random-init backbone {_p(rnd['linear_probe'])}, seed {seeds[0].removeprefix('seed')})" if rnd else _p(1 / 5)
+    rnd = [e["random_init"]["linear_probe"] for s in seeds for e in data["runs"][s].values() if e.get("random_init")]
+    chance_probe = f"{_p(1 / 5)} (random-init backbone {mean_sd([100 * x for x in rnd], 1)})" if rnd else _p(1 / 5)
     add("**linear probe accuracy, %** (image backbone; label = shape of the largest object)", "linear_probe", 100.0, chance=chance_probe)
     add("kNN accuracy, %", "knn", 100.0)
     add("training time, s", "train_s", digits=0)
