@@ -234,7 +234,11 @@ def table(data: dict[str, Any], names: list[str]) -> str:
     cols = {v: [metrics_of(data["runs"][s][v]) for s in seeds if v in data["runs"][s]] for v in names}
     first = next(e for s in seeds for e in data["runs"][s].values())
     ret = first["retrieval"]
-    rows = ["| metric | " + " | ".join(_label(v) for v in names) + " | chance |",
+    def header(v: str) -> str:  # a column with fewer seeds than the table names its own
+        own = [s.removeprefix("seed") for s in seeds if v in data["runs"][s]]
+        return _label(v) + (f" (seeds {', '.join(own)} only)" if len(own) < len(seeds) else "")
+
+    rows = ["| metric | " + " | ".join(header(v) for v in names) + " | chance |",
             "|---|" + "---|" * (len(names) + 1)]
 
     def add(name: str, key: str, scale: float = 1.0, digits: int = 1, chance: str = "") -> None:
@@ -276,7 +280,7 @@ def section(args: argparse.Namespace, data: dict[str, Any], names: list[str], co
             "",
             f"Budget: shapes 32 px, {args.num_train} train / {args.num_test} test images (data seed {args.seed}), "
             f"{args.steps} steps x batch {args.batch_size} for every run (AdamW lr 2e-3, wd 1e-4, bf16 autocast, "
-            f"{args.threads} threads on a shared 2-core x86_64 CPU). Training seeds "
+            f"{args.threads} thread(s) on a shared 2-core x86_64 CPU). Training seeds "
             f"{', '.join(s.removeprefix('seed') for s in seeds)} (`train.seed`); every cell is the mean ± sd over them. "
             "Same towers for all: resnet10_16 "
             "image encoder; frozen bundled all-MiniLM-L6-v2 (cached features) + residual adapter as text encoder; "
