@@ -7,6 +7,13 @@ Recall@1/5/10 and median rank with chance levels, plus embedding std / effective
 
     python benchmarks/crossmodal.py                 # prints the table
     python benchmarks/crossmodal.py --write         # also updates benchmarks/BENCHMARKS.md
+    python benchmarks/crossmodal.py --seeds 0 1 2 --projector-norm batch layer none --steps 200 \
+        --json benchmarks/results/crossmodal_projector_norm.json   # the projector-norm ablation
+
+Every (training seed, variant) is one entry of the results JSON (``--json``); an entry already
+there is reused, so seeds and variants can be added one command at a time, and the JSON keeps
+per-seed values with their mean and sd (``summary``). Variants: ``xmodal_<norm>`` for each
+``--projector-norm`` and ``clip`` (projector_norm batch, as in configs/shapes_clip.yaml).
 
 The data seed defaults to 1 so that the reported test split is not the one (seed 0) used
 while choosing ``tau_base`` and the projector output BatchNorm.
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,10 +32,11 @@ from typing import Any
 
 import torch
 from bench_markdown import write_section
+from bench_seeds import mean_sd, seed_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Cross-modal BYOL vs CLIP (shapes)"
-METHODS = ("xmodal", "clip")
+NORMS = ("batch", "layer", "none")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,31 +46,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-train", type=int, default=5000)
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1, help="data seed (train and test streams)")
-    p.add_argument("--out", default="runs/bench_crossmodal")
+    p.add_argument("--seed", type=int, default=1, help="data seed (train and test streams; the same for every training seed)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (train.seed), one run per seed and variant")
+    p.add_argument("--projector-norm", nargs="+", choices=NORMS, default=["batch"],
+                   help="method.crossmodal.projector_norm of the xmodal runs, one variant each (clip keeps batch)")
+    p.add_argument("--no-clip", action="store_true", help="train only the xmodal variants")
+    p.add_argument("--out", default="runs/bench_crossmodal", help="parent of the run directories (OUT/seed<S>/<variant>)")
+    p.add_argument("--json", default="benchmarks/results/crossmodal.json", help="results file (per-seed entries + summary)")
     p.add_argument("--write", action="store_true", help="update the section of benchmarks/BENCHMARKS.md")
-    p.add_argument("--table-only", action="store_true", help="re-render from OUT/results.json instead of training")
+    p.add_argument("--table-only", action="store_true", help="re-render from --json instead of training")
     return p.parse_args(argv)
 
 
-def config_for(args: argparse.Namespace, method: str):
+def variants(args: argparse.Namespace) -> list[str]:
+    """``xmodal_<norm>`` per requested projector norm, then ``clip``."""
+    return [f"xmodal_{n}" for n in args.projector_norm] + ([] if args.no_clip else ["clip"])
+
+
+def budget(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings every entry of one results file shares (the file refuses entries made otherwise)."""
+    return {"steps": args.steps, "batch_size": args.batch_size, "num_train": args.num_train,
+            "num_test": args.num_test, "data_seed": args.seed}
+
+
+def config_for(args: argparse.Namespace, variant: str, seed: int):
     from xbyol.config import load
 
+    method, _, norm = variant.partition("_")
     return load(
         ROOT / "configs" / f"shapes_{method}.yaml",
         {
-            "name": method,
-            "out_dir": args.out,
+            "name": variant,
+            "out_dir": str(Path(args.out) / f"seed{seed}"),
             "data.num_train": args.num_train,
             "data.num_test": args.num_test,
             "data.batch_size": args.batch_size,
             "data.seed": args.seed,
+            "method.crossmodal.projector_norm": norm or "batch",
             "train.steps": args.steps,
-            "train.seed": 0,
+            "train.seed": seed,
             "train.progress": False,
             "train.log_every": 10,
             "train.monitor_every": 20,
-            "eval.baseline": method == METHODS[0],  # one random-init probe serves both (same architecture)
+            "eval.baseline": variant == variants(args)[0],  # one random-init probe serves all (same backbone)
         },
     )
 
@@ -76,11 +103,11 @@ def _last_monitors(run_dir: Path) -> dict[str, float]:
     return out
 
 
-def run_one(args: argparse.Namespace, method: str) -> dict[str, Any]:
+def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
     from xbyol.eval.evaluate import evaluate
     from xbyol.training.trainer import train
 
-    cfg = config_for(args, method)
+    cfg = config_for(args, variant, seed)
     t0 = time.perf_counter()
     run_dir = train(cfg, overwrite=True)
     train_s = time.perf_counter() - t0
@@ -94,28 +121,28 @@ def run_one(args: argparse.Namespace, method: str) -> dict[str, Any]:
         "retrieval": res["retrieval"],
         "train_monitors": _last_monitors(run_dir),
     }
-    print(f"{method}: trained {train_s:.0f}s, evaluated {out['eval_s']:.0f}s", flush=True)
+    print(f"seed {seed} {variant}: trained {train_s:.0f}s, evaluated {out['eval_s']:.0f}s", flush=True)
     return out
 
 
-def step_seconds(args: argparse.Namespace, repeats: int = 6) -> dict[str, float]:
-    """Median seconds of one training step (forward, backward, AdamW, EMA) per method.
+def step_seconds(args: argparse.Namespace, names: list[str], repeats: int = 6) -> dict[str, float]:
+    """Median seconds of one training step (forward, backward, AdamW, EMA) per variant.
 
-    The methods alternate on one fixed batch, so load from other processes on a shared
-    machine affects both alike (wall-clock training times above do not have that property).
+    The variants alternate on one fixed batch, so load from other processes on a shared
+    machine affects all alike (wall-clock training times above do not have that property).
     """
     from xbyol.data import build_dataset, collate
     from xbyol.methods import create_method
 
-    cfgs = {m: config_for(args, m) for m in METHODS}
-    ds = build_dataset(cfgs[METHODS[0]], "train")
+    cfgs = {v: config_for(args, v, 0) for v in names}
+    ds = build_dataset(cfgs[names[0]], "train")
     batch = collate([ds[i] for i in range(min(args.batch_size, len(ds)))])
     setups = {}
     for m, cfg in cfgs.items():
         method = create_method(cfg, ds).to(memory_format=torch.channels_last).train()
         opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=cfg.train.lr)
         setups[m] = (method, opt)
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    times: dict[str, list[float]] = {m: [] for m in names}
     for k in range(repeats + 1):
         for m, (method, opt) in setups.items():
             t0 = time.perf_counter()
@@ -130,50 +157,134 @@ def step_seconds(args: argparse.Namespace, repeats: int = 6) -> dict[str, float]
     return {m: sorted(v)[len(v) // 2] for m, v in times.items()}
 
 
+# ----------------------------------------------------------------------------- results file
+
+
+def load_results(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("budget") != budget(args):
+            raise SystemExit(f"{path}: results were made with budget {data.get('budget')}, not {budget(args)}; "
+                             "pass another --json")
+        return data
+    return {"budget": budget(args), "runs": {}}
+
+
+def _seed_keys(data: dict[str, Any]) -> list[str]:
+    return sorted(data["runs"], key=lambda s: int(s.removeprefix("seed")))
+
+
+def metrics_of(entry: dict[str, Any]) -> dict[str, float | None]:
+    """The scalar figures of one run, by name (retrieval in [0, 1], ranks, probe, times)."""
+    out: dict[str, float | None] = {}
+    for direction in ("image_to_text", "text_to_image"):
+        r = entry["retrieval"][direction]
+        for k in ("R@1", "R@5", "R@10", "median_rank"):
+            out[f"{direction}/{k}"] = r[k]
+    emb = entry["retrieval"]["embeddings"]
+    for k in ("image_rank", "text_rank", "image_std", "text_std"):
+        out[f"test/{k}"] = emb[k]
+    for k in ("image_rank", "text_rank"):
+        out[f"train/{k}"] = entry["train_monitors"].get(k)
+    out["linear_probe"] = entry["probe"]["linear_probe"]
+    out["knn"] = entry["probe"]["knn"]
+    out["train_s"] = entry["train_s"]
+    return out
+
+
+def summarise(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{variant: {metric: {"values", "n", "mean", "sd"}}}`` over the seeds in ``data["runs"]``."""
+    seeds = _seed_keys(data)
+    names = sorted({v for s in seeds for v in data["runs"][s]})
+    out: dict[str, dict[str, Any]] = {}
+    for v in names:
+        entries = [metrics_of(data["runs"][s][v]) for s in seeds if v in data["runs"][s]]
+        out[v] = {"seeds": [int(s.removeprefix("seed")) for s in seeds if v in data["runs"][s]]}
+        for k in entries[0]:
+            out[v][k] = seed_summary([e[k] for e in entries])
+    return out
+
+
+def save_results(path: Path, data: dict[str, Any]) -> None:
+    data["seeds"] = [int(s.removeprefix("seed")) for s in _seed_keys(data)]
+    data["summary"] = summarise(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
 def _p(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def table(r: dict[str, dict[str, Any]]) -> str:
-    xm, cl = r["xmodal"], r["clip"]
-    rows = ["| metric | xmodal (cross-modal BYOL) | clip | chance |", "|---|---|---|---|"]
+def _label(variant: str) -> str:
+    if variant == "clip":
+        return "clip"
+    return f"xmodal, projector_norm {variant.partition('_')[2]}"
+
+
+def table(data: dict[str, Any], names: list[str]) -> str:
+    """One column per variant, every cell the mean ± sd over the seeds present (percent for rates)."""
+    seeds = _seed_keys(data)
+    cols = {v: [metrics_of(data["runs"][s][v]) for s in seeds if v in data["runs"][s]] for v in names}
+    first = next(e for s in seeds for e in data["runs"][s].values())
+    ret = first["retrieval"]
+    def header(v: str) -> str:  # a column with fewer seeds than the table names its own
+        own = [s.removeprefix("seed") for s in seeds if v in data["runs"][s]]
+        return _label(v) + (f" (seeds {', '.join(own)} only)" if len(own) < len(seeds) else "")
+
+    rows = ["| metric | " + " | ".join(header(v) for v in names) + " | chance |",
+            "|---|" + "---|" * (len(names) + 1)]
+
+    def add(name: str, key: str, scale: float = 1.0, digits: int = 1, chance: str = "") -> None:
+        cells = [mean_sd([None if e[key] is None else scale * e[key] for e in cols[v]], digits) for v in names]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {chance} |")
+
     for direction, label in (("image_to_text", "image->text"), ("text_to_image", "text->image")):
-        a, b = xm["retrieval"][direction], cl["retrieval"][direction]
         for k in (1, 5, 10):
             bold = "**" if k == 1 else ""
-            rows.append(f"| {bold}{label} R@{k}, %{bold} | {_p(a[f'R@{k}'])} | {_p(b[f'R@{k}'])} | {_p(a[f'chance_R@{k}'])} |")
-        rows.append(f"| {label} median rank | {a['median_rank']:g} | {b['median_rank']:g} | {a['chance_median_rank']:g} |")
-        ratio = a["R@1"] / b["R@1"] if b["R@1"] > 0 else float("nan")
-        rows.append(f"| {label} R@1, xmodal / clip | {100 * ratio:.0f}% |  |  |")
-    ea, eb = xm["retrieval"]["embeddings"], cl["retrieval"]["embeddings"]
-    rows.append(f"| test embeddings: image / text effective rank (RankMe) | {ea['image_rank']:.1f} / {ea['text_rank']:.1f} (d={ea['dim']:g}) | {eb['image_rank']:.1f} / {eb['text_rank']:.1f} (d={eb['dim']:g}) |  |")
-    rows.append(f"| test embeddings: image / text std (healthy 1/sqrt(d)) | {ea['image_std']:.4f} / {ea['text_std']:.4f} ({ea['healthy_std']:.4f}) | {eb['image_std']:.4f} / {eb['text_std']:.4f} ({eb['healthy_std']:.4f}) |  |")
-    ta, tb = xm["train_monitors"], cl["train_monitors"]
-    rows.append(f"| last training step: image / text effective rank | {ta.get('image_rank', float('nan')):.1f} / {ta.get('text_rank', float('nan')):.1f} | {tb.get('image_rank', float('nan')):.1f} / {tb.get('text_rank', float('nan')):.1f} |  |")
-    rnd = xm.get("random_init") or {}
-    chance_probe = f"{_p(1 / 5)} (random-init backbone {_p(rnd['linear_probe'])})" if rnd else _p(1 / 5)
-    rows.append(f"| **linear probe accuracy, %** (image backbone; label = shape of the largest object) | {_p(xm['probe']['linear_probe'])} | {_p(cl['probe']['linear_probe'])} | {chance_probe} |")
-    rows.append(f"| kNN accuracy, % | {_p(xm['probe']['knn'])} | {_p(cl['probe']['knn'])} |  |")
-    rows.append(f"| training time, s | {xm['train_s']:.0f} | {cl['train_s']:.0f} |  |")
-    rows.append(f"| evaluation time, s | {xm['eval_s']:.0f} | {cl['eval_s']:.0f} |  |")
-    if "step_s" in xm:
-        rows.append(f"| one training step, s (interleaved, same batch) | {xm['step_s']:.3f} | {cl['step_s']:.3f} |  |")
+            add(f"{bold}{label} R@{k}, %{bold}", f"{direction}/R@{k}", 100.0, chance=_p(ret[direction][f"chance_R@{k}"]))
+        add(f"{label} median rank", f"{direction}/median_rank", chance=f"{ret[direction]['chance_median_rank']:g}")
+    add("test embeddings: image effective rank (RankMe)", "test/image_rank")
+    add("test embeddings: text effective rank (RankMe)", "test/text_rank")
+    dims = sorted({int(data["runs"][s][v]["retrieval"]["embeddings"]["dim"]) for s in seeds for v in names if v in data["runs"][s]})
+    add("test embeddings: image std", "test/image_std", digits=4,
+        chance="healthy " + ", ".join(f"1/sqrt({d}) = {d ** -0.5:.4f}" for d in dims))
+    add("last training step: image effective rank", "train/image_rank")
+    add("last training step: text effective rank", "train/text_rank")
+    rnd = [e["random_init"]["linear_probe"] for s in seeds for e in data["runs"][s].values() if e.get("random_init")]
+    chance_probe = f"{_p(1 / 5)} (random-init backbone {mean_sd([100 * x for x in rnd], 1)})" if rnd else _p(1 / 5)
+    add("**linear probe accuracy, %** (image backbone; label = shape of the largest object)", "linear_probe", 100.0, chance=chance_probe)
+    add("kNN accuracy, %", "knn", 100.0)
+    add("training time, s", "train_s", digits=0)
+    if data.get("step_s"):
+        rows.append("| one training step, s (interleaved, same batch) | "
+                    + " | ".join(f"{data['step_s'][v]:.3f}" if v in data["step_s"] else "-" for v in names) + " |  |")
     return "\n".join(rows)
 
 
-def section(args: argparse.Namespace, r: dict[str, dict[str, Any]], command: str) -> str:
-    n_q = r["xmodal"]["retrieval"]
+def section(args: argparse.Namespace, data: dict[str, Any], names: list[str], command: str) -> str:
+    seeds = _seed_keys(data)
+    first = next(e for s in seeds for e in data["runs"][s].values())
+    n_q = first["retrieval"]
     return "\n".join(
         [
             SECTION,
             "",
-            f"Command: `{command}`",
+            f"Command: `{command}`; results: `{args.json}` (per-seed entries under `runs`, mean and sd under `summary`).",
             "",
             f"Budget: shapes 32 px, {args.num_train} train / {args.num_test} test images (data seed {args.seed}), "
-            f"{args.steps} steps x batch {args.batch_size} for both methods (AdamW lr 2e-3, wd 1e-4, bf16 autocast, "
-            f"{args.threads} threads on a shared 2-core x86_64 CPU, train seed 0). Same towers for both: resnet10_16 "
+            f"{args.steps} steps x batch {args.batch_size} for every run (AdamW lr 2e-3, wd 1e-4, bf16 autocast, "
+            f"{args.threads} thread(s) on a shared 2-core x86_64 CPU). Training seeds "
+            f"{', '.join(s.removeprefix('seed') for s in seeds)} (`train.seed`); every cell is the mean ± sd over them. "
+            "Same towers for all: resnet10_16 "
             "image encoder; frozen bundled all-MiniLM-L6-v2 (cached features) + residual adapter as text encoder; "
-            "projectors 512 -> 128 ending in a non-affine BatchNorm. xmodal adds predictors and EMA targets "
+            "projectors 512 -> 128 ending in the normalisation named in the column (`method.crossmodal.projector_norm`: "
+            "batch = non-affine BatchNorm, layer = non-affine LayerNorm, none). xmodal adds predictors and EMA targets "
             "(tau_base 0.9, cosine to 1), clip a learnable temperature (init 1/0.07). Images are paired with their "
             "captions unaugmented (`image_aug: none`); no intra-modal terms.",
             "",
@@ -186,7 +297,7 @@ def section(args: argparse.Namespace, r: dict[str, dict[str, Any]], command: str
             "in a gallery of G). xmodal scores a pair by the mean of the two cosines it trains, "
             "cos(q_img, z'_txt) and cos(z'_img, q_txt); clip by the cosine of the projections.",
             "",
-            table(r),
+            table(data, names),
             "",
         ]
     )
@@ -196,18 +307,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     command = ("python benchmarks/crossmodal.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
-    results_file = Path(args.out) / "results.json"
-    if args.table_only:
-        results = json.loads(results_file.read_text())
-        command = command.replace(" --table-only", "")
-    else:
-        results = {m: run_one(args, m) for m in METHODS}
-    if any("step_s" not in r for r in results.values()):
-        for m, sec in step_seconds(args).items():
-            results[m]["step_s"] = sec
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    results_file.write_text(json.dumps(results, indent=1))
-    text = section(args, results, command)
+    command = command.replace(" --table-only", "")
+    path = Path(args.json)
+    data = load_results(path, args)
+    names = variants(args)
+    if not args.table_only:
+        for v in names:  # one variant over all seeds before the next: a cut-short command leaves whole rows
+            for seed in args.seeds:
+                runs = data["runs"].setdefault(f"seed{seed}", {})
+                if v not in runs:
+                    runs[v] = run_one(args, v, seed)
+                    save_results(path, data)
+        missing = [v for v in names if v not in data.get("step_s", {})]
+        if missing:
+            data.setdefault("step_s", {}).update(step_seconds(args, names))
+            save_results(path, data)
+    if not data["runs"]:
+        raise SystemExit(f"{path}: no runs to tabulate")
+    text = section(args, data, [v for v in names if any(v in r for r in data["runs"].values())], command)
     print(text)
     if args.write:
         write_section(Path(__file__).resolve().parent / "BENCHMARKS.md", SECTION, text)

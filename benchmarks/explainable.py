@@ -46,9 +46,7 @@ import argparse
 import copy
 import dataclasses
 import json
-import math
 import os
-import statistics
 import sys
 import time
 import types
@@ -60,6 +58,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 from bench_markdown import write_section  # noqa: E402
+from bench_seeds import mean_sd  # noqa: E402
 
 SECTION = "## Explainable BYOL (shapes)"
 FASHION_SECTION = "## Explainable BYOL (Fashion-MNIST)"
@@ -345,16 +344,6 @@ def save_results(path: Path, data: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- tables
-
-
-def mean_sd(values: list[float], digits: int = 3) -> str:
-    """``mean ± sd (n)`` of the finite values; ``-`` when none."""
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return "-"
-    if len(vals) == 1:
-        return f"{vals[0]:.{digits}f} (n=1)"
-    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
 
 
 def _get(entry: dict[str, Any] | None, *keys: str) -> float | None:

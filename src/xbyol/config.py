@@ -108,7 +108,7 @@ class CrossModalCfg:
     text_intra_weight: float = opt(0.0, "weight of the text-text BYOL term (caption dropout)", low=0.0)
     caption_dropout: float = opt(0.1, "word dropout probability for the second text view", 0.0, 1.0)
     collapse_std_threshold: float = opt(0.3, "warn when the embedding std falls below this fraction of 1/sqrt(d)", low=0.0)
-    projector_bn: bool = opt(True, "end both projectors with a non-affine BatchNorm (SimSiam's projector output BN): centres and standardises every shared-space dimension")
+    projector_norm: str = choice("batch", ["batch", "layer", "none"], "normalisation at the end of both projectors: batch = non-affine BatchNorm (SimSiam's projector output BN; standardises every shared-space dimension over the batch, so samples share statistics), layer = non-affine LayerNorm (standardises each embedding on its own, batch-independent), none (replaces the old boolean projector_bn: true = batch, false = none)")
     text_adapter_hidden: int = opt(384, "hidden width of the residual adapter on the frozen text encoder", low=1)
     scratch_width: int = opt(128, "width of the from-scratch text transformer", low=8)
     scratch_layers: int = opt(2, "layers of the from-scratch text transformer", low=1)
@@ -297,14 +297,46 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+# replaced boolean key -> (its new key, new value of false / true): old configs and run dirs still load
+_LEGACY_BOOL_KEYS = {"method.crossmodal.projector_bn": ("method.crossmodal.projector_norm", ("none", "batch"))}
+
+
+def _upgrade_legacy(key: str, value: Any) -> tuple[str, Any]:
+    """``(key, value)`` with a replaced boolean key mapped onto its successor."""
+    if key not in _LEGACY_BOOL_KEYS:
+        return key, value
+    new_key, (if_false, if_true) = _LEGACY_BOOL_KEYS[key]
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r} (replaced by {new_key}: {if_true}, {if_false})")
+    return new_key, if_true if value else if_false
+
+
+def _upgrade_legacy_tree(tree: dict[str, Any]) -> None:
+    """Rename replaced keys in a nested config dict in place; both old and new key present is an error."""
+    for old in _LEGACY_BOOL_KEYS:
+        *parents, leaf = old.split(".")
+        node: Any = tree
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        new_key, value = _upgrade_legacy(old, node.pop(leaf))
+        new_leaf = new_key.rsplit(".", 1)[1]
+        if new_leaf in node and node[new_leaf] != value:
+            raise ConfigError(f"{old} and {new_key} disagree ({value!r} vs {node[new_leaf]!r}); keep only {new_key}")
+        node[new_leaf] = value
+
+
 def from_dict(data: dict[str, Any] | None, overrides: list[str] | dict[str, Any] | None = None) -> Config:
     """Build and validate a Config from a nested dict plus dotted overrides."""
     tree: dict[str, Any] = _deep_copy(data or {})
+    _upgrade_legacy_tree(tree)
     if isinstance(overrides, dict):
         items = list(overrides.items())
     else:
         items = [parse_override(o) for o in (overrides or [])]
     for key, value in items:
+        key, value = _upgrade_legacy(key, value)
         _set_dotted(tree, key, value)
     return _build(Config, tree, "")
 

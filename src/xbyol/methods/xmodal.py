@@ -46,18 +46,36 @@ class CollapseWarning(UserWarning):
     """An embedding's per-dimension std fell below the configured fraction of ``1/sqrt(d)``."""
 
 
-def shared_space_projector(in_dim: int, hidden: int, out_dim: int, output_bn: bool) -> nn.Module:
-    """BYOL projector ``[B, in_dim] -> [B, out_dim]``, optionally ending in a non-affine BatchNorm.
+def projector_output_norm(kind: str, dim: int) -> nn.Module:
+    """The last layer of a shared-space projector, ``[B, dim] -> [B, dim]``, no learnt parameters.
 
-    The output BatchNorm (as in SimSiam's projector, Chen & He 2021) centres and
-    standardises every shared-space dimension over the batch. Without it the regression
-    targets of cross-modal BYOL are dominated by their common mean, predictions shrink
-    towards it and retrieval suffers (benchmarks/BENCHMARKS.md).
+    - ``batch``: non-affine BatchNorm (SimSiam's projector output BN, Chen & He 2021): centres
+      and standardises every dimension over the batch, so each sample's embedding depends on
+      the other samples of its batch while training (running statistics at eval).
+    - ``layer``: non-affine LayerNorm: centres and standardises each embedding over its own
+      ``dim`` entries; no sample sees another's statistics.
+    - ``none``: identity.
+    """
+    if kind == "batch":
+        return nn.BatchNorm1d(dim, affine=False)
+    if kind == "layer":
+        return nn.LayerNorm(dim, elementwise_affine=False)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"method.crossmodal.projector_norm: unknown {kind!r}; choose batch, layer or none")
+
+
+def shared_space_projector(in_dim: int, hidden: int, out_dim: int, norm: str) -> nn.Module:
+    """BYOL projector ``[B, in_dim] -> [B, out_dim]`` followed by :func:`projector_output_norm`.
+
+    Without an output normalisation the regression targets of cross-modal BYOL are dominated
+    by their common mean, predictions shrink towards it and retrieval suffers; the batch
+    variant removes that mean with batch statistics (benchmarks/BENCHMARKS.md compares the three).
     """
     head = ProjectionHead(in_dim, hidden, out_dim)
-    if not output_bn:
-        return head
-    return nn.Sequential(head, nn.BatchNorm1d(out_dim, affine=False))
+    if norm == "none":
+        return head  # the bare head: the state-dict keys of runs saved with projector_bn false
+    return nn.Sequential(head, projector_output_norm(norm, out_dim))
 
 
 class CrossModalTowers(Method):
@@ -75,8 +93,8 @@ class CrossModalTowers(Method):
         self.backbone = create_backbone(cfg.model.backbone)
         captions = [c for caps in item_captions(dataset) for c in caps]
         self.text_encoder = build_text_encoder(x, captions)
-        self.image_projector = shared_space_projector(self.backbone.num_features, x.hidden, x.embed_dim, x.projector_bn)
-        self.text_projector = shared_space_projector(self.text_encoder.out_dim, x.hidden, x.embed_dim, x.projector_bn)
+        self.image_projector = shared_space_projector(self.backbone.num_features, x.hidden, x.embed_dim, x.projector_norm)
+        self.text_projector = shared_space_projector(self.text_encoder.out_dim, x.hidden, x.embed_dim, x.projector_norm)
         self.pair_crop: nn.Module | None = None
         if x.image_aug == "crop":
             import kornia.augmentation as K

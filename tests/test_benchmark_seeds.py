@@ -1,0 +1,103 @@
+"""Seeded benchmarks: the shared mean ± sd helper and the cross-modal / dissection seed bookkeeping."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def benchmarks_on_path():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import their sibling helpers as run from there
+    try:
+        yield
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_seed_summary_and_mean_sd_reference_values(benchmarks_on_path):
+    seeds = _load("bench_seeds")
+    s = seeds.seed_summary([0.1, 0.3, None, float("nan")])
+    assert s["values"] == [0.1, 0.3] and s["n"] == 2
+    assert s["mean"] == pytest.approx(0.2) and s["sd"] == pytest.approx(0.02 ** 0.5)  # sample sd
+    assert seeds.seed_summary([0.5]) == {"values": [0.5], "n": 1, "mean": 0.5, "sd": None}
+    assert seeds.mean_sd([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
+    # the explainable and cross-modal benchmarks use this helper, not a copy
+    assert _load("explainable").mean_sd.__module__ == "bench_seeds"
+    assert _load("crossmodal").mean_sd.__module__ == "bench_seeds"
+
+
+def _entry(r1: float, probe: float) -> dict:
+    direction = {"R@1": r1, "R@5": 0.9, "R@10": 1.0, "median_rank": 1.0, "chance_R@1": 0.001, "chance_R@5": 0.005,
+                 "chance_R@10": 0.01, "chance_median_rank": 473.0, "queries": 1000, "gallery": 946}
+    return {
+        "retrieval": {"image_to_text": direction, "text_to_image": {**direction, "R@1": r1 / 2},
+                      "embeddings": {"image_rank": 50.0, "text_rank": 40.0, "image_std": 0.06, "text_std": 0.06,
+                                     "dim": 256, "healthy_std": 0.0625}},
+        "train_monitors": {"image_rank": 20.0},
+        "probe": {"linear_probe": probe, "knn": 0.3},
+        "train_s": 10.0,
+    }
+
+
+def test_crossmodal_variants_configs_and_per_seed_summary(benchmarks_on_path, tmp_path):
+    xm = _load("crossmodal")
+    args = xm.parse_args(["--seeds", "0", "2", "--projector-norm", "layer", "none", "--out", str(tmp_path / "runs"),
+                          "--json", str(tmp_path / "r.json")])
+    assert xm.variants(args) == ["xmodal_layer", "xmodal_none", "clip"]
+    cfg = xm.config_for(args, "xmodal_none", 2)
+    assert (cfg.method.name, cfg.method.crossmodal.projector_norm, cfg.train.seed, cfg.data.seed) == ("xmodal", "none", 2, 1)
+    assert Path(cfg.out_dir) == tmp_path / "runs" / "seed2"
+    clip = xm.config_for(args, "clip", 0)
+    assert (clip.method.name, clip.method.crossmodal.projector_norm, clip.train.seed) == ("clip", "batch", 0)
+
+    path = tmp_path / "r.json"
+    data = xm.load_results(path, args)
+    data["runs"] = {"seed0": {"xmodal_layer": _entry(0.5, 0.3)}, "seed2": {"xmodal_layer": _entry(0.7, 0.4)}}
+    xm.save_results(path, data)
+    saved = json.loads(path.read_text())
+    assert saved["seeds"] == [0, 2]
+    r1 = saved["summary"]["xmodal_layer"]["image_to_text/R@1"]
+    assert r1["values"] == [0.5, 0.7] and r1["mean"] == pytest.approx(0.6) and r1["sd"] == pytest.approx(0.02 ** 0.5)
+    assert saved["summary"]["xmodal_layer"]["text_to_image/R@1"]["mean"] == pytest.approx(0.3)
+    assert saved["summary"]["xmodal_layer"]["seeds"] == [0, 2]
+    assert "| **image->text R@1, %** | 60.0 ± 14.1 |" in xm.table(saved, ["xmodal_layer"])
+    with pytest.raises(SystemExit, match="budget"):
+        xm.load_results(path, xm.parse_args(["--steps", "7", "--json", str(path)]))
+
+
+def _dissection_row(seed: int, init: str, detectors: int, loss: str) -> dict:
+    return {"seed": seed, "model": "byol", "init": init, "layer": "stages.3", "units": 128, "detectors": detectors,
+            "unique_paper": 2, "unique_release": 3, "paper_per_group": {"shape": 0, "colour": seed},
+            "release_per_group": {"shape": 1, "colour": 2}, "loss": loss, "loss_filter": ""}
+
+
+def test_dissection_rows_become_mean_sd_over_seeds(benchmarks_on_path):
+    dis = _load("dissection")
+    rows = [_dissection_row(0, "trained", 20, "1.5"), _dissection_row(0, "random init", 11, ""),
+            _dissection_row(1, "trained", 30, "1.7"), _dissection_row(1, "random init", 11, "")]
+    summary = dis.summarise(rows)
+    assert [(e["init"], e["seeds"]) for e in summary] == [("trained", [0, 1]), ("random init", [0, 1])]
+    assert summary[0]["detectors"]["mean"] == 25 and summary[0]["detectors"]["sd"] == pytest.approx(50 ** 0.5)
+    assert summary[0]["paper_per_group"]["colour"]["values"] == [0.0, 1.0]
+    assert summary[1]["loss"]["n"] == 0  # random-init rows have no training loss
+    lines = dis.table_rows(summary)
+    assert lines[2] == ("| byol | trained | `stages.3` | 25.0 ± 7.1 / 128 | 2.0 ± 0.0 | 3.0 ± 0.0 | 0.0 ± 0.0 / 1.0 ± 0.0 "
+                        "| 0.5 ± 0.7 / 2.0 ± 0.0 | 1.600 ± 0.141 |")
+    assert lines[3].endswith("| 11.0 ± 0.0 / 128 | 2.0 ± 0.0 | 3.0 ± 0.0 | 0.0 ± 0.0 / 1.0 ± 0.0 | 0.5 ± 0.7 / 2.0 ± 0.0 |  |")
+    one_seed = dis.table_rows(dis.summarise(rows[:2]))
+    assert "| 20 / 128 | 2 | 3 | 0 / 1 | 0 / 2 | 1.500 |" in one_seed[2]
