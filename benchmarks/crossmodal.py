@@ -106,6 +106,7 @@ def step_seconds(args: argparse.Namespace, repeats: int = 6) -> dict[str, float]
     """
     from xbyol.data import collate
     from xbyol.methods import create_method
+    from xbyol.training.schedules import tau_at
     from xbyol.training.trainer import build_dataset
 
     cfgs = {m: config_for(args, m) for m in METHODS}
@@ -125,7 +126,7 @@ def step_seconds(args: argparse.Namespace, repeats: int = 6) -> dict[str, float]
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
-            method.after_optimizer_step(k, 100)
+            method.after_optimizer_step(tau_at(k, 100, cfgs[m].method.tau_base))
             if k > 0:  # the first step warms up
                 times[m].append(time.perf_counter() - t0)
     return {m: sorted(v)[len(v) // 2] for m, v in times.items()}

@@ -1,1 +1,1 @@
-"""Evaluation: features, linear probe, kNN, collapse monitors and registered extra evaluators."""
+"""Evaluation: features, linear probe, kNN and registered extra evaluators."""

@@ -26,6 +26,7 @@ import torch
 
 from xbyol.eval.evaluators import EVALUATORS
 from xbyol.eval.retrieval import caption_relevance, first_relevant_rank, retrieval_summary
+from xbyol.methods.collapse import effective_rank, embedding_std
 from xbyol.text.captions import item_captions
 
 KS = (1, 5, 10)
@@ -79,8 +80,6 @@ def _ranks(queries: torch.Tensor, gallery: torch.Tensor, q_caps: list[list[str]]
 
 def retrieval_metrics(run: Any, split: str = "test", ks: tuple[int, ...] = KS) -> dict[str, dict[str, float]]:
     """Image->text and text->image retrieval of a cross-modal run (see the module docstring)."""
-    from xbyol.eval.monitors import effective_rank, embedding_std
-
     _require_cross_modal(run)
     caps = item_captions(run.dataset(split))  # per image
     text_counts = Counter(c for cs in caps for c in cs)

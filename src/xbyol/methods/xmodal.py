@@ -35,11 +35,11 @@ from xbyol.data.base import SampleDataset
 from xbyol.losses.byol import byol_loss
 from xbyol.losses.cross_modal import cross_modal_byol_terms
 from xbyol.methods.base import METHODS, Method
+from xbyol.methods.collapse import embedding_std
 from xbyol.models import create_backbone
 from xbyol.models.ema import copy_as_target, update_momentum
 from xbyol.models.heads import PredictionHead, ProjectionHead
 from xbyol.text import build_text_encoder, item_captions, second_text_view
-from xbyol.training.schedules import tau_at
 
 
 class CollapseWarning(UserWarning):
@@ -99,8 +99,6 @@ class CrossModalTowers(Method):
         self._steps_seen += 1
         if (self._steps_seen - 1) % self.cfg.train.monitor_every:
             return
-        from xbyol.eval.monitors import embedding_std
-
         frac = self.cfg.method.crossmodal.collapse_std_threshold
         for name, z in embeds.items():
             if z.shape[0] < 2:
@@ -205,8 +203,7 @@ class CrossModalBYOL(CrossModalTowers):
         return out
 
     @torch.no_grad()
-    def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
-        tau = tau_at(step, total_steps, self.cfg.method.tau_base)
+    def after_optimizer_step(self, tau: float) -> dict[str, float]:
         update_momentum(self.backbone, self.target_backbone, tau)
         update_momentum(self.image_projector, self.target_image_projector, tau)
         update_momentum(self.text_encoder, self.target_text_encoder, tau)
