@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xbyol.augment import IMAGE_MEAN, IMAGE_STD, normalize, to_unit_float
+from xbyol.augment.preprocessing import IMAGE_MEAN, IMAGE_STD, normalize, to_unit_float
 from xbyol.config import AugCfg, Config
 
 LUMA = (0.299, 0.587, 0.114)
