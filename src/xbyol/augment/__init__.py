@@ -3,7 +3,7 @@
 Models always receive float images normalised with the ImageNet mean/std
 (:mod:`xbyol.augment.preprocessing`):
 ``preprocess(uint8 [B,3,H,W]) -> float [B,3,H,W]``. Training views come from
-:class:`ByolViews` (kornia, whole batches on the images' device).
+:class:`ByolViews` (plain torch, whole batches on the images' device).
 """
 
 from __future__ import annotations

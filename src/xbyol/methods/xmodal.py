@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbyol.augment import ByolViews, preprocess
+from xbyol.augment.views import RandomResizedCropFlip
 from xbyol.config import Config
 from xbyol.data.base import SampleDataset
 from xbyol.losses.byol import byol_loss
@@ -77,21 +78,16 @@ class CrossModalTowers(Method):
         self.text_encoder = build_text_encoder(x, captions)
         self.image_projector = shared_space_projector(self.backbone.num_features, x.hidden, x.embed_dim, x.projector_bn)
         self.text_projector = shared_space_projector(self.text_encoder.out_dim, x.hidden, x.embed_dim, x.projector_bn)
-        self.pair_crop: nn.Module | None = None
-        if x.image_aug == "crop":
-            import kornia.augmentation as K
-
-            size = cfg.data.image_size
-            self.pair_crop = K.RandomResizedCrop(
-                (size, size), scale=(0.8, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), resample="bilinear", cropping_mode="resample"
-            )
+        self.pair_crop: RandomResizedCropFlip | None = None
+        if x.image_aug == "crop":  # the views' crop, mild and without the flip
+            self.pair_crop = RandomResizedCropFlip(cfg.data.image_size, scale=(0.8, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), flip_p=0.0)
         self._steps_seen = 0
 
     def paired_images(self, images: torch.Tensor) -> torch.Tensor:
         """The float input paired with the caption: preprocessed, mildly cropped when training."""
         x = preprocess(images)  # (B, 3, H, W)
         if self.training and self.pair_crop is not None:
-            x = self.pair_crop(x)
+            x, _ = self.pair_crop(x)
         return x
 
     def watch_collapse(self, embeds: dict[str, torch.Tensor]) -> None:
