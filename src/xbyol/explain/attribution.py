@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xbyol.explain.base import EXPLAINERS, Explainer
+from xbyol.explain.explainer import EXPLAINERS, Explainer
 from xbyol.explain.targets import TargetFn, score_rows
 
 __all__ = [
