@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from xbyol.cli import main
+from xbyol.explain.spec import parse_target
 from xbyol.web import create_app
 
 METHODS = ["gradcam", "gradcampp"]
@@ -160,7 +161,7 @@ def test_explain_returns_the_library_heatmap_and_score(client, run):
     body = r.get_json()
     assert body["concept"] == "red circle" and body["index"] == 3 and [h["method"] for h in body["heatmaps"]] == ["gradcam"]
     image = run.dataset("test")[3]["image"]
-    target = run.target("concept:red circle")
+    target = parse_target("concept:red circle", run)
     x = preprocess(image[None])
     with torch.no_grad():
         score = float(target(run.backbone(x))[0])

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from xbyol.augment import preprocess
     from xbyol.data.sampling import dataset_labels, stratified_indices
     from xbyol.explain import explain, names, save_overlay
-    from xbyol.explain.spec import load_image
+    from xbyol.explain.spec import load_image, parse_target
     from xbyol.report.heatmaps import OVERLAY_ALPHA, OVERLAY_CMAP
     from xbyol.run import load_run
 
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         imgs.append(test[i]["image"])
         labels.append(f"test{i}")
     images = torch.stack(imgs).to(run_.device)
-    target = run_.target(args.target)
+    target = parse_target(args.target, run_)
     for m in methods:
         types = target_types(m)
         if types is not None and not isinstance(target, types):

@@ -24,6 +24,9 @@ from typing import Any
 
 import torch
 
+from xbyol.augment import preprocess
+from xbyol.data.base import collate
+from xbyol.data.folder import read_image
 from xbyol.eval.evaluators import EVALUATORS
 from xbyol.eval.retrieval import caption_relevance, first_relevant_rank, retrieval_summary
 from xbyol.methods.collapse import effective_rank, embedding_std
@@ -49,9 +52,6 @@ def _require_cross_modal(run: Any) -> None:
 @torch.no_grad()
 def embed_dataset_images(run: Any, split: str = "test", batch_size: int = 256) -> torch.Tensor:
     """Retrieval embeddings ``[N, E]`` of every image of a split, in dataset order."""
-    from xbyol.augment import preprocess
-    from xbyol.data.base import collate
-
     ds = run.dataset(split)
     out = []
     for start in range(0, len(ds), batch_size):
@@ -144,8 +144,6 @@ def search_images(run: Any, text: str, k: int = 5, split: str = "test") -> list[
 
 def load_query_image(path: str | Path, size: int) -> torch.Tensor:
     """An image file as uint8 ``[1, 3, size, size]`` (resized and centre-cropped like the datasets)."""
-    from xbyol.data.folder import read_image
-
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"search: image {p} does not exist")
@@ -160,8 +158,6 @@ def search_captions(run: Any, image: str | Path | torch.Tensor, k: int = 5, spli
     Returns:
         Best first: ``{"rank", "caption", "score"}``.
     """
-    from xbyol.augment import preprocess
-
     _require_cross_modal(run)
     if isinstance(image, torch.Tensor):
         x = image[None] if image.ndim == 3 else image

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xbyol.augment import unnormalize
 from xbyol.explain.explainer import EXPLAINERS, Explainer
 from xbyol.explain.targets import TargetFn, score_rows
 
@@ -331,8 +332,6 @@ def superpixel_mask(
         raise ValueError(f"SLIC superpixels need RGB images [B, 3, H, W], got {list(images.shape)}; use segments='grid'")
     import numpy as np
     from skimage.segmentation import slic
-
-    from xbyol.augment import unnormalize
 
     rgb = unnormalize(images.detach().float()).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
     grid = superpixel_mask(images[:1], n_segments=n_segments, method="grid")[0].cpu()  # (H, W)

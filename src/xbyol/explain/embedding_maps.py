@@ -14,6 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from xbyol.data.sampling import dataset_labels, stratified_indices
+from xbyol.eval.features import extract_features
+
 __all__ = ["METHODS", "category_colours", "color_values", "embed_2d", "embedding_map", "group_columns", "plot_map",
            "same_partition", "scatter_categories", "write_map_csv"]
 
@@ -240,9 +243,6 @@ def embedding_map(
         columns ``index, x, y, label`` and one per concept group.
     """
     from torch.utils.data import Subset
-
-    from xbyol.data.sampling import dataset_labels, stratified_indices
-    from xbyol.eval.features import extract_features
 
     if color_by not in ("label", "concept"):
         raise ValueError(f"color_by must be 'label' or 'concept', got {color_by!r}")

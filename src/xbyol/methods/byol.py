@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from xbyol.augment import ByolViews
 from xbyol.config import Config
