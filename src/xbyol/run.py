@@ -3,6 +3,7 @@ training (eval, explain, dissect, report, serve) reads runs through here."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -35,8 +36,6 @@ class LoadedRun:
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise FileNotFoundError(f"run directory {self.run_dir} does not exist")
-        import dataclasses
-
         # point the config at where the run lives now (it may have been moved or trained
         # elsewhere), so methods find the files they saved there (e.g. the concept bank)
         cfg = load_run_config(self.run_dir)

@@ -34,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.explain.dissection_run import dissect_run, format_summary
     from xbyol.run import load_run
 

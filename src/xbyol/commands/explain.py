@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.augment import preprocess
     from xbyol.data.sampling import dataset_labels, stratified_indices
     from xbyol.explain import explain, names, save_overlay
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in names()]
     if unknown:
         raise ValueError(f"unknown explainer(s) {', '.join(unknown)}; available: {', '.join(names())}")
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.explain.base import cam_names, target_types
 
     if args.layer and any(m not in cam_names() for m in methods):

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from xbyol.augment import preprocess
 from xbyol.concepts.projection import concept_projection
@@ -139,8 +140,6 @@ def explain_eval(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(methods), desc="explain-eval", unit="method")
     table: dict[str, dict[str, float]] = {}
     for method in methods:

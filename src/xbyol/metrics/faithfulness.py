@@ -298,7 +298,7 @@ def infidelity(
     Returns:
         ``[B]`` infidelity.
     """
-    from captum.metrics import infidelity as captum_infidelity
+    from captum.metrics import infidelity as captum_infidelity  # heavy: imported on first use
 
     where = "infidelity"
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():

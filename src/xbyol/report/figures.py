@@ -26,10 +26,10 @@ __all__ = [
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # heavy: imported on first use
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: imported on first use
 
     return plt
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from xbyol.augment import preprocess, unnormalize
 from xbyol.concepts.projection import concept_projection
@@ -46,8 +48,6 @@ __all__ = ["concept_confusion", "confusion_blocks", "embedding_map_section", "ga
 
 
 def _tqdm(total: int, desc: str, progress: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
 
 
@@ -127,8 +127,6 @@ def concept_confusion(run: Any, max_images: int = 2000, progress: bool = True) -
     Returns:
         ``{group: (concept texts, counts [G, G] long)}`` for groups with at least two concepts.
     """
-    import torch.nn.functional as F
-
     project_fn, bank = concept_projection(run)
     test = run.dataset("test")
     labeler = ConceptLabeler(bank.texts, test)
@@ -350,8 +348,6 @@ def nearest_neighbours(features: torch.Tensor, queries: Sequence[int], k: int) -
     Returns:
         ``(indices [Q, k], cosines [Q, k])``, most similar first.
     """
-    import torch.nn.functional as F
-
     z = F.normalize(features.float(), dim=1)  # (N, D)
     q = torch.as_tensor(list(queries), dtype=torch.long)
     cos = z[q] @ z.T  # (Q, N)
