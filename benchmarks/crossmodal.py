@@ -133,6 +133,7 @@ def step_seconds(args: argparse.Namespace, names: list[str], repeats: int = 6) -
     """
     from xbyol.data import build_dataset, collate
     from xbyol.methods import create_method
+    from xbyol.training.schedules import tau_at
 
     cfgs = {v: config_for(args, v, 0) for v in names}
     ds = build_dataset(cfgs[names[0]], "train")
@@ -151,7 +152,7 @@ def step_seconds(args: argparse.Namespace, names: list[str], repeats: int = 6) -
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
-            method.after_optimizer_step(k, 100)
+            method.after_optimizer_step(tau_at(k, 100, cfgs[m].method.tau_base))
             if k > 0:  # the first step warms up
                 times[m].append(time.perf_counter() - t0)
     return {m: sorted(v)[len(v) // 2] for m, v in times.items()}

@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from xbyol.config import from_dict
-    from xbyol.explain.dissection import dissect, random_twin
+    from xbyol.explain.dissection import dissect
+    from xbyol.explain.dissection_run import random_twin
     from xbyol.run import load_run
     from xbyol.training import train
 

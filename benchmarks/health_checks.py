@@ -32,6 +32,7 @@ from xbyol.data.base import collate
 from xbyol.methods import create_method
 from xbyol.training.checkpoint import first_bad_tensor
 from xbyol.training.optim import build_optimizer
+from xbyol.training.schedules import tau_at
 
 SETTINGS = {"resnet10_16": 256, "resnet18_cifar": 128}
 
@@ -56,7 +57,7 @@ def measure(backbone: str, batch_size: int, reps: int, log_every: int) -> dict[s
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         optimizer.step()
-        method.after_optimizer_step(0, 100)
+        method.after_optimizer_step(tau_at(0, 100, cfg.method.tau_base))
         state["loss"] = out["loss"].detach()
 
     def loss_check() -> None:

@@ -52,11 +52,11 @@ from xbyol.data import build_dataset
 from xbyol.data.base import SampleDataset, collate
 from xbyol.losses.byol import byol_loss
 from xbyol.methods import create_method
-from xbyol.methods.byol import BYOL
+from xbyol.methods.byol import BYOL, resolve_concat_views
 from xbyol.models import create_backbone
 from xbyol.models.ema import update_momentum
 from xbyol.training.optim import build_optimizer
-from xbyol.training.precision import resolve_channels_last, resolve_concat_views, resolve_precision
+from xbyol.training.precision import resolve_channels_last, resolve_precision
 from xbyol.training.schedules import tau_at
 from xbyol.training.trainer import resolve_device, train
 
@@ -262,7 +262,7 @@ def stage_times(cfg: Config, warmup: int, steps: int, dataset: SampleDataset | N
             scaler.step(optimizer)
             scaler.update()
         mark()
-        method.after_optimizer_step(step, warmup + steps)
+        method.after_optimizer_step(tau_at(step, warmup + steps, cfg.method.tau_base))
         mark()
         if step >= warmup:
             for name, a, b in zip(STAGES, marks[:-1], marks[1:]):

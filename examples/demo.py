@@ -31,6 +31,7 @@ from xbyol.augment import preprocess  # noqa: E402
 from xbyol.data.mnist import default_root  # noqa: E402
 from xbyol.eval.evaluate import raw_pixel_scores  # noqa: E402
 from xbyol.explain import explain, save_overlay  # noqa: E402
+from xbyol.explain.spec import parse_target  # noqa: E402
 from xbyol.report import ReportOptions, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def main(argv: list[str]) -> int:
     for i, img, top in zip(indices, images, tops):
         print(f"  test[{i}] ({test_set[i]['caption']}): "
               + ", ".join(f"{concept} {weight:.2f}" for concept, weight in top))
-        target = run.target(f"concept:{top[0][0]}")
+        target = parse_target(f"concept:{top[0][0]}", run)
         heat = explain(run.backbone, preprocess(img[None].to(run.device)), target, method="gradcam")  # (1, 1, S, S)
         save_overlay(heat_dir / f"test{i}_gradcam_{top[0][0]}.png", img, heat[0].detach().cpu())
     print(f"  Grad-CAM heatmaps of each image's top concept -> {heat_dir}/")

@@ -3,15 +3,21 @@ training (eval, explain, dissect, report, serve) reads runs through here."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from xbyol.augment import preprocess
 from xbyol.config import Config, load_run_config
 from xbyol.data import build_dataset
 from xbyol.data.base import SampleDataset
 from xbyol.errors import CheckpointError
+from xbyol.methods import create_method
+from xbyol.models import create_backbone
+from xbyol.models.interpretable import wrap_interpretable
+from xbyol.training.checkpoint import check_finite_state, load_checkpoint
 
 
 class LoadedRun:
@@ -27,15 +33,10 @@ class LoadedRun:
     """
 
     def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = "last") -> None:
-        from xbyol.methods import create_method
-        from xbyol.training.checkpoint import check_finite_state, load_checkpoint
-
         self._datasets: dict[str, SampleDataset] = {}
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise FileNotFoundError(f"run directory {self.run_dir} does not exist")
-        import dataclasses
-
         # point the config at where the run lives now (it may have been moved or trained
         # elsewhere), so methods find the files they saved there (e.g. the concept bank)
         cfg = load_run_config(self.run_dir)
@@ -68,30 +69,17 @@ class LoadedRun:
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Representation ``[B, D]`` of uint8 (or [0,1] float) images ``[B, 3, H, W]``."""
-        from xbyol.augment import preprocess
-
         return self.method.encode(preprocess(images.to(self.device)))
 
     def random_init_backbone(self, seed: int = 0) -> nn.Module:
         """A randomly initialised twin of the backbone (same architecture), for baselines."""
-        from xbyol.models import create_backbone
-
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             net = create_backbone(self.cfg.model.backbone)
             m = self.cfg.model
             if m.interpretable_layer:
-                from xbyol.models.interpretable import wrap_interpretable
-
                 net = wrap_interpretable(net, m.interpretable_weight, tau=m.interpretable_tau)
         return net.to(self.device).eval()
-
-    def target(self, spec: str):
-        """An explanation target for ``backbone`` outputs: ``concept:TEXT``, ``image:PATH|INDEX``,
-        ``class:K``, ``dim:J`` or ``norm`` (see :mod:`xbyol.explain.spec`)."""
-        from xbyol.explain.spec import parse_target
-
-        return parse_target(spec, self)
 
     def path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from xbyol.augment import ByolViews
+from xbyol.augment.blur import gaussian_blur, gaussian_taps, separable_blur
 from xbyol.augment.views import (
     ColorJitter,
     RandomResizedCropFlip,
@@ -14,7 +15,6 @@ from xbyol.augment.views import (
     adjust_contrast,
     adjust_hue,
     adjust_saturation,
-    gaussian_blur,
     solarize,
 )
 from xbyol.config import AugCfg
@@ -68,6 +68,37 @@ def test_blur_matches_kornia_gaussian_blur2d(kernel):
     torch.testing.assert_close(gaussian_blur(x, sigma, kernel), expected, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="odd"):
         gaussian_blur(x, sigma, 4)
+
+
+def test_gaussian_taps_and_a_delta_at_the_border_worked_by_hand():
+    # sigma 1, 3 taps: exp(-1/2) = 0.606531, 1, 0.606531; sum 2.213061
+    w0, w1 = 0.606531 / 2.213061, 1.0 / 2.213061  # 0.274069, 0.451863
+    taps = gaussian_taps(torch.tensor([1.0]), 3)
+    torch.testing.assert_close(taps, torch.tensor([[w0, w1, w0]], dtype=torch.float64), rtol=0, atol=1e-6)
+    x = torch.zeros(1, 1, 3, 3)
+    x[0, 0, 0, 0] = 1.0
+    # reflect padding mirrors the delta's zero neighbour: each pass maps (1, 0, 0) to (w1, w0, 0)
+    expected = torch.tensor([[w1 * w1, w1 * w0, 0.0], [w0 * w1, w0 * w0, 0.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(gaussian_blur(x, torch.tensor([1.0]), 3)[0, 0], expected, rtol=0, atol=1e-6)
+    # zero padding: the delta only loses the weight that falls outside, (1, 0, 0) -> (w1, w0, 0) too;
+    # a delta in the middle spreads as the outer product of the taps
+    x[0, 0, 0, 0], x[0, 0, 1, 1] = 0.0, 1.0
+    mid = separable_blur(x, taps[0], padding="zeros")[0, 0]
+    torch.testing.assert_close(mid, torch.outer(taps[0], taps[0]).float(), rtol=0, atol=1e-6)
+
+
+def test_crop_grid_reads_the_box_corners_worked_by_hand(monkeypatch):
+    # source pixel (y, x) holds 10 y + x; the box x0=2, y0=1, w=5, h=3 resized to 3 x 3 reads
+    # x = 2 + j (5 - 1) / 2 = 2, 4, 6 and y = 1 + i (3 - 1) / 2 = 1, 2, 3 (integer points: exact)
+    img = (10 * torch.arange(10.0).view(10, 1) + torch.arange(10.0).view(1, 10)).expand(1, 3, 10, 10)
+    op = RandomResizedCropFlip(3, (0.08, 1.0), (3 / 4, 4 / 3), flip_p=0.0)
+    monkeypatch.setattr(op, "sample_boxes", lambda n, h, w: torch.tensor([[2.0, 1.0, 5.0, 3.0]]))
+    out, _ = op(img)
+    expected = torch.tensor([[12.0, 14.0, 16.0], [22.0, 24.0, 26.0], [32.0, 34.0, 36.0]])
+    torch.testing.assert_close(out[0, 0], expected, rtol=0, atol=1e-4)
+    op.flip_p = 1.0
+    flipped, _ = op(img)
+    torch.testing.assert_close(flipped[0, 0], expected.flip(1), rtol=0, atol=1e-4)
 
 
 def test_solarize_threshold():

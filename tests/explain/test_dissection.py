@@ -10,10 +10,10 @@ from xbyol.explain.dissection import (
     count_detectors,
     dissect,
     iou_from_tallies,
-    plot_top_units,
     tally_iou,
     unit_masks,
 )
+from xbyol.explain.dissection_figure import plot_top_units
 
 
 

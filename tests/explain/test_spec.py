@@ -23,13 +23,13 @@ def run(tiny_run_dir):
 def test_every_kind_of_spec_builds_its_target(run, tmp_path):
     img = run.dataset("test")[3]["image"]
     Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "ref.png")
-    assert isinstance(run.target("norm"), NormTarget)
-    assert isinstance(run.target("dim:5"), DimensionTarget)
-    assert isinstance(run.target("class:circle"), LinearClassTarget)
-    assert isinstance(run.target("class:2"), LinearClassTarget)
-    assert isinstance(run.target("concept:red circle"), ConceptTarget)
-    by_index = run.target("image:3")
-    by_path = run.target(f"image:{tmp_path / 'ref.png'}")
+    assert isinstance(parse_target("norm", run), NormTarget)
+    assert isinstance(parse_target("dim:5", run), DimensionTarget)
+    assert isinstance(parse_target("class:circle", run), LinearClassTarget)
+    assert isinstance(parse_target("class:2", run), LinearClassTarget)
+    assert isinstance(parse_target("concept:red circle", run), ConceptTarget)
+    by_index = parse_target("image:3", run)
+    by_path = parse_target(f"image:{tmp_path / 'ref.png'}", run)
     assert isinstance(by_index, EmbeddingSimilarityTarget)
     with torch.no_grad():
         emb = run.encode(img[None])
@@ -45,7 +45,7 @@ def test_class_target_scores_equal_the_probe_logits(run):
     images = torch.stack([run.dataset("test")[i]["image"] for i in range(4)])
     with torch.no_grad():
         feats = run.encode(images)
-        target = run.target(f"class:{names[1]}")
+        target = parse_target(f"class:{names[1]}", run)
         torch.testing.assert_close(target(feats), lin(feats)[:, 1])
 
 
@@ -64,7 +64,7 @@ def test_bad_specs_are_clear_errors(run, spec, fragment):
 
 def test_missing_image_file_is_named(run, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.png"):
-        run.target(f"image:{tmp_path / 'nope.png'}")
+        parse_target(f"image:{tmp_path / 'nope.png'}", run)
 
 
 def test_load_image_converts_and_crops(tmp_path):

@@ -116,7 +116,7 @@ def test_a_run_with_log_and_checkpoint_renders_the_model_sections(trained_run, t
 
 def _evaluate_everything(run_dir: Path) -> None:
     from xbyol.eval.evaluate import evaluate
-    from xbyol.explain.dissection import dissect_run
+    from xbyol.explain.dissection_run import dissect_run
     from xbyol.explain.evaluation import explain_eval
     from xbyol.run import load_run
 

@@ -202,14 +202,13 @@ class _FakeRun:
 def test_concept_confusion_counts_single_concept_images(monkeypatch):
     """Hand-worked: image 0 is red and closest to red, image 1 is blue but closest to green,
     image 2 has two colours and image 3 none (both left out), image 4 is green and closest to green."""
-    import xbyol.augment
-    import xbyol.concepts.projection as projection
+    import xbyol.report.live as live
     from xbyol.concepts.bank import ConceptBank
     from xbyol.report.live import concept_confusion
 
     bank = ConceptBank(["red", "blue", "green"], torch.eye(3), {"colour": [0, 1, 2]})
-    monkeypatch.setattr(projection, "concept_projection", lambda run: (torch.nn.Identity(), bank))
-    monkeypatch.setattr(xbyol.augment, "preprocess", lambda x: x.float())
+    monkeypatch.setattr(live, "concept_projection", lambda run: (torch.nn.Identity(), bank))
+    monkeypatch.setattr(live, "preprocess", lambda x: x.float())
     ds = _Labels([[0], [1], [0, 1], [], [2]])
     vectors = [[1.0, 0.1, 0.0], [0.0, 0.2, 0.9], [1.0, 1.0, 0.0], [0.3, 0.3, 0.3], [0.1, 0.0, 1.0]]
     conf = concept_confusion(_FakeRun(ds, vectors), progress=False)
@@ -313,7 +312,7 @@ def test_shared_scale_is_one_min_max_over_the_batch(monkeypatch):
         device = "cpu"
         backbone = torch.nn.Identity()
 
-    monkeypatch.setattr(xbyol.explain, "explain", fake_explain)
+    monkeypatch.setattr(heatmaps, "explain", fake_explain)
     images = torch.zeros(2, 3, 1, 2, dtype=torch.uint8)
     target = lambda z: z.flatten(1).sum(1)  # noqa: E731
     _, each = heatmaps.concept_heatmaps(Run(), images, "red", ["gradcam"], target=target, scale="image")

@@ -61,13 +61,12 @@ from xbyol.training import trainer
 out = Path(sys.argv[1])
 cfg = from_dict(json.loads((out / "cfg.json").read_text()))
 captured = {}
-import xbyol.methods as methods
-real = methods.create_method
+real = trainer.create_method
 def capture(cfg, ds):
     m = real(cfg, ds)
     captured["m"] = m
     return m
-methods.create_method = capture
+trainer.create_method = capture  # the name the trainer calls
 trainer.train(cfg)
 rank = dist.get_rank()
 # parameters (online and EMA target); BatchNorm running statistics are per process on CPU

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from xbyol.config import DataCfg, from_dict, to_dict
-from xbyol.methods.byol import BYOL
+from xbyol.methods.byol import BYOL, resolve_concat_views
 from xbyol.training import precision as prec
 
 
@@ -33,9 +33,9 @@ def test_auto_channels_last_is_on_for_conv_backbones_only():
 
 
 def test_auto_concat_views_is_concatenated_on_every_device():
-    assert prec.resolve_concat_views("auto", torch.device("cpu")) is True
-    assert prec.resolve_concat_views("auto", torch.device("cuda", 0)) is True
-    assert prec.resolve_concat_views(False, torch.device("cpu")) is False
+    assert resolve_concat_views("auto", torch.device("cpu")) is True
+    assert resolve_concat_views("auto", torch.device("cuda", 0)) is True
+    assert resolve_concat_views(False, torch.device("cpu")) is False
 
 
 @pytest.mark.parametrize("concat", [True, False])

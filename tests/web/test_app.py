@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from xbyol.cli import main
+from xbyol.explain.spec import parse_target
 from xbyol.web import create_app
 
 METHODS = ["gradcam", "gradcampp"]
@@ -160,7 +161,7 @@ def test_explain_returns_the_library_heatmap_and_score(client, run):
     body = r.get_json()
     assert body["concept"] == "red circle" and body["index"] == 3 and [h["method"] for h in body["heatmaps"]] == ["gradcam"]
     image = run.dataset("test")[3]["image"]
-    target = run.target("concept:red circle")
+    target = parse_target("concept:red circle", run)
     x = preprocess(image[None])
     with torch.no_grad():
         score = float(target(run.backbone(x))[0])
@@ -244,12 +245,12 @@ def test_top_concepts_are_the_embedding_explanation(client, run):
 
 def test_model_work_needs_a_same_origin_post(client, run, monkeypatch):
     """A GET (an <img> or link on any page) never runs the model; a cross-origin POST is refused."""
-    import xbyol.concepts
+    import xbyol.web.app
 
     def forbidden(*a, **k):
         raise AssertionError("the model ran for a GET or a cross-origin request")
 
-    monkeypatch.setattr(xbyol.concepts, "explain_embedding", forbidden)
+    monkeypatch.setattr(xbyol.web.app, "explain_embedding", forbidden)
     for path in ("/api/concepts/5", "/api/concepts/5?k=3", "/api/concepts", "/api/explain"):
         r = client.get(path)
         assert r.status_code in (404, 405) and r.is_json, path

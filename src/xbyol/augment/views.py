@@ -54,7 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xbyol.augment import IMAGE_MEAN, IMAGE_STD, normalize, to_unit_float
+from xbyol.augment.blur import gaussian_blur
+from xbyol.augment.preprocessing import IMAGE_MEAN, IMAGE_STD, normalize, to_unit_float
 from xbyol.config import AugCfg, Config
 
 LUMA = (0.299, 0.587, 0.114)
@@ -151,42 +152,6 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         w = torch.minimum(u.abs(), (u - 6.0).abs_()).neg_().add_(2.0).clamp_(0.0, 1.0)
         torch.addcmul(mx, chroma, w, value=-1.0, out=out[:, c])
     return out.clamp_(0.0, 1.0)  # (B, 3, H, W)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Separable Gaussian blur with one sigma per sample and reflect padding.
-
-    Taps ``exp(-n^2 / (2 sigma^2))`` at integer offsets ``n`` from the centre, normalised
-    to sum 1 (kornia's ``get_gaussian_kernel1d``); a sigma too small for any off-centre
-    weight leaves the image unchanged.
-
-    Args:
-        x: ``[B, C, H, W]`` float images.
-        sigma: ``[B]`` standard deviations in pixels (> 0).
-        kernel_size: odd kernel side, smaller than the image side.
-
-    Returns:
-        ``[B, C, H, W]`` blurred images.
-    """
-    if kernel_size % 2 != 1:
-        raise ValueError(f"gaussian_blur: kernel_size must be odd, got {kernel_size}")
-    r = kernel_size // 2
-    offsets = torch.arange(-r, r + 1, dtype=torch.float64)  # (K,)
-    s = sigma.to(torch.float64).view(-1, 1)  # (B, 1)
-    w = torch.exp(-(offsets**2) / (2 * s**2))  # (B, K)
-    w = (w / w.sum(dim=1, keepdim=True)).to(device=x.device, dtype=x.dtype)
-    h_, w_ = x.shape[-2:]
-    # horizontal then vertical pass, each a sum of shifted copies weighted per sample
-    taps = [w[:, t].view(-1, 1, 1, 1) for t in range(kernel_size)]  # K x (B, 1, 1, 1)
-    xp = F.pad(x, (r, r, 0, 0), mode="reflect")  # (B, C, H, W + 2r)
-    out = xp[..., 0:w_] * taps[0]
-    for t in range(1, kernel_size):
-        out.addcmul_(xp[..., t : t + w_], taps[t])
-    xp = F.pad(out, (0, 0, r, r), mode="reflect")  # (B, C, H + 2r, W)
-    out = xp[..., 0:h_, :] * taps[0]
-    for t in range(1, kernel_size):
-        out.addcmul_(xp[..., t : t + h_, :], taps[t])
-    return out  # (B, C, H, W)
 
 
 def solarize(x: torch.Tensor) -> torch.Tensor:

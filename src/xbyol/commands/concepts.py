@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.concepts.explain_embedding import explain_embedding
     from xbyol.data.folder import read_image
     from xbyol.run import load_run

@@ -34,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xbyol.explain.dissection import dissect_run, format_summary
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
+    from xbyol.explain.dissection_run import dissect_run, format_summary
     from xbyol.run import load_run
 
     if not 0 < args.quantile < 1:

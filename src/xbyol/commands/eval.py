@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.eval.evaluate import evaluate, format_results
 
     results = evaluate(args.run_dir, device=args.device, progress=not args.no_progress, only=args.only)

@@ -41,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.augment import preprocess
     from xbyol.data.sampling import dataset_labels, stratified_indices
     from xbyol.explain import explain, names, save_overlay
-    from xbyol.explain.spec import load_image
+    from xbyol.explain.spec import load_image, parse_target
     from xbyol.report.heatmaps import OVERLAY_ALPHA, OVERLAY_CMAP
     from xbyol.run import load_run
 
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in names()]
     if unknown:
         raise ValueError(f"unknown explainer(s) {', '.join(unknown)}; available: {', '.join(names())}")
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.explain.base import cam_names, target_types
 
     if args.layer and any(m not in cam_names() for m in methods):
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         imgs.append(test[i]["image"])
         labels.append(f"test{i}")
     images = torch.stack(imgs).to(run_.device)
-    target = run_.target(args.target)
+    target = parse_target(args.target, run_)
     for m in methods:
         types = target_types(m)
         if types is not None and not isinstance(target, types):

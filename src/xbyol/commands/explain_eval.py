@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.explain.evaluation import explain_eval, format_table
     from xbyol.run import load_run
 

@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.explain.embedding_maps import embedding_map
     from xbyol.run import load_run
 

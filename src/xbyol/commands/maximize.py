@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.augment import normalize
     from xbyol.explain.actmax import ChannelObjective, DirectionObjective, maximize, parse_unit, save_grid
     from xbyol.run import load_run
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         targets.append((spec, ChannelObjective(layer, k, "centre" if args.spatial else "mean")))
     if args.concept:
         try:
+            # imported on use, not at the top: see xbyol.commands (--help must not load torch)
             from xbyol.concepts.projection import concept_projection
         except ImportError as e:  # pragma: no cover - the module ships with xbyol
             raise ValueError(f"--concept needs xbyol.concepts.projection: {e}") from e

@@ -46,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.report import ReportOptions, write_report
 
     for flag, value in (("--images", args.images), ("--views", args.views), ("--neighbours", args.neighbours)):
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--smoothing must be in [0, 1), got {args.smoothing}")
     methods = None
     if args.methods:
+        # imported on use, not at the top: see xbyol.commands (--help must not load torch)
         from xbyol.report.heatmaps import check_methods
 
         methods = check_methods(args.methods.split(","))

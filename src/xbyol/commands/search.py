@@ -26,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.eval.retrieval_eval import search_captions, search_images
     from xbyol.run import load_run
 

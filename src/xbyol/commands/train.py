@@ -36,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top: `xbyol --help` builds every sub-parser and must not load torch
+    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.config import load
     from xbyol.training import TrainingDiverged, TrainingInterrupted, distributed, resume_run, train
 
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if distributed.is_main():
         print(f"run directory: {run_dir}")
         if args.eval:
-            from xbyol.eval.evaluate import evaluate, format_results  # eval sits above training in the layers
+            # imported on use, not at the top: see xbyol.commands (--help must not load torch)
+            from xbyol.eval.evaluate import evaluate, format_results
 
             print(format_results(evaluate(run_dir)))
     return 0

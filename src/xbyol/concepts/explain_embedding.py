@@ -7,6 +7,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from xbyol.augment import preprocess
+from xbyol.concepts.projection import concept_projection
+
 
 @torch.no_grad()
 def concept_weights_of(run: Any, feats: torch.Tensor) -> torch.Tensor:
@@ -19,8 +22,6 @@ def concept_weights_of(run: Any, feats: torch.Tensor) -> torch.Tensor:
     trains. Taking representations rather than images lets a caller edit them first
     (e.g. remove a concept's direction, :mod:`xbyol.explain.concept_faithfulness`).
     """
-    from xbyol.concepts.projection import concept_projection
-
     project_fn, bank = concept_projection(run)
     z = project_fn(feats.to(run.device))  # (N, E)
     attention = getattr(run.method, "attention", None)
@@ -39,9 +40,6 @@ def concept_weights(run: Any, images: torch.Tensor) -> tuple[torch.Tensor, list[
     Returns:
         The weights on the CPU and the concept texts.
     """
-    from xbyol.augment import preprocess
-    from xbyol.concepts.projection import concept_projection
-
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [B, 3, H, W] uint8, got {list(images.shape)}")
     _, bank = concept_projection(run)

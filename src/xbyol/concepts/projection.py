@@ -30,7 +30,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from xbyol.augment import preprocess
 from xbyol.concepts.bank import ConceptBank
+from xbyol.concepts.build import bank_for
+from xbyol.concepts.vocabulary import ConceptLabeler
+from xbyol.data.base import collate
 from xbyol.losses.semantic import semantic_loss
 
 POSTHOC_FILE = "concept_map.pt"
@@ -132,10 +136,6 @@ def fit_concept_map(
 @torch.no_grad()
 def representations_and_targets(run: Any, split: str, bank: ConceptBank, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled backbone representations ``[N, D]`` of the un-augmented images of a split and their positives ``[N, K]``."""
-    from xbyol.augment import preprocess
-    from xbyol.concepts.vocabulary import ConceptLabeler
-    from xbyol.data.base import collate
-
     dataset = run.dataset(split)
     labeler = ConceptLabeler(bank.texts, dataset)
     backbone = run.backbone.eval()
@@ -152,8 +152,6 @@ def run_bank(run: Any) -> ConceptBank:
     method_bank = getattr(run.method, "bank", None)
     if isinstance(method_bank, ConceptBank):
         return method_bank
-    from xbyol.concepts.build import bank_for
-
     bank = bank_for(run.cfg.method.semantic, run.dataset("train"), run.run_dir)
     if not ConceptBank.exists(run.run_dir):
         bank.save(run.run_dir)

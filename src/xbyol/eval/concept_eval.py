@@ -22,6 +22,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from xbyol.augment import preprocess
+from xbyol.concepts.projection import apply_dense, concept_projection
+from xbyol.concepts.vocabulary import ConceptLabeler, concept_texts_for
+from xbyol.data.base import collate
 from xbyol.eval.concept_scores import (
     chance_scores,
     concept_accuracy,
@@ -66,11 +70,6 @@ def concept_scores(
         "sscs": {...}, "sscs_chance": {...}, "sscs_ceiling": {...}, "sscs_concepts": {...}, ...}``
         (see the module docstring) or ``None`` when not applicable.
     """
-    from xbyol.augment import preprocess
-    from xbyol.concepts.projection import apply_dense, concept_projection
-    from xbyol.concepts.vocabulary import ConceptLabeler, concept_texts_for
-    from xbyol.data.base import collate
-
     dataset = run.dataset(split)
     learned = hasattr(run.method, "concept_head")
     try:

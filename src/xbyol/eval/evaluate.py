@@ -15,7 +15,10 @@ from typing import Any, Callable, Iterator
 import torch
 
 from xbyol.eval.evaluators import EVALUATORS
-from xbyol.run import LoadedRun, load_run
+from xbyol.eval.features import extract_features
+from xbyol.eval.knn import knn_accuracy
+from xbyol.eval.linear_probe import linear_probe, probe_to_torch
+from xbyol.run import load_run
 
 
 class StageTimer:
@@ -54,10 +57,6 @@ def probe_and_knn(
 
     ``stage`` times the features, probe and kNN stages under ``label``.
     """
-    from xbyol.eval.features import extract_features
-    from xbyol.eval.knn import knn_accuracy
-    from xbyol.eval.linear_probe import linear_probe
-
     stage = stage or StageTimer("eval", verbose=False)
     with stage(f"{label}: features of {len(train_set)} train + {len(test_set)} test images"):
         tr_x, tr_y = extract_features(encode_fn, train_set, device=device, progress=progress)
@@ -72,10 +71,6 @@ def probe_and_knn(
 def raw_pixel_scores(train_set, test_set, cfg) -> dict[str, float]:
     """The raw-pixel baseline: probe and kNN on the flattened preprocessed images ``[N, 3HW]``,
     standardised with the train split's statistics (the same protocol as the encoders)."""
-    from xbyol.eval.features import extract_features
-    from xbyol.eval.knn import knn_accuracy
-    from xbyol.eval.linear_probe import linear_probe
-
     tr_x, tr_y = extract_features(lambda x: x.flatten(1), train_set)  # (N, 3HW)
     te_x, te_y = extract_features(lambda x: x.flatten(1), test_set)
     mean, std = tr_x.mean(0), tr_x.std(0).clamp_min(1e-6)
@@ -94,8 +89,6 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
         progress: show progress bars.
         only: names of registered evaluators to run (default: all applicable).
     """
-    from xbyol.eval.linear_probe import probe_to_torch
-
     stage = StageTimer("eval", verbose=progress)
     t0 = time.perf_counter()
     with stage("loading the run and its datasets"):

@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from xbyol.augment import preprocess
 from xbyol.data.base import collate
@@ -52,8 +53,6 @@ def extract_features(
     try:
         batches = loader
         if progress:
-            from tqdm.auto import tqdm
-
             batches = tqdm(loader, desc="features", unit="batch", leave=False)
         for batch in batches:
             x = preprocess(batch["image"].to(device, non_blocking=True))  # (B, 3, H, W)

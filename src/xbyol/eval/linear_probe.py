@@ -47,9 +47,9 @@ def linear_probe(
     Returns:
         ``{"accuracy": test top-1 in [0, 1], "train_accuracy": ..., "classifier": fitted Pipeline}``.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression  # heavy: imported on first use
+    from sklearn.pipeline import Pipeline  # heavy: imported on first use
+    from sklearn.preprocessing import StandardScaler  # heavy: imported on first use
 
     xtr, ytr = _to_numpy(train_feats, "train_feats", 2), _to_numpy(train_labels, "train_labels", 1)
     xte, yte = _to_numpy(test_feats, "test_feats", 2), _to_numpy(test_labels, "test_labels", 1)

@@ -24,8 +24,12 @@ from typing import Any
 
 import torch
 
+from xbyol.augment import preprocess
+from xbyol.data.base import collate
+from xbyol.data.folder import read_image
 from xbyol.eval.evaluators import EVALUATORS
 from xbyol.eval.retrieval import caption_relevance, first_relevant_rank, retrieval_summary
+from xbyol.methods.collapse import effective_rank, embedding_std
 from xbyol.text.captions import item_captions
 
 KS = (1, 5, 10)
@@ -48,9 +52,6 @@ def _require_cross_modal(run: Any) -> None:
 @torch.no_grad()
 def embed_dataset_images(run: Any, split: str = "test", batch_size: int = 256) -> torch.Tensor:
     """Retrieval embeddings ``[N, E]`` of every image of a split, in dataset order."""
-    from xbyol.augment import preprocess
-    from xbyol.data.base import collate
-
     ds = run.dataset(split)
     out = []
     for start in range(0, len(ds), batch_size):
@@ -79,8 +80,6 @@ def _ranks(queries: torch.Tensor, gallery: torch.Tensor, q_caps: list[list[str]]
 
 def retrieval_metrics(run: Any, split: str = "test", ks: tuple[int, ...] = KS) -> dict[str, dict[str, float]]:
     """Image->text and text->image retrieval of a cross-modal run (see the module docstring)."""
-    from xbyol.eval.monitors import effective_rank, embedding_std
-
     _require_cross_modal(run)
     caps = item_captions(run.dataset(split))  # per image
     text_counts = Counter(c for cs in caps for c in cs)
@@ -145,8 +144,6 @@ def search_images(run: Any, text: str, k: int = 5, split: str = "test") -> list[
 
 def load_query_image(path: str | Path, size: int) -> torch.Tensor:
     """An image file as uint8 ``[1, 3, size, size]`` (resized and centre-cropped like the datasets)."""
-    from xbyol.data.folder import read_image
-
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"search: image {p} does not exist")
@@ -161,8 +158,6 @@ def search_captions(run: Any, image: str | Path | torch.Tensor, k: int = 5, spli
     Returns:
         Best first: ``{"rank", "caption", "score"}``.
     """
-    from xbyol.augment import preprocess
-
     _require_cross_modal(run)
     if isinstance(image, torch.Tensor):
         x = image[None] if image.ndim == 3 else image

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbyol.augment import normalize
+from xbyol.augment.blur import gaussian_blur
 from xbyol.explain.hooks import ActivationsAndGradients, resolve_layer
 
 __all__ = [
@@ -131,15 +132,10 @@ def total_variation(img: torch.Tensor) -> torch.Tensor:
     return dx + dy  # (N,)
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of ``x [N, C, H, W]`` with taps out to ``max(1, ceil(2 sigma))`` pixels, reflect padding."""
     radius = max(1, int(math.ceil(2 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return gaussian_blur(x, torch.tensor([float(sigma)]), 2 * radius + 1)
 
 
 class _Image(nn.Module):
@@ -239,7 +235,7 @@ def maximize(
             opt.step()
             if param == "pixel" and blur_every and (step + 1) % blur_every == 0 and step + 1 < steps:
                 with torch.no_grad():
-                    image.params.copy_(_gaussian_blur(image.params, blur_sigma))
+                    image.params.copy_(_blur(image.params, blur_sigma))
         with torch.no_grad():
             return image().detach().cpu()
     finally:

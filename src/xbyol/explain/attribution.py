@@ -35,10 +35,12 @@ import math
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from xbyol.explain.base import EXPLAINERS, Explainer
+from xbyol.augment import unnormalize
+from xbyol.explain.explainer import EXPLAINERS, Explainer
 from xbyol.explain.targets import TargetFn, score_rows
 
 __all__ = [
@@ -143,7 +145,7 @@ class Saliency(CaptumExplainer):
     """Vanilla gradients (Simonyan et al. 2014, arXiv 1312.6034), ``sum_c |dy/dx_c|``."""
 
     def captum_attribute(self, forward: nn.Module, x: torch.Tensor, sample_index: torch.Tensor) -> torch.Tensor:
-        from captum.attr import Saliency as _Saliency
+        from captum.attr import Saliency as _Saliency  # heavy: imported on first use
 
         return _Saliency(forward).attribute(x, abs=True, additional_forward_args=(sample_index,))
 
@@ -175,8 +177,8 @@ class SmoothGrad(CaptumExplainer):
         self.nt_samples_batch_size = nt_samples_batch_size
 
     def captum_attribute(self, forward: nn.Module, x: torch.Tensor, sample_index: torch.Tensor) -> torch.Tensor:
-        from captum.attr import NoiseTunnel
-        from captum.attr import Saliency as _Saliency
+        from captum.attr import NoiseTunnel  # heavy: imported on first use
+        from captum.attr import Saliency as _Saliency  # heavy: imported on first use
 
         return NoiseTunnel(_Saliency(forward)).attribute(
             x,
@@ -194,7 +196,7 @@ class GuidedBackprop(CaptumExplainer):
     """Guided backpropagation (Springenberg et al. 2015, arXiv 1412.6806); needs ``nn.ReLU`` modules."""
 
     def captum_attribute(self, forward: nn.Module, x: torch.Tensor, sample_index: torch.Tensor) -> torch.Tensor:
-        from captum.attr import GuidedBackprop as _GuidedBackprop
+        from captum.attr import GuidedBackprop as _GuidedBackprop  # heavy: imported on first use
 
         return _GuidedBackprop(forward).attribute(x, additional_forward_args=(sample_index,))
 
@@ -231,7 +233,7 @@ class IntegratedGradients(_SignedExplainer):
         self.internal_batch_size = internal_batch_size
 
     def captum_attribute(self, forward: nn.Module, x: torch.Tensor, sample_index: torch.Tensor) -> torch.Tensor:
-        from captum.attr import IntegratedGradients as _IG
+        from captum.attr import IntegratedGradients as _IG  # heavy: imported on first use
 
         baseline = self.baseline
         if isinstance(baseline, torch.Tensor):
@@ -280,7 +282,7 @@ class Occlusion(_SignedExplainer):
         self.perturbations_per_eval = perturbations_per_eval
 
     def captum_attribute(self, forward: nn.Module, x: torch.Tensor, sample_index: torch.Tensor) -> torch.Tensor:
-        from captum.attr import Occlusion as _Occlusion
+        from captum.attr import Occlusion as _Occlusion  # heavy: imported on first use
 
         c, h, w = x.shape[1:]
         window = self.window if self.window is not None else max(1, round(min(h, w) / 8))
@@ -329,10 +331,7 @@ def superpixel_mask(
         raise ValueError(f"segments must be 'slic', 'grid' or an id tensor [B, H, W], got {method!r}")
     if images.shape[1] != 3:
         raise ValueError(f"SLIC superpixels need RGB images [B, 3, H, W], got {list(images.shape)}; use segments='grid'")
-    import numpy as np
-    from skimage.segmentation import slic
-
-    from xbyol.augment import unnormalize
+    from skimage.segmentation import slic  # heavy: imported on first use
 
     rgb = unnormalize(images.detach().float()).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
     grid = superpixel_mask(images[:1], n_segments=n_segments, method="grid")[0].cpu()  # (H, W)
@@ -455,8 +454,8 @@ class Lime(_SurrogateExplainer):
         self.alpha = alpha if alpha is not None else (1.0 if surrogate == "ridge" else 0.01)
 
     def surrogate(self, forward: nn.Module) -> Any:
-        from captum._utils.models.linear_model import SkLearnLasso, SkLearnRidge
-        from captum.attr import Lime as _Lime
+        from captum._utils.models.linear_model import SkLearnLasso, SkLearnRidge  # heavy: imported on first use
+        from captum.attr import Lime as _Lime  # heavy: imported on first use
 
         model_cls = SkLearnRidge if self.surrogate_name == "ridge" else SkLearnLasso
         return _Lime(forward, interpretable_model=model_cls(alpha=self.alpha))
@@ -493,6 +492,6 @@ class KernelShap(_SurrogateExplainer):
         return self.n_samples
 
     def surrogate(self, forward: nn.Module) -> Any:
-        from captum.attr import KernelShap as _KernelShap
+        from captum.attr import KernelShap as _KernelShap  # heavy: imported on first use
 
         return _KernelShap(forward)

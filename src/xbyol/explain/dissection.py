@@ -24,12 +24,16 @@ Two streaming passes over the dataset (thresholds, then IoU tallies); memory is
 independent of the dataset size apart from the quantile buffer (``~quantile x N x h x w``
 values per unit, see :mod:`xbyol.explain.quantile`); upsampled maps are processed in chunks
 of units of at most 2^24 pixels per batch.
+
+The figure of the top units is :mod:`xbyol.explain.dissection_figure`; dissecting a
+trained run (and its random twin) and writing the outputs is :mod:`xbyol.explain.dissection_run`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from xbyol.augment import preprocess
 from xbyol.data.base import SampleDataset, collate
@@ -48,13 +53,11 @@ __all__ = [
     "DissectionResult",
     "count_detectors",
     "dissect",
-    "dissect_run",
-    "format_summary",
     "iou_from_tallies",
+    "iou_pass",
     "layer_name",
-    "plot_top_units",
-    "random_twin",
     "tally_iou",
+    "threshold_pass",
     "unit_masks",
 ]
 
@@ -271,7 +274,8 @@ def layer_name(model: nn.Module, layer: nn.Module) -> str:
     return "?"
 
 
-def _forward_fn(model: nn.Module):
+def features_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The forward that computes the dissected maps: ``forward_features`` when the model has one."""
     return getattr(model, "forward_features", model)
 
 
@@ -281,6 +285,100 @@ def _groups_of(dataset: SampleDataset, concepts: list[int]) -> list[str]:
         for i in idx:
             group_of.setdefault(i, g)
     return [group_of.get(i, "other") for i in concepts]
+
+
+def _check_dissectable(dataset: SampleDataset, quantile: float) -> list[int]:
+    """The dataset's mask-annotated concept indices; a one-line error when there is nothing to dissect."""
+    concepts = list(dataset.mask_concepts)
+    if not concepts:
+        raise ValueError(f"dissect: dataset {dataset.describe()} has no concept masks (mask_concepts is empty)")
+    if len(dataset) == 0:
+        raise ValueError(f"dissect: dataset {dataset.describe()} is empty")
+    if not 0 < quantile < 1:
+        raise ValueError(f"dissect: quantile must be in (0, 1), got {quantile!r}")
+    return concepts
+
+
+class _LayerActivations:
+    """``images [B, 3, H, W]`` uint8 -> the layer's maps ``[B, C, h, w]`` (float32, on ``device``)."""
+
+    def __init__(self, backbone: nn.Module, module: nn.Module, name: str, device: torch.device) -> None:
+        self.fwd, self.module, self.name, self.device = features_forward(backbone), module, name, device
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        with ActivationsAndGradients(self.module, gradients=False) as rec:
+            self.fwd(preprocess(images.to(self.device)))
+        if rec.activations is None or rec.activations.dim() != 4:
+            shape = None if rec.activations is None else list(rec.activations.shape)
+            raise ValueError(f"dissect: layer {self.name!r} must output [B, C, h, w] maps, got {shape}")
+        return rec.activations.float()  # (B, C, h, w)
+
+
+def threshold_pass(
+    batches: Iterable[dict[str, Any]], acts_of: Callable[[torch.Tensor], torch.Tensor], num_images: int, quantile: float, top_k: int
+) -> tuple[torch.Tensor, bool, torch.Tensor, torch.Tensor]:
+    """Pass 1: each unit's threshold ``T_k`` and its top-activating images.
+
+    Returns:
+        ``(thresholds [C] float64, exact, top_scores [k, C], top_index [k, C])``: the
+        streamed upper-``quantile`` of every unit over all positions of all images, whether
+        that quantile is exact, and the ``k`` largest per-image maxima with their dataset indices.
+    """
+    sq: StreamingQuantile | None = None
+    top_scores = top_idx = None
+    for batch in batches:
+        a = acts_of(batch["image"])  # (B, C, h, w)
+        _, c, h, w = a.shape
+        if sq is None:
+            sq = StreamingQuantile(c, quantile, expected_count=num_images * h * w)
+        sq.update(a.permute(0, 2, 3, 1).reshape(-1, c))  # (B*h*w, C)
+        peak = a.flatten(2).amax(dim=2)  # (B, C)
+        idx = torch.as_tensor(batch["index"], device=a.device).view(-1, 1).expand(-1, c)  # (B, C)
+        if top_scores is not None:
+            peak, idx = torch.cat([top_scores, peak]), torch.cat([top_idx, idx])
+        top_scores, order = peak.topk(min(top_k, peak.shape[0]), dim=0)  # (k, C)
+        top_idx = idx.gather(0, order)
+    assert sq is not None and top_scores is not None and top_idx is not None
+    return sq.quantile(), sq.exact, top_scores, top_idx
+
+
+def iou_pass(
+    batches: Iterable[dict[str, Any]],
+    acts_of: Callable[[torch.Tensor], torch.Tensor],
+    thresholds: torch.Tensor,
+    concepts: list[int],
+    device: torch.device,
+    where: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pass 2: the dataset-wide IoU tallies of every unit mask against every concept mask.
+
+    Units go in chunks of at most :data:`CHUNK_PIXELS` upsampled pixels per batch (the maps
+    of all units at once can be large: ``B x C x H x W`` floats).
+
+    Returns:
+        ``(intersection [C, V], unit_area [C, V], concept_area [V])`` float64, as
+        :func:`tally_iou` sums them.
+    """
+    c = thresholds.shape[0]
+    sel = torch.tensor(concepts, dtype=torch.long)
+    inter = torch.zeros(c, len(concepts), dtype=torch.float64, device=device)
+    unit_area = torch.zeros_like(inter)
+    concept_area = torch.zeros(len(concepts), dtype=torch.float64, device=device)
+    for batch in batches:
+        if "masks" not in batch:
+            raise ValueError(f"dissect: dataset {where} samples carry no 'masks'")
+        a = acts_of(batch["image"])  # (B, C, h, w)
+        lab = batch["masks"][:, sel].to(device)  # (B, V, H, W)
+        size = tuple(lab.shape[-2:])
+        step = max(1, CHUNK_PIXELS // max(1, lab.shape[0] * size[0] * size[1]))
+        for k0 in range(0, c, step):
+            um = unit_masks(a[:, k0 : k0 + step], thresholds[k0 : k0 + step].to(device), size)  # (B, c', H, W)
+            i_, u_, l_ = tally_iou(um, lab)
+            inter[k0 : k0 + step] += i_
+            unit_area[k0 : k0 + step] += u_
+            if k0 == 0:
+                concept_area += l_
+    return inter, unit_area, concept_area
 
 
 @torch.no_grad()
@@ -312,86 +410,29 @@ def dissect(
     Returns:
         A :class:`DissectionResult`.
     """
-    concepts = list(dataset.mask_concepts)
-    if not concepts:
-        raise ValueError(f"dissect: dataset {dataset.describe()} has no concept masks (mask_concepts is empty)")
-    if len(dataset) == 0:
-        raise ValueError(f"dissect: dataset {dataset.describe()} is empty")
-    if not 0 < quantile < 1:
-        raise ValueError(f"dissect: quantile must be in (0, 1), got {quantile!r}")
+    concepts = _check_dissectable(dataset, quantile)
     module = resolve_layer(backbone, layer)
     name = layer if isinstance(layer, str) else layer_name(backbone, module)
     device = torch.device(device)
+    acts_of = _LayerActivations(backbone, module, name, device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=0)
+
+    def batches(desc: str) -> Iterable[dict[str, Any]]:
+        return tqdm(loader, desc=f"dissect {name}: {desc}", unit="batch", leave=False) if progress else loader
+
     was_training = backbone.training
     backbone.eval()
-    fwd = _forward_fn(backbone)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=0)
-    sel = torch.tensor(concepts, dtype=torch.long)
-
-    def batches(desc: str):
-        if not progress:
-            return loader
-        from tqdm.auto import tqdm
-
-        return tqdm(loader, desc=desc, unit="batch", leave=False)
-
-    def acts_of(images: torch.Tensor) -> torch.Tensor:
-        with ActivationsAndGradients(module, gradients=False) as rec:
-            fwd(preprocess(images.to(device)))
-        if rec.activations is None or rec.activations.dim() != 4:
-            shape = None if rec.activations is None else list(rec.activations.shape)
-            raise ValueError(f"dissect: layer {name!r} must output [B, C, h, w] maps, got {shape}")
-        return rec.activations.float()  # (B, C, h, w)
-
     try:
-        # pass 1: thresholds and top-activating images
-        sq: StreamingQuantile | None = None
-        top_scores = top_idx = None
-        for batch in batches(f"dissect {name}: quantiles"):
-            a = acts_of(batch["image"])  # (B, C, h, w)
-            b, c, h, w = a.shape
-            if sq is None:
-                sq = StreamingQuantile(c, quantile, expected_count=len(dataset) * h * w)
-            sq.update(a.permute(0, 2, 3, 1).reshape(-1, c))  # (B*h*w, C)
-            peak = a.flatten(2).amax(dim=2)  # (B, C)
-            idx = torch.as_tensor(batch["index"], device=a.device).view(-1, 1).expand(-1, c)  # (B, C)
-            if top_scores is not None:
-                peak, idx = torch.cat([top_scores, peak]), torch.cat([top_idx, idx])
-            kk = min(top_k, peak.shape[0])
-            top_scores, order = peak.topk(kk, dim=0)  # (k, C)
-            top_idx = idx.gather(0, order)
-        assert sq is not None and top_scores is not None and top_idx is not None
-        thresholds = sq.quantile()  # (C,) float64
-
-        # pass 2: IoU tallies
-        c = thresholds.shape[0]
-        inter = torch.zeros(c, len(concepts), dtype=torch.float64, device=device)
-        unit_area = torch.zeros_like(inter)
-        concept_area = torch.zeros(len(concepts), dtype=torch.float64, device=device)
-        for batch in batches(f"dissect {name}: IoU"):
-            if "masks" not in batch:
-                raise ValueError(f"dissect: dataset {dataset.describe()} samples carry no 'masks'")
-            a = acts_of(batch["image"])
-            lab = batch["masks"][:, sel].to(device)  # (B, V, H, W)
-            size = tuple(lab.shape[-2:])
-            # units in chunks: the upsampled maps of all units at once can be large (B x C x H x W floats)
-            step = max(1, CHUNK_PIXELS // max(1, lab.shape[0] * size[0] * size[1]))
-            for k0 in range(0, c, step):
-                um = unit_masks(a[:, k0 : k0 + step], thresholds[k0 : k0 + step].to(device), size)  # (B, c', H, W)
-                i_, u_, l_ = tally_iou(um, lab)
-                inter[k0 : k0 + step] += i_
-                unit_area[k0 : k0 + step] += u_
-                if k0 == 0:
-                    concept_area += l_
+        thresholds, exact, top_scores, top_idx = threshold_pass(batches("quantiles"), acts_of, len(dataset), quantile, top_k)
+        tallies = iou_pass(batches("IoU"), acts_of, thresholds, concepts, device, dataset.describe())
     finally:
         backbone.train(was_training)
 
-    iou = iou_from_tallies(inter, unit_area, concept_area).cpu()
-    names = [dataset.concept_names[i] for i in concepts]
+    iou = iou_from_tallies(*tallies).cpu()
     groups = _groups_of(dataset, concepts)
-    result = DissectionResult(
+    return DissectionResult(
         layer=name,
-        concept_names=names,
+        concept_names=[dataset.concept_names[i] for i in concepts],
         concept_groups=groups,
         iou=iou,
         thresholds=thresholds.cpu(),
@@ -400,163 +441,6 @@ def dissect(
         quantile=quantile,
         iou_threshold=iou_threshold,
         num_images=len(dataset),
-        exact_thresholds=sq.exact,
+        exact_thresholds=exact,
+        summary=count_detectors(iou, groups, iou_threshold),
     )
-    result.summary = count_detectors(iou, groups, iou_threshold)
-    return result
-
-
-# ----------------------------------------------------------------------------- figure
-
-
-@torch.no_grad()
-def plot_top_units(
-    result: DissectionResult,
-    backbone: nn.Module,
-    dataset: SampleDataset,
-    path: str | Path,
-    n_units: int = 8,
-    n_images: int = 5,
-    device: str | torch.device = "cpu",
-    title: str | None = None,
-) -> Path:
-    """Figure of the units with the highest IoU: their top-activating images, dimmed outside
-    the unit mask, with the best concept's mask outlined in cyan (NetDissect style).
-
-    Returns:
-        The PNG path.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    best_iou, best = result.best()
-    units = best_iou.argsort(descending=True)[:n_units].tolist()
-    n_images = min(n_images, result.top_images.shape[1])
-    module = resolve_layer(backbone, result.layer if result.layer not in ("?", "<model>") else None)
-    fwd = _forward_fn(backbone)
-    was_training = backbone.training
-    backbone.eval()
-    fig, axes = plt.subplots(
-        len(units), n_images, figsize=(1.6 * n_images + 1.6, 1.7 * len(units) + 0.4), squeeze=False
-    )
-    concept_ids = list(dataset.mask_concepts)
-    try:
-        for r, k in enumerate(units):
-            idx = result.top_images[k, :n_images].tolist()
-            samples = [dataset[i] for i in idx]
-            images = torch.stack([s["image"] for s in samples])  # (n, 3, H, W)
-            with ActivationsAndGradients(module, gradients=False) as rec:
-                fwd(preprocess(images.to(device)))
-            um = unit_masks(rec.activations[:, k : k + 1].float(), result.thresholds[k : k + 1].to(device), tuple(images.shape[-2:]))
-            for j, s in enumerate(samples):
-                ax = axes[r][j]
-                keep = 0.25 + 0.75 * um[j, 0].cpu().float()  # (H, W): dim what the unit does not select
-                ax.imshow((s["image"].float() * keep / 255).permute(1, 2, 0).clamp(0, 1).numpy())
-                cmask = s["masks"][concept_ids[int(best[k])]].float().numpy()
-                if cmask.any():
-                    ax.contour(cmask, levels=[0.5], colors="cyan", linewidths=0.8)
-                ax.set_xticks([])
-                ax.set_yticks([])
-            axes[r][0].set_ylabel(
-                f"unit {k}\n{result.concept_names[int(best[k])]}\nIoU {float(best_iou[k]):.3f}", fontsize=7
-            )
-    finally:
-        backbone.train(was_training)
-    fig.suptitle(title or f"{result.layer}: top units (bright: unit mask, cyan outline: concept mask)", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-# ----------------------------------------------------------------------------- runs
-
-
-def random_twin(run: Any, seed: int | None = None) -> nn.Module:
-    """A randomly initialised backbone of the same architecture as ``run.backbone``
-    (the interpretable wrapper included), seeded with ``seed`` (default ``train.seed``)."""
-    from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
-
-    seed = run.cfg.train.seed if seed is None else seed
-    twin = run.random_init_backbone(seed)
-    trained = run.backbone
-    if isinstance(trained, InterpretableBackbone) and not isinstance(twin, InterpretableBackbone):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            twin = wrap_interpretable(twin, trained.weight, tau=trained.interpretable.tau)
-    return twin.to(run.device).eval()
-
-
-def dissect_run(
-    run: Any,
-    layer: str | None = None,
-    quantile: float = 0.005,
-    iou_threshold: float = 0.04,
-    split: str = "test",
-    batch_size: int = 64,
-    baseline: str | None = None,
-    out: str | Path | None = None,
-    top_units: int = 8,
-    top_images: int = 5,
-    progress: bool = True,
-) -> dict[str, DissectionResult]:
-    """Dissect a loaded run (and its random-init twin) and write the outputs.
-
-    Writes ``OUT/iou.csv``, ``units.csv``, ``summary.json`` and ``top_units.png`` for the
-    trained backbone and the same under ``OUT/random/`` for ``baseline="random"``; ``OUT``
-    defaults to ``RUN_DIR/dissect/<layer>``.
-
-    Args:
-        run: a :class:`xbyol.run.LoadedRun`.
-        layer: dotted module name inside the backbone (default: its ``feature_layer``).
-        baseline: ``None`` or ``"random"``.
-        (others): see :func:`dissect` and :func:`plot_top_units`.
-
-    Returns:
-        ``{"trained": result}`` plus ``"random"`` with the baseline.
-    """
-    if baseline not in (None, "none", "random"):
-        raise ValueError(f"baseline must be 'random' or none, got {baseline!r}")
-    dataset = run.dataset(split)
-    nets = {"trained": run.backbone}
-    if baseline == "random":
-        nets["random"] = random_twin(run)
-    results: dict[str, DissectionResult] = {}
-    out_dir: Path | None = Path(out) if out is not None else None
-    for key, net in nets.items():
-        res = dissect(net, dataset, layer, quantile, iou_threshold, batch_size, run.device, progress=progress)
-        if out_dir is None:
-            out_dir = Path(run.run_dir) / "dissect" / res.layer
-        where = out_dir if key == "trained" else out_dir / key
-        res.write(where)
-        plot_top_units(
-            res, net, dataset, where / "top_units.png", top_units, top_images, run.device,
-            title=f"{key} {res.layer}: top units (bright: unit mask, cyan outline: concept mask)",
-        )
-        results[key] = res
-    return results
-
-
-def format_summary(results: dict[str, DissectionResult]) -> str:
-    """A plain-text table: detectors and unique concepts per group under both rules, per model."""
-    first = next(iter(results.values()))
-    groups = list(first.summary["unique_release_per_group"])
-    head = ["model", "units", "detectors", "unique (paper)", "unique (release)"] + [f"{g} p/r" for g in groups]
-    rows = [head]
-    for key, res in results.items():
-        s = res.summary
-        rows.append(
-            [key, str(s["units"]), str(s["detectors"]), str(s["unique_paper"]), str(s["unique_release"])]
-            + [f"{s['unique_paper_per_group'][g]}/{s['unique_release_per_group'][g]}" for g in groups]
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    note = (
-        f"layer {first.layer}, {first.num_images} images, quantile {first.quantile}, IoU > {first.iou_threshold}; "
-        "p/r = unique concepts by the paper / release rule"
-    )
-    return "\n".join([note, *lines])

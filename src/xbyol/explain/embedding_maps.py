@@ -13,6 +13,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
+
+from xbyol.data.sampling import dataset_labels, stratified_indices
+from xbyol.eval.features import extract_features
 
 __all__ = ["METHODS", "category_colours", "color_values", "embed_2d", "embedding_map", "group_columns", "plot_map",
            "same_partition", "scatter_categories", "write_map_csv"]
@@ -51,11 +55,11 @@ def embed_2d(
     x = _as_numpy(features)
     n = x.shape[0]
     if method == "pca":
-        from sklearn.decomposition import PCA
+        from sklearn.decomposition import PCA  # heavy: imported on first use
 
         y = PCA(n_components=2, random_state=seed).fit_transform(x)
     elif method == "tsne":
-        from sklearn.manifold import TSNE
+        from sklearn.manifold import TSNE  # heavy: imported on first use
 
         perp = perplexity if perplexity is not None else min(30.0, max(1.0, (n - 1) / 3))
         if not 0 < perp < n:
@@ -157,9 +161,9 @@ def category_colours(categories: Sequence[str]) -> dict[str, Any]:
     "gray", ...), each is drawn in that colour; otherwise a qualitative palette (tab10 up
     to 10 values, tab20 up to 20, evenly spaced hues beyond). ``"none"`` is light gray.
     """
-    import matplotlib
+    import matplotlib  # heavy: imported on first use
 
-    from matplotlib.colors import is_color_like
+    from matplotlib.colors import is_color_like  # heavy: imported on first use
 
     cats = sorted(set(categories), key=lambda v: (v == "none", v))
     real = [c for c in cats if c != "none"]
@@ -195,10 +199,10 @@ def scatter_categories(ax: Any, coords: np.ndarray, values: Sequence[str], legen
 
 def plot_map(coords: torch.Tensor, values: Sequence[str], path: str | Path, title: str = "", legend_title: str = "") -> Path:
     """Scatter plot of ``[N, 2]`` coordinates coloured by categorical ``values``; saved as PNG."""
-    import matplotlib
+    import matplotlib  # heavy: imported on first use
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: imported on first use
 
     fig, ax = plt.subplots(figsize=(7.2, 5.2))
     scatter_categories(ax, coords.numpy(), values, legend_title)
@@ -239,11 +243,6 @@ def embedding_map(
         ``{"png": path, "csv": path}`` (``map_<method>_<colour>.png/.csv``); the CSV has
         columns ``index, x, y, label`` and one per concept group.
     """
-    from torch.utils.data import Subset
-
-    from xbyol.data.sampling import dataset_labels, stratified_indices
-    from xbyol.eval.features import extract_features
-
     if color_by not in ("label", "concept"):
         raise ValueError(f"color_by must be 'label' or 'concept', got {color_by!r}")
     dataset = run.dataset(split)

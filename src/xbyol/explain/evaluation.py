@@ -31,6 +31,22 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from xbyol.augment import preprocess
+from xbyol.concepts.projection import concept_projection
+from xbyol.explain import ConceptTarget, explain, names
+from xbyol.metrics import (
+    blank_maps,
+    class_mean,
+    deletion_auc,
+    energy_pointing_game,
+    insertion_auc,
+    mask_iou,
+    max_sensitivity,
+    model_randomization,
+    pointing_game,
+)
 
 DEFAULT_METHODS = [
     "gradcam", "gradcampp", "xgradcam", "layercam", "scorecam", "eigencam",
@@ -94,21 +110,6 @@ def explain_eval(
         progress: show a progress bar.
         write: save ``RUN_DIR/explain_eval.json``.
     """
-    from xbyol.augment import preprocess
-    from xbyol.concepts.projection import concept_projection
-    from xbyol.explain import ConceptTarget, explain, names
-    from xbyol.metrics import (
-        blank_maps,
-        class_mean,
-        deletion_auc,
-        energy_pointing_game,
-        insertion_auc,
-        mask_iou,
-        max_sensitivity,
-        model_randomization,
-        pointing_game,
-    )
-
     available = names()
     if methods is None:
         methods = [m for m in DEFAULT_METHODS if m in available]
@@ -139,8 +140,6 @@ def explain_eval(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(methods), desc="explain-eval", unit="method")
     table: dict[str, dict[str, float]] = {}
     for method in methods:
@@ -225,8 +224,6 @@ def centre_baseline_hits(masks: torch.Tensor) -> torch.Tensor:
     :func:`xbyol.metrics.pointing_game` as the explainers (for an even size the four
     central pixels tie, and the tie rule picks one of them).
     """
-    from xbyol.metrics import pointing_game
-
     b, h, w = masks.shape
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     centre = -((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2)  # (H, W)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 __all__ = ["colorize", "overlay", "save_heatmaps_npy", "save_overlay"]
@@ -20,7 +21,7 @@ def colorize(heatmap: torch.Tensor, cmap: str = "jet") -> torch.Tensor:
     Returns:
         ``[H, W, 3]`` float RGB in [0, 1] on the heatmap's device.
     """
-    import matplotlib
+    import matplotlib  # heavy: imported on first use
 
     try:
         lut = matplotlib.colormaps[cmap].resampled(256)(range(256))[:, :3]  # (256, 3)
@@ -95,8 +96,6 @@ def save_overlay(
 
 def save_heatmaps_npy(path: str | Path, heatmaps: torch.Tensor) -> Path:
     """Save heatmaps ``[B, H, W]`` (or ``[H, W]``) as float32 ``.npy``; returns the path."""
-    import numpy as np
-
     if not isinstance(heatmaps, torch.Tensor) or heatmaps.dim() not in (2, 3):
         shape = list(heatmaps.shape) if isinstance(heatmaps, torch.Tensor) else type(heatmaps).__name__
         raise ValueError(f"save_heatmaps_npy: expected heatmaps [B, H, W] or [H, W], got {shape}")

@@ -4,7 +4,8 @@ The trainer, per optimiser step::
 
     out = method.training_step(batch)        # batch: collated samples on the device
     out["loss"].backward(); optimizer.step()
-    logs = method.after_optimizer_step(step, total_steps)   # e.g. the EMA update
+    tau = tau_at(step, total_steps, cfg.method.tau_base)   # the trainer owns the schedules
+    logs = method.after_optimizer_step(tau)   # e.g. the EMA update with momentum tau
 
 ``training_step`` returns a dict with ``"loss"`` (scalar tensor) and any number of
 scalar tensors to log (``"loss_byol"``, ...). Tensors under keys starting with
@@ -47,8 +48,9 @@ class Method(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
-        """Called after every optimiser step with the 0-based index of that step."""
+    def after_optimizer_step(self, tau: float) -> dict[str, float]:
+        """Called after every optimiser step with that step's EMA momentum ``tau`` (from the
+        trainer's schedule); returns scalars to log."""
         return {}
 
     @torch.no_grad()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from xbyol.augment import ByolViews
 from xbyol.config import Config
@@ -17,8 +16,14 @@ from xbyol.models import create_backbone
 from xbyol.models.ema import copy_as_target, update_momentum
 from xbyol.models.heads import PredictionHead, ProjectionHead
 from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
-from xbyol.training.precision import resolve_concat_views
-from xbyol.training.schedules import tau_at
+
+
+def resolve_concat_views(value: bool | str, device: torch.device | None = None) -> bool:
+    """``"auto"`` -> one concatenated batch (on CPU and CUDA alike; the measurements are in
+    :mod:`xbyol.training.precision`)."""
+    if value == "auto":
+        return True
+    return bool(value)
 
 
 class BYOL(Method):
@@ -83,8 +88,7 @@ class BYOL(Method):
         return out
 
     @torch.no_grad()
-    def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
-        tau = tau_at(step, total_steps, self.cfg.method.tau_base)
+    def after_optimizer_step(self, tau: float) -> dict[str, float]:
         update_momentum(self.backbone, self.target_backbone, tau)
         update_momentum(self.projector, self.target_projector, tau)
         return {"tau": tau}

@@ -56,7 +56,7 @@ class CLIP(CrossModalTowers):
         return out
 
     @torch.no_grad()
-    def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
+    def after_optimizer_step(self, tau: float) -> dict[str, float]:
         clamp_log_scale_(self.log_logit_scale)
         return {"logit_scale": float(self.log_logit_scale.exp())}
 

@@ -30,16 +30,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbyol.augment import ByolViews, preprocess
+from xbyol.augment.views import RandomResizedCropFlip
 from xbyol.config import Config
 from xbyol.data.base import SampleDataset
 from xbyol.losses.byol import byol_loss
 from xbyol.losses.cross_modal import cross_modal_byol_terms
 from xbyol.methods.base import METHODS, Method
+from xbyol.methods.collapse import embedding_std
 from xbyol.models import create_backbone
 from xbyol.models.ema import copy_as_target, update_momentum
 from xbyol.models.heads import PredictionHead, ProjectionHead
 from xbyol.text import build_text_encoder, item_captions, second_text_view
-from xbyol.training.schedules import tau_at
 
 
 class CollapseWarning(UserWarning):
@@ -95,21 +96,16 @@ class CrossModalTowers(Method):
         self.text_encoder = build_text_encoder(x, captions)
         self.image_projector = shared_space_projector(self.backbone.num_features, x.hidden, x.embed_dim, x.projector_norm)
         self.text_projector = shared_space_projector(self.text_encoder.out_dim, x.hidden, x.embed_dim, x.projector_norm)
-        self.pair_crop: nn.Module | None = None
-        if x.image_aug == "crop":
-            import kornia.augmentation as K
-
-            size = cfg.data.image_size
-            self.pair_crop = K.RandomResizedCrop(
-                (size, size), scale=(0.8, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), resample="bilinear", cropping_mode="resample"
-            )
+        self.pair_crop: RandomResizedCropFlip | None = None
+        if x.image_aug == "crop":  # the views' crop, mild and without the flip
+            self.pair_crop = RandomResizedCropFlip(cfg.data.image_size, scale=(0.8, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), flip_p=0.0)
         self._steps_seen = 0
 
     def paired_images(self, images: torch.Tensor) -> torch.Tensor:
         """The float input paired with the caption: preprocessed, mildly cropped when training."""
         x = preprocess(images)  # (B, 3, H, W)
         if self.training and self.pair_crop is not None:
-            x = self.pair_crop(x)
+            x, _ = self.pair_crop(x)
         return x
 
     def watch_collapse(self, embeds: dict[str, torch.Tensor]) -> None:
@@ -117,8 +113,6 @@ class CrossModalTowers(Method):
         self._steps_seen += 1
         if (self._steps_seen - 1) % self.cfg.train.monitor_every:
             return
-        from xbyol.eval.monitors import embedding_std
-
         frac = self.cfg.method.crossmodal.collapse_std_threshold
         for name, z in embeds.items():
             if z.shape[0] < 2:
@@ -223,8 +217,7 @@ class CrossModalBYOL(CrossModalTowers):
         return out
 
     @torch.no_grad()
-    def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
-        tau = tau_at(step, total_steps, self.cfg.method.tau_base)
+    def after_optimizer_step(self, tau: float) -> dict[str, float]:
         update_momentum(self.backbone, self.target_backbone, tau)
         update_momentum(self.image_projector, self.target_image_projector, tau)
         update_momentum(self.text_encoder, self.target_text_encoder, tau)

@@ -19,9 +19,9 @@ import math
 from typing import Callable, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from xbyol.augment.blur import separable_blur
 from xbyol.metrics.localization import _as_heatmaps
 
 ForwardFn = Callable[[Tensor], Tensor]
@@ -45,13 +45,13 @@ def auc(curve: Tensor) -> Tensor:
     return (curve.sum(-1) - curve[..., 0] / 2 - curve[..., -1] / 2) / (n - 1)
 
 
-def rise_gaussian_kernel(klen: int = 11, sigma: float = 5.0) -> Tensor:
-    """The RISE blur kernel ``[klen, klen]``.
+def rise_gaussian_taps(klen: int = 11, sigma: float = 5.0) -> Tensor:
+    """The 1-D taps ``[klen]`` (float64) of the RISE blur kernel.
 
-    RISE builds it as ``scipy.ndimage.gaussian_filter`` of a centred delta in a
+    RISE builds its kernel as ``scipy.ndimage.gaussian_filter`` of a centred delta in a
     ``klen x klen`` array (default ``mode='reflect'``, ``truncate=4``); this reproduces
     that construction in torch: a 1-D Gaussian of radius ``int(4 sigma + 0.5)`` folded back
-    into the array by half-sample reflection, and its outer product.
+    into the array by half-sample reflection.
     """
     if klen < 1 or sigma <= 0:
         raise ValueError(f"rise_gaussian_kernel: need klen >= 1 and sigma > 0, got klen={klen}, sigma={sigma}")
@@ -62,7 +62,12 @@ def rise_gaussian_kernel(klen: int = 11, sigma: float = 5.0) -> Tensor:
     pos = torch.arange(klen, dtype=torch.int64)[:, None] + taps.to(torch.int64)[None, :]  # (klen, 2r+1)
     period = pos.remainder(2 * klen)
     source = torch.where(period < klen, period, 2 * klen - 1 - period)  # reflected index
-    k1 = torch.where(source == klen // 2, weights, torch.zeros_like(weights)).sum(1)  # (klen,)
+    return torch.where(source == klen // 2, weights, torch.zeros_like(weights)).sum(1)  # (klen,)
+
+
+def rise_gaussian_kernel(klen: int = 11, sigma: float = 5.0) -> Tensor:
+    """The RISE blur kernel ``[klen, klen]``: the outer product of :func:`rise_gaussian_taps`."""
+    k1 = rise_gaussian_taps(klen, sigma)  # (klen,)
     return (k1[:, None] * k1[None, :]).float()
 
 
@@ -78,6 +83,8 @@ def _blur_params(size: int, klen: int | None, sigma: float | None) -> tuple[int,
 def gaussian_blur(images: Tensor, klen: int | None = None, sigma: float | None = None) -> Tensor:
     """RISE insertion substrate: per-channel blur with ``rise_gaussian_kernel``, zero padding.
 
+    The filter is :func:`xbyol.augment.blur.separable_blur` with :func:`rise_gaussian_taps`.
+
     Defaults are RISE's ``klen=11, sigma=5`` at 224 px, scaled by ``min(H, W) / 224``:
     ``sigma = 5 s`` and ``klen = 2 max(1, round(5 s)) + 1`` (so 11 at 224, 3 at 32). Small
     images therefore get a proportionally small blur; pass ``klen``/``sigma`` to override.
@@ -91,13 +98,11 @@ def gaussian_blur(images: Tensor, klen: int | None = None, sigma: float | None =
     Returns:
         ``[B, C, H, W]``.
     """
-    _, channels, height, width = images.shape
+    height, width = images.shape[-2:]
     klen, sigma = _blur_params(min(height, width), klen, sigma)
     if klen % 2 == 0:
         raise ValueError(f"gaussian_blur: klen must be odd, got {klen}")
-    kernel = rise_gaussian_kernel(klen, sigma).to(images)  # (k, k)
-    weight = kernel.expand(channels, 1, klen, klen)  # (C, 1, k, k)
-    return F.conv2d(images, weight, padding=klen // 2, groups=channels)
+    return separable_blur(images, rise_gaussian_taps(klen, sigma), padding="zeros")
 
 
 def _substrate(
@@ -293,7 +298,7 @@ def infidelity(
     Returns:
         ``[B]`` infidelity.
     """
-    from captum.metrics import infidelity as captum_infidelity
+    from captum.metrics import infidelity as captum_infidelity  # heavy: imported on first use
 
     where = "infidelity"
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -32,8 +34,6 @@ def update_momentum(online: nn.Module, target: nn.Module, tau: float) -> None:
 
 def copy_as_target(online: nn.Module) -> nn.Module:
     """A deep copy of ``online`` with gradients disabled, to serve as the EMA target."""
-    import copy
-
     target = copy.deepcopy(online)
     for p in target.parameters():
         p.requires_grad_(False)

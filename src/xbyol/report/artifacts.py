@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xbyol.config import load_run_config
+
 __all__ = ["Dissection", "RunArtifacts", "find_dissections", "read_json", "read_metrics"]
 
 #: files written by the other commands, relative to the run directory
@@ -118,8 +120,6 @@ class RunArtifacts:
             strict: raise on a malformed optional file; otherwise record it in ``errors``
                 and treat the file as absent.
         """
-        from xbyol.config import load_run_config
-
         d = Path(run_dir)
         if not d.is_dir():
             raise FileNotFoundError(f"run directory {d} does not exist")

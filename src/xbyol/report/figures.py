@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from xbyol.explain.embedding_maps import scatter_categories
+
 __all__ = [
     "confusion_figure",
     "curves_figure",
@@ -24,10 +26,10 @@ __all__ = [
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # heavy: imported on first use
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: imported on first use
 
     return plt
 
@@ -119,8 +121,6 @@ def embedding_map_figure(coords: torch.Tensor, values: Sequence[str], name: str,
     One figure per colouring, about 700 px wide, so that the page never shrinks it and
     the legend (9 pt, beside the axes) stays readable.
     """
-    from xbyol.explain.embedding_maps import scatter_categories
-
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
     scatter_categories(ax, coords.detach().cpu().numpy(), values, legend_title=name)

@@ -12,6 +12,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from xbyol.augment import preprocess
+from xbyol.explain import explain, minmax_normalize, names
+from xbyol.explain.overlay import colorize, overlay
+from xbyol.explain.spec import parse_target
+from xbyol.report.figures import image_data_uri, upscale
+
 __all__ = ["DEFAULT_METHODS", "HEATMAP_SCALES", "MAX_CONCEPT_CHARS", "OVERLAY_ALPHA", "OVERLAY_CMAP", "check_concept",
            "check_methods", "colorbar_uri", "concept_heatmaps", "concept_mask", "default_methods", "heat_layer_uri",
            "mask_outline", "outline_uri", "overlay_uri"]
@@ -33,16 +39,12 @@ OUTLINE_RGB = (0, 255, 255)
 
 def default_methods() -> list[str]:
     """:data:`DEFAULT_METHODS` that are registered explainers."""
-    from xbyol.explain import names
-
     available = set(names())
     return [m for m in DEFAULT_METHODS if m in available]
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
     """Validate explainer names (order kept, duplicates dropped); raise ``ValueError`` listing the choices."""
-    from xbyol.explain import names
-
     available = names()
     if isinstance(methods, str):
         methods = [m for m in methods.split(",") if m.strip()]
@@ -80,7 +82,7 @@ def concept_heatmaps(
     Args:
         run: a :class:`xbyol.run.LoadedRun`.
         images: uint8 ``[B, 3, H, W]`` at the run's image size.
-        concept: any text (``run.target("concept:<text>")``).
+        concept: any text (the target ``parse_target("concept:<text>", run)``).
         methods: registered explainer names.
         target: a prebuilt target for ``concept`` (skips building it again).
         scale: ``"image"`` (each map min-max normalised on its own) or ``"shared"`` (one
@@ -90,15 +92,12 @@ def concept_heatmaps(
         ``scores [B]`` (cosine of each image with the concept) and ``{method: heatmaps [B, H, W]}``
         in [0, 1], on the CPU.
     """
-    from xbyol.augment import preprocess
-    from xbyol.explain import explain, minmax_normalize
-
     if scale not in HEATMAP_SCALES:
         raise ValueError(f"heatmap scale must be one of {', '.join(HEATMAP_SCALES)}, got {scale!r}")
     concept = check_concept(concept)
     methods = check_methods(methods)
     if target is None:
-        target = run.target(f"concept:{concept}")
+        target = parse_target(f"concept:{concept}", run)
     x = preprocess(images.to(run.device))  # (B, 3, H, W)
     backbone = run.backbone.eval()
     with torch.no_grad():
@@ -147,9 +146,6 @@ def overlay_uri(image: torch.Tensor, heatmap: torch.Tensor, min_size: int = 96, 
     :func:`xbyol.explain.overlay.overlay`), so the image keeps its colours where the map is
     low. ``mask`` (bool ``[H, W]``) is drawn as a thin cyan outline at the displayed size.
     """
-    from xbyol.explain.overlay import overlay
-    from xbyol.report.figures import image_data_uri, upscale
-
     out = upscale(overlay(image.cpu(), heatmap.cpu(), alpha=alpha, cmap=OVERLAY_CMAP, by_value=True).numpy(), min_size)
     if mask is not None:
         out = out.copy()
@@ -163,9 +159,6 @@ def heat_layer_uri(heatmap: torch.Tensor, min_size: int = 96, alpha: float = OVE
     Drawn over the image in a browser it gives :func:`overlay_uri`'s picture (without the
     outline), and its CSS opacity can be changed with a slider.
     """
-    from xbyol.explain.overlay import colorize
-    from xbyol.report.figures import image_data_uri, upscale
-
     h = heatmap.detach().float().cpu().clamp(0, 1)  # (H, W)
     rgb = (colorize(h, OVERLAY_CMAP) * 255).round().to(torch.uint8)  # (H, W, 3)
     a = (alpha * h * 255).round().to(torch.uint8)[..., None]  # (H, W, 1)
@@ -174,8 +167,6 @@ def heat_layer_uri(heatmap: torch.Tensor, min_size: int = 96, alpha: float = OVE
 
 def outline_uri(mask: torch.Tensor, min_size: int = 96) -> str:
     """A transparent RGBA PNG ``data:`` URI holding only the cyan outline of a bool mask ``[H, W]``."""
-    from xbyol.report.figures import image_data_uri, upscale
-
     edge = mask_outline(upscale(mask.cpu().numpy().astype(bool), min_size))
     out = np.zeros((*edge.shape, 4), dtype=np.uint8)
     out[edge] = (*OUTLINE_RGB, 255)
@@ -184,9 +175,6 @@ def outline_uri(mask: torch.Tensor, min_size: int = 96) -> str:
 
 def colorbar_uri(width: int = 256, height: int = 12) -> str:
     """A horizontal colour bar of :data:`OVERLAY_CMAP` from 0 (left) to 1 (right)."""
-    from xbyol.explain.overlay import colorize
-    from xbyol.report.figures import image_data_uri
-
     ramp = torch.linspace(0, 1, width)[None].expand(height, width)  # (h, w)
     return image_data_uri((colorize(ramp, OVERLAY_CMAP) * 255).round().to(torch.uint8).numpy())
 

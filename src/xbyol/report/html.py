@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from xbyol import __version__
 from xbyol.data.sampling import dataset_labels
+from xbyol.report import live, sections
 from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import Note, Section, format_value
+from xbyol.run import load_run
 
 __all__ = ["ReportOptions", "build_sections", "render_html", "write_report"]
 
@@ -82,8 +85,6 @@ def _guard(build: Callable[[], Section], sid: str, title: str, strict: bool) -> 
 
 def build_sections(run_dir: str | Path, options: ReportOptions | None = None) -> tuple[RunArtifacts, list[Section]]:
     """Read the run directory, compute what needs the model, return the sections in order."""
-    from xbyol.report import live, sections
-
     opts = options or ReportOptions()
     a = RunArtifacts.read(run_dir, strict=opts.strict)
     for name, why in a.errors.items():
@@ -96,8 +97,6 @@ def build_sections(run_dir: str | Path, options: ReportOptions | None = None) ->
     if a.has_checkpoint:
         say("loading the model")
         try:
-            from xbyol.run import load_run
-
             run = load_run(a.run_dir, device=opts.device)
         except Exception as e:  # noqa: BLE001
             if opts.strict:
@@ -202,8 +201,6 @@ def _environment():
 
 def render_html(a: RunArtifacts, sections: list[Section], title: str | None = None) -> str:
     """Render the sections with ``templates/report.html``."""
-    from xbyol import __version__
-
     return _environment().get_template(TEMPLATE).render(
         title=title or f"xbyol report: {a.cfg.name}",
         run_name=a.cfg.name,

@@ -9,10 +9,38 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from xbyol.augment import preprocess, unnormalize
+from xbyol.concepts.projection import concept_projection
+from xbyol.concepts.vocabulary import ConceptLabeler
+from xbyol.data.base import collate
 from xbyol.data.sampling import dataset_labels, stratified_indices
-from xbyol.report.blocks import (Figure, Gallery, GalleryImage, GalleryRow, GridCell, GridRow, ImageGrid, KeyValues, Note,
-                                  Section, Table)
+from xbyol.explain.embedding_maps import color_values, embed_2d, same_partition
+from xbyol.explain.spec import load_probe, parse_target
+from xbyol.report.blocks import (
+    Figure,
+    Gallery,
+    GalleryImage,
+    GalleryRow,
+    GridCell,
+    GridRow,
+    ImageGrid,
+    KeyValues,
+    Note,
+    Section,
+    Table,
+)
+from xbyol.report.figures import confusion_figure, embedding_map_figure, image_data_uri
+from xbyol.report.heatmaps import (
+    check_methods,
+    colorbar_uri,
+    concept_heatmaps,
+    concept_mask,
+    default_methods,
+    overlay_uri,
+)
 
 __all__ = ["concept_confusion", "confusion_blocks", "embedding_map_section", "gallery_concepts", "gallery_section",
            "nearest_neighbours", "neighbours_section", "probe_confusion", "probe_confusion_blocks",
@@ -20,8 +48,6 @@ __all__ = ["concept_confusion", "confusion_blocks", "embedding_map_section", "ga
 
 
 def _tqdm(total: int, desc: str, progress: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
 
 
@@ -49,8 +75,6 @@ def _encode(run: Any, dataset: Any, indices: list[int], progress: bool, desc: st
 
 def _colourings(dataset: Any, indices: list[int], max_groups: int = 2) -> dict[str, list[str]]:
     """Label colouring, then up to ``max_groups`` concept groups that do not repeat one already chosen."""
-    from xbyol.explain.embedding_maps import color_values, same_partition
-
     samples = [dataset[i] for i in indices]
     out: dict[str, list[str]] = {}
     class_names = list(getattr(dataset, "class_names", []) or [])
@@ -75,9 +99,6 @@ def _colourings(dataset: Any, indices: list[int], max_groups: int = 2) -> dict[s
 
 def embedding_map_section(run: Any, method: str = "tsne", max_points: int = 1000, progress: bool = True) -> Section:
     """2-D map of the test split's representations, coloured by label and concept groups."""
-    from xbyol.explain.embedding_maps import embed_2d
-    from xbyol.report.figures import embedding_map_figure
-
     sec = Section("embedding-map", "Embedding map")
     test = run.dataset("test")
     if len(test) < 3:
@@ -106,13 +127,6 @@ def concept_confusion(run: Any, max_images: int = 2000, progress: bool = True) -
     Returns:
         ``{group: (concept texts, counts [G, G] long)}`` for groups with at least two concepts.
     """
-    import torch.nn.functional as F
-
-    from xbyol.augment import preprocess
-    from xbyol.concepts.projection import concept_projection
-    from xbyol.concepts.vocabulary import ConceptLabeler
-    from xbyol.data.base import collate
-
     project_fn, bank = concept_projection(run)
     test = run.dataset("test")
     labeler = ConceptLabeler(bank.texts, test)
@@ -147,8 +161,6 @@ def concept_confusion(run: Any, max_images: int = 2000, progress: bool = True) -
 
 def confusion_blocks(run: Any, progress: bool = True) -> list[Any]:
     """Figures of :func:`concept_confusion`, one per group."""
-    from xbyol.report.figures import confusion_figure
-
     conf = concept_confusion(run, progress=progress)
     if not conf:
         return [Note("concept confusion: no concept group has test images with exactly one of its concepts.")]
@@ -228,10 +240,6 @@ def gallery_section(
             method and concept over the gallery's images; see
             :data:`~xbyol.report.heatmaps.HEATMAP_SCALES`).
     """
-    from xbyol.report.figures import image_data_uri
-    from xbyol.report.heatmaps import (check_methods, colorbar_uri, concept_heatmaps, concept_mask, default_methods,
-                                       overlay_uri)
-
     methods = check_methods(methods if methods is not None else default_methods())
     scale_text = ("each map scaled to its own lowest..highest value: compare the cosines, not the brightness, "
                   "across rows" if scale == "image" else
@@ -255,7 +263,7 @@ def gallery_section(
     with _tqdm(len(by_concept) * len(methods), "heatmap gallery", progress) as bar:
         for concept, positions in by_concept.items():
             images = torch.stack([samples[p]["image"] for p in positions])  # (b, 3, H, W)
-            target = run.target(f"concept:{concept}")
+            target = parse_target(f"concept:{concept}", run)
             scores, maps = None, {}
             for m in methods:
                 scores, one = concept_heatmaps(run, images, concept, [m], target=target, scale=scale)
@@ -285,9 +293,6 @@ def views_section(run: Any, n_images: int = 4, seed: int = 0) -> Section:
     report is reproducible; they show which changes (crop, flip, colour, blur, solarisation)
     the encoder was asked to ignore.
     """
-    from xbyol.augment import unnormalize
-    from xbyol.report.figures import image_data_uri
-
     sec = Section("views", "Augmented views",
                   intro="What the encoder was trained to see as the same image: each row is one training image and "
                         "two draws of the pair of views its loss compares (view 1 is always blurred; view 2 is "
@@ -330,8 +335,6 @@ def views_section(run: Any, n_images: int = 4, seed: int = 0) -> Section:
 @torch.no_grad()
 def _features(backbone: Any, dataset: Any, indices: list[int], device: Any, batch_size: int = 256) -> torch.Tensor:
     """Backbone representations ``[N, D]`` of the given dataset images."""
-    from xbyol.augment import preprocess
-
     out = []
     for s in range(0, len(indices), batch_size):
         images = torch.stack([dataset[i]["image"] for i in indices[s : s + batch_size]])  # (b, 3, H, W)
@@ -345,8 +348,6 @@ def nearest_neighbours(features: torch.Tensor, queries: Sequence[int], k: int) -
     Returns:
         ``(indices [Q, k], cosines [Q, k])``, most similar first.
     """
-    import torch.nn.functional as F
-
     z = F.normalize(features.float(), dim=1)  # (N, D)
     q = torch.as_tensor(list(queries), dtype=torch.long)
     cos = z[q] @ z.T  # (Q, N)
@@ -370,8 +371,6 @@ def random_pick_same_label_rate(labels: Sequence[int]) -> float:
 
 def neighbours_section(run: Any, n_queries: int = 4, k: int = 5, max_gallery: int = 2000) -> Section:
     """For a few test images, their ``k`` nearest test images under the trained encoder and under random init."""
-    from xbyol.report.figures import image_data_uri
-
     sec = Section("neighbours", "Nearest neighbours",
                   intro="For a few test images, the most similar test images by cosine of the representation, under "
                         "the trained encoder and under its randomly initialised twin (same architecture, no training). "
@@ -417,8 +416,6 @@ def neighbours_section(run: Any, n_queries: int = 4, k: int = 5, max_gallery: in
 @torch.no_grad()
 def probe_confusion(run: Any, batch_size: int = 256) -> tuple[list[str], torch.Tensor]:
     """Confusion counts ``[C, C]`` (true rows, predicted columns) of the linear probe of ``xbyol eval`` on the test split."""
-    from xbyol.explain.spec import load_probe
-
     probe, class_names = load_probe(run)
     test = run.dataset("test")
     labels = torch.as_tensor(dataset_labels(test))
@@ -437,8 +434,6 @@ def probe_confusion(run: Any, batch_size: int = 256) -> tuple[list[str], torch.T
 
 def probe_confusion_blocks(run: Any) -> list[Any]:
     """The linear probe's confusion matrix (a figure) and per-class recall (a table)."""
-    from xbyol.report.figures import confusion_figure
-
     if not (Path(run.run_dir) / "probe.pt").is_file():
         return [Note(f"probe confusion matrix: not computed: run `xbyol eval {run.run_dir}` (writes probe.pt).")]
     names, counts = probe_confusion(run)

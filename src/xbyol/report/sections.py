@@ -11,8 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from xbyol.report.artifacts import DISSECT_DIR, EVAL_FILE, EXPLAIN_EVAL_FILE, METRICS_FILE, RUN_INFO_FILE, RunArtifacts
+from xbyol import __version__
+from xbyol.config import dump, load_run_config
+from xbyol.metrics import METRICS
+from xbyol.report.artifacts import (
+    DISSECT_DIR,
+    EVAL_FILE,
+    EXPLAIN_EVAL_FILE,
+    METRICS_FILE,
+    RUN_INFO_FILE,
+    RunArtifacts,
+    read_json,
+)
 from xbyol.report.blocks import Code, Figure, KeyValues, Note, Section, Table, flatten, format_value
+from xbyol.report.figures import curves_figure, png_data_uri
 
 __all__ = [
     "Baseline",
@@ -44,9 +56,6 @@ class Baseline:
 
     @classmethod
     def read(cls, run_dir: str | Path) -> "Baseline":
-        from xbyol.config import load_run_config
-        from xbyol.report.artifacts import EVAL_FILE, read_json
-
         d = Path(run_dir)
         cfg = load_run_config(d)
         return cls(label=f"{cfg.method.name} ({d.name})", eval=read_json(d / EVAL_FILE), path=d)
@@ -90,9 +99,6 @@ def run_section(a: RunArtifacts, checkpoint_step: int | None = None, datasets: l
         checkpoint_step: step of ``checkpoints/last.pt`` when it was loaded.
         datasets: descriptions of the loaded dataset splits (default: from the config).
     """
-    from xbyol import __version__
-    from xbyol.config import dump
-
     cfg = a.cfg
     info = a.run_info or {}
     hw = info.get("hardware") or {}
@@ -264,8 +270,6 @@ def collapse_warnings(metrics: dict[str, list[float]], batch_size: int | None = 
 
 def training_section(a: RunArtifacts, smoothing: float = 0.0) -> Section:
     """Training curves from ``metrics.csv``, collapse warnings and a table of the last values."""
-    from xbyol.report.figures import curves_figure
-
     sec = Section("training", "Training curves")
     m = a.metrics
     if m is None:
@@ -486,8 +490,6 @@ _METRIC_ALIASES = {"iou": "mask_iou", "randomization_corr": "model_randomization
 
 def _metric_header(key: str) -> str:
     """``key`` in words, with an arrow for the better direction when the metric is known."""
-    from xbyol.metrics import METRICS
-
     meta = METRICS.get(_METRIC_ALIASES.get(key, key))
     label = key.replace("_", " ")
     if meta is not None:
@@ -540,8 +542,6 @@ def _cell(key: str, text: str, iou: float) -> Any:
 
 def dissection_section(a: RunArtifacts, top_units: int = 10, max_figure_bytes: int = 4_000_000) -> Section:
     """Per dissected layer: detector counts per concept group, the top units, the figures."""
-    from xbyol.report.figures import png_data_uri
-
     sec = Section("dissection", "Network dissection",
                   intro="A unit detects a concept when the IoU of its thresholded activation map with the concept's "
                         "segmentation exceeds the threshold (Bau et al. 2017).")

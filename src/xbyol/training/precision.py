@@ -3,8 +3,9 @@
 ``train.precision: auto`` picks bf16 autocast where the hardware runs it fast (CPUs with
 AVX512-BF16 or AMX, CUDA devices with bf16 support), fp16 with a GradScaler on CUDA devices
 without bf16, and fp32 otherwise. ``train.channels_last: auto`` is on for convolutional
-backbones. ``method.concat_views: auto`` passes the two BYOL views as one concatenated
-batch on every device: with bf16 + channels_last (what ``auto`` gives on a bf16 CPU) that
+backbones. ``method.concat_views: auto`` (resolved by
+:func:`xbyol.methods.byol.resolve_concat_views`, beside the views it batches) passes the two
+BYOL views as one concatenated batch on every device: with bf16 + channels_last (what ``auto`` gives on a bf16 CPU) that
 was the faster of the two in "Training throughput" (benchmarks/BENCHMARKS.md), while in
 fp32 and in bf16 NCHW separate views were faster, so choose ``false`` there.
 """
@@ -40,10 +41,3 @@ def is_convolutional(module: nn.Module) -> bool:
 def resolve_channels_last(value: bool | str, backbone: nn.Module) -> bool:
     """``"auto"`` -> on for convolutional backbones (oneDNN and cuDNN prefer NHWC)."""
     return is_convolutional(backbone) if value == "auto" else bool(value)
-
-
-def resolve_concat_views(value: bool | str, device: torch.device | None = None) -> bool:
-    """``"auto"`` -> one concatenated batch (on CPU and CUDA alike; see the module docstring)."""
-    if value == "auto":
-        return True
-    return bool(value)

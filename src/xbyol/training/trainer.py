@@ -26,6 +26,8 @@ from xbyol.config import Config, ConfigError
 from xbyol.data import build_dataset
 from xbyol.data.base import SampleDataset, collate
 from xbyol.errors import CheckpointError
+from xbyol.methods import create_method
+from xbyol.methods.byol import resolve_concat_views
 from xbyol.training import distributed as dist_utils
 from xbyol.training.checkpoint import (
     LAST,
@@ -39,10 +41,11 @@ from xbyol.training.checkpoint import (
 )
 from xbyol.training.init_from import initialise_from
 from xbyol.training.interrupt import StopRequest
+from xbyol.training.monitors import monitor_stats
 from xbyol.training.optim import build_optimizer
-from xbyol.training.precision import resolve_channels_last, resolve_concat_views, resolve_precision
+from xbyol.training.precision import resolve_channels_last, resolve_precision
 from xbyol.training.resume import check_resume_changes
-from xbyol.training.schedules import lr_at
+from xbyol.training.schedules import lr_at, tau_at
 
 
 class TrainingDiverged(RuntimeError):
@@ -171,20 +174,6 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _monitor_stats(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    from xbyol.eval.monitors import effective_rank, embedding_std  # moves beside the trainer in the consolidation (#20)
-
-    stats: dict[str, float] = {}
-    for k, v in out.items():
-        if k.startswith("embed/"):
-            name = k.split("/", 1)[1]
-            z = v.detach().float()
-            stats[f"{name}_std"] = float(embedding_std(z))
-            stats[f"{name}_rank"] = float(effective_rank(z))
-            stats[f"{name}_std_healthy"] = 1.0 / math.sqrt(z.shape[1])
-    return stats
-
-
 def hardware_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "device": str(device),
@@ -249,8 +238,6 @@ class Trainer:
     """One training run in visible phases: set up, restore, step, log, check, checkpoint."""
 
     def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False, extend: bool = False) -> None:
-        from xbyol.methods import create_method  # methods import training.schedules: a cycle at import time
-
         self.cfg, t = cfg, cfg.train
         self.device = resolve_device(t.device)
         self.distributed = dist_utils.init_from_env(self.device)
@@ -455,7 +442,7 @@ class Trainer:
         first_bad_loss = torch.zeros((), dtype=torch.long, device=self.device)
         for batch in _batches(self.dataset, self.cfg, start_step=self.step, total=end, rank=self.rank, world=self.world):
             out, lr = self._step(batch, first_bad_loss)
-            extra = self.method.after_optimizer_step(self.step, self.total)
+            extra = self.method.after_optimizer_step(tau_at(self.step, self.total, self.cfg.method.tau_base))
             self.step += 1
             step = self.step
             imgs_since += batch["image"].shape[0] * self.world
@@ -525,7 +512,7 @@ class Trainer:
         row.update(extra)
         row["images_per_s"] = ips
         if step % t.monitor_every == 0 or step == 1 or step == self.total:
-            row.update(_monitor_stats(out))
+            row.update(monitor_stats(out))
         assert log is not None
         log.log(row)
         if tb is not None:

@@ -39,6 +39,25 @@ from urllib.parse import urlsplit
 
 import torch
 
+from xbyol.concepts import explain_embedding
+from xbyol.concepts.projection import concept_projection
+from xbyol.explain import names
+from xbyol.explain.base import EXPLAINERS, target_types
+from xbyol.explain.targets import ConceptTarget
+from xbyol.report.figures import image_data_uri
+from xbyol.report.heatmaps import (
+    MAX_CONCEPT_CHARS,
+    check_concept,
+    check_methods,
+    colorbar_uri,
+    concept_heatmaps,
+    concept_mask,
+    default_methods,
+    heat_layer_uri,
+    outline_uri,
+    overlay_uri,
+)
+from xbyol.run import load_run
 from xbyol.web.uploads import DEFAULT_MAX_PIXELS, UploadDecoder, UploadError
 
 __all__ = ["LOCAL_HOSTS", "Explorer", "concept_support", "create_app", "host_name"]
@@ -67,9 +86,6 @@ def concept_support(method: str) -> str | None:
     declares ``target_types`` (CAM: linear-probe classes and embedding dimensions) explains
     only those.
     """
-    from xbyol.explain.base import target_types
-    from xbyol.explain.targets import ConceptTarget
-
     types = target_types(method)
     if types is None or issubclass(ConceptTarget, tuple(types)):
         return None
@@ -79,8 +95,6 @@ def concept_support(method: str) -> str | None:
 
 def ignores_target(method: str) -> bool:
     """Whether ``method`` draws the same map whatever the target (Eigen-CAM)."""
-    from xbyol.explain.base import EXPLAINERS
-
     return not getattr(EXPLAINERS.get(method), "needs_target", True)
 
 
@@ -97,9 +111,6 @@ class Explorer:
 
     def __init__(self, run: Any, methods: Sequence[str] | None = None, max_uploads: int = 32,
                  max_pixels: int = DEFAULT_MAX_PIXELS, top_k: int = 5, max_concurrent_decodes: int = 2) -> None:
-        from xbyol.explain import names
-        from xbyol.report.heatmaps import check_methods, default_methods
-
         self.run = run
         self.test = run.dataset("test")
         self.image_size = int(run.cfg.data.image_size)
@@ -180,8 +191,6 @@ class Explorer:
 
     def projection(self) -> tuple[Any, Any]:
         """The run's ``(project_fn, concept bank)``, computed once (call under :attr:`lock`)."""
-        from xbyol.concepts.projection import concept_projection
-
         if self._projection is None:
             self._projection = concept_projection(self.run)
         return self._projection
@@ -192,8 +201,6 @@ class Explorer:
         Embedded in memory: typed texts are not written to the on-disk cache (one file
         each, without bound); the last :data:`MAX_CONCEPT_TARGETS` are kept.
         """
-        from xbyol.explain.targets import ConceptTarget
-
         if concept in self._targets:
             self._targets.move_to_end(concept)
             return self._targets[concept]
@@ -209,8 +216,6 @@ class Explorer:
     def top_concepts(self, image: torch.Tensor, k: int | None = None) -> dict[str, Any]:
         """``{"concepts": [{"concept", "weight"}], "uniform": 1/K}``: the image's top-k concepts
         and the weight every concept would have if the embedding favoured none of the K."""
-        from xbyol.concepts import explain_embedding
-
         with self.lock:
             top = explain_embedding(self.run, image[None], top_k=k or self.top_k)[0]
             n_concepts = len(self.projection()[1])
@@ -218,8 +223,6 @@ class Explorer:
 
     def mask(self, ref: dict[str, Any], concept: str) -> torch.Tensor | None:
         """The ground-truth mask ``[H, W]`` of ``concept`` in a test image, when the dataset has one."""
-        from xbyol.report.heatmaps import concept_mask
-
         if "index" not in ref:
             return None
         return concept_mask(self.test[ref["index"]], self.test, concept)
@@ -232,9 +235,6 @@ class Explorer:
         ``heat`` (the coloured map alone, RGBA, for the page to lay over the image with an
         opacity slider); ``outline`` is the mask's outline alone (RGBA) when there is a mask.
         """
-        from xbyol.report.figures import image_data_uri
-        from xbyol.report.heatmaps import concept_heatmaps, heat_layer_uri, outline_uri, overlay_uri
-
         heatmaps = []
         with self.lock:
             target = self._target(concept)
@@ -295,11 +295,7 @@ def create_app(
     from werkzeug.exceptions import (BadRequest, Forbidden, HTTPException, RequestEntityTooLarge, ServiceUnavailable,
                                      UnprocessableEntity)
 
-    from xbyol.report.heatmaps import MAX_CONCEPT_CHARS, check_concept, check_methods, colorbar_uri
-
     if isinstance(run, (str, Path)):
-        from xbyol.run import load_run
-
         run = load_run(run, device=device)
     explorer = Explorer(run, methods=methods, max_uploads=max_uploads, max_pixels=max_pixels)
 

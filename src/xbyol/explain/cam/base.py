@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xbyol.explain.base import Explainer
+from xbyol.explain.explainer import Explainer
 from xbyol.explain.hooks import ActivationsAndGradients, resolve_layer
 from xbyol.explain.targets import TargetFn, compute_scores
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from xbyol.explain.base import EXPLAINERS
+from xbyol.explain.explainer import EXPLAINERS
 from xbyol.explain.cam.base import BaseCAM
 from xbyol.explain.targets import TargetFn
 

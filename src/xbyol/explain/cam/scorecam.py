@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xbyol.explain.base import EXPLAINERS, minmax_normalize
+from xbyol.explain.explainer import EXPLAINERS, minmax_normalize
 from xbyol.explain.cam.base import BaseCAM
 from xbyol.explain.targets import TargetFn, compute_scores
 

@@ -1,4 +1,8 @@
-"""Collapse monitors for embeddings (REFERENCES.md section 6).
+"""Collapse statistics of embeddings (REFERENCES.md section 6).
+
+They sit with the methods, whose ``"embed/"`` outputs they read: a method warns with them
+(:meth:`xbyol.methods.xmodal.CrossModalTowers.watch_collapse`), the trainer logs them
+(:mod:`xbyol.training.monitors`) and the retrieval evaluation reports them.
 
 - :func:`embedding_std`: mean over dimensions of the per-dimension std (over the batch) of
   L2-normalised embeddings; 0 when collapsed, about ``1/sqrt(D)`` when healthy

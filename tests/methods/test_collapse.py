@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from xbyol.eval.monitors import effective_rank, embedding_std
+from xbyol.methods.collapse import effective_rank, embedding_std
 
 
 def _rankme(sigmas: list[float]) -> float:
