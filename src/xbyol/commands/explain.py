@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from xbyol.augment import preprocess
+    from xbyol.data.io import load_image
     from xbyol.data.sampling import dataset_labels, stratified_indices
     from xbyol.explain import explain, names, save_overlay
-    from xbyol.explain.spec import load_image
     from xbyol.report.heatmaps import OVERLAY_ALPHA, OVERLAY_CMAP
     from xbyol.run import load_run
 
