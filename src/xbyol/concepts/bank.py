@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 
 from xbyol.concepts import text_model
 from xbyol.concepts.text_model import BUNDLED_MODEL
+from xbyol.data.io import atomic_write
 
 CONCEPTS_JSON = "concepts.json"
 CONCEPTS_PT = "concept_embeddings.pt"
@@ -90,11 +90,9 @@ def embed_texts(
     emb = text_model.encode_texts(ref, prompted)  # (K, E)
     if not write_cache:
         return emb, ref.record()
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"texts": texts, "prompt": prompt, "model": ref.name, "weights_sha256": ref.weights_sha256,
-                "embeddings": emb}, tmp)
-    os.replace(tmp, path)
+    entry = {"texts": texts, "prompt": prompt, "model": ref.name, "weights_sha256": ref.weights_sha256,
+             "embeddings": emb}
+    atomic_write(path, lambda f: torch.save(entry, f))
     return emb, ref.record()
 
 
@@ -222,10 +220,8 @@ class ConceptBank:
     def save(self, directory: str | Path) -> None:
         """Write ``concepts.json`` and ``concept_embeddings.pt`` into ``directory`` (atomically)."""
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{CONCEPTS_PT}.{os.getpid()}.tmp"
-        torch.save({"texts": self.texts, "embeddings": self.embeddings.detach().cpu()}, tmp)
-        os.replace(tmp, d / CONCEPTS_PT)
+        blob = {"texts": self.texts, "embeddings": self.embeddings.detach().cpu()}
+        atomic_write(d / CONCEPTS_PT, lambda f: torch.save(blob, f))
         text_model._atomic_write_text(d / CONCEPTS_JSON, json.dumps(self.record(), indent=1))
 
     @classmethod

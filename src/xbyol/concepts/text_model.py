@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from xbyol.data.io import atomic_write
+
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -169,7 +171,4 @@ def encode_texts(ref: TextModelRef, texts: list[str], batch_size: int = 64) -> t
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from typing import Any
 
 import torch
 from torch import nn
+
+from xbyol.data.io import atomic_write
 
 DEFAULT_METHODS = [
     "gradcam", "gradcampp", "xgradcam", "layercam", "scorecam", "eigencam",
@@ -211,10 +212,7 @@ def explain_eval(
         "methods": table,
     }
     if write:
-        path = run.path("explain_eval.json")
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(out, indent=2))
-        os.replace(tmp, path)
+        atomic_write(run.path("explain_eval.json"), json.dumps(out, indent=2))
     return out
 
 

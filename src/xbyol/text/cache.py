@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from xbyol.data.io import atomic_write
 from xbyol.text.encoder import encode_frozen, model_fingerprint, shared_sentence_model
 
 # unknown texts met at run time (test captions, caption-dropout views) kept in memory at most
@@ -133,8 +134,6 @@ def build_text_table(
         except Exception:  # noqa: BLE001 - a corrupt cache file is rebuilt below
             pass
     features = encode_frozen(shared_sentence_model(model, "cpu"), distinct, batch_size=batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"texts": distinct, "features": features, "model": str(model)}, tmp)
-    os.replace(tmp, path)
+    blob = {"texts": distinct, "features": features, "model": str(model)}
+    atomic_write(path, lambda f: torch.save(blob, f))
     return TextFeatureTable(model, distinct, features)
