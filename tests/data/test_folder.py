@@ -12,7 +12,8 @@ from data_fixtures import make_image_folder, save_rgb, truncated_bytes
 from PIL import Image
 
 from xbyol.data import create_dataset
-from xbyol.data.folder import DatasetWarning, FolderDataset, UnreadableImageError, split_per_class
+from xbyol.data.folder import DatasetWarning, FolderDataset, split_per_class
+from xbyol.data.io import UnreadableImageError
 
 
 def by_key(ds: FolderDataset, key: str) -> dict:
