@@ -303,19 +303,10 @@ class FolderDataset(ImageFilesDataset):
             sorted((concept_index[c], p) for c, p in my_masks.get(it.key, {}).items()) for it in items
         ]
         self.malformed_caption_lines = bad_lines
-
+        missing_caption = sum(it.key not in captions for it in items) if cap_path is not None else 0
+        self._warn_skipped(base, cap_path, missing_caption, unmatched)
         # unreadable files are found when first read (ImageFilesDataset), not by opening
         # every file here: that took 24 s on a 60,000-image folder
-        problems = []
-        if bad_lines:
-            problems.append(f"skipped {len(bad_lines)} malformed line(s) of {cap_path}: {summarize(bad_lines)}")
-        missing_caption = sum(it.key not in captions for it in items) if cap_path is not None else 0
-        if missing_caption:
-            problems.append(f"{missing_caption} image(s) have no caption in {cap_path}; using 'a photo of a <class>'")
-        if unmatched:
-            problems.append(f"ignored {len(unmatched)} mask file(s) matching no image: {summarize(unmatched)}")
-        if problems:
-            warnings.warn(f"folder {base} [{split}]: " + "; ".join(problems), DatasetWarning, stacklevel=3)
 
     def _scan_roots(self) -> list[list[_Item]]:
         """Items of ``root`` (then of ``test_root``), labelled by ``root``'s class folders; sets ``class_names``."""
@@ -385,6 +376,19 @@ class FolderDataset(ImageFilesDataset):
         if not path.is_file():
             raise FileNotFoundError(f"folder: captions file {path} does not exist")
         return path
+
+    def _warn_skipped(self, base: Path, cap_path: Path | None, missing_caption: int, unmatched: list[str]) -> None:
+        """One :class:`DatasetWarning` listing malformed caption lines, uncaptioned images and stray masks."""
+        bad_lines = self.malformed_caption_lines
+        problems = []
+        if bad_lines:
+            problems.append(f"skipped {len(bad_lines)} malformed line(s) of {cap_path}: {summarize(bad_lines)}")
+        if missing_caption:
+            problems.append(f"{missing_caption} image(s) have no caption in {cap_path}; using 'a photo of a <class>'")
+        if unmatched:
+            problems.append(f"ignored {len(unmatched)} mask file(s) matching no image: {summarize(unmatched)}")
+        if problems:
+            warnings.warn(f"folder {base} [{self.split}]: " + "; ".join(problems), DatasetWarning, stacklevel=4)
 
     def _default_caption(self, label: int) -> str:
         name = concept_text(self.class_names[label])
