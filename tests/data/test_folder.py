@@ -13,7 +13,8 @@ from PIL import Image
 
 from xbyol.config import DataCfg
 from xbyol.data import create_dataset
-from xbyol.data.folder import DatasetWarning, FolderDataset, UnreadableImageError, split_per_class
+from xbyol.data.folder import DatasetWarning, FolderDataset, split_per_class
+from xbyol.data.io import UnreadableImageError
 
 
 def by_key(ds: FolderDataset, key: str) -> dict:

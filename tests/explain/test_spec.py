@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from xbyol.data.folder import UnreadableImageError
-from xbyol.explain.spec import load_image, parse_target
+from xbyol.data.io import UnreadableImageError, load_image
+from xbyol.explain.spec import parse_target
 from xbyol.explain.targets import (
     ConceptTarget,
     DimensionTarget,

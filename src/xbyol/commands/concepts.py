@@ -25,13 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
 
     # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.concepts.explain_embedding import explain_embedding
-    from xbyol.data.folder import read_image
+    from xbyol.data.io import load_image
     from xbyol.run import load_run
 
     if not args.images and not args.indices:
@@ -40,9 +38,7 @@ def run(args: argparse.Namespace) -> int:
     size = run_.cfg.data.image_size
     names, images = [], []
     for path in args.images:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"image {path} does not exist")
-        images.append(read_image(Path(path), size)[0])
+        images.append(load_image(path, size))
         names.append(str(path))
     if args.indices:
         test = run_.dataset("test")

@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
     # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.augment import preprocess
+    from xbyol.data.io import load_image
     from xbyol.data.sampling import dataset_labels, stratified_indices
     from xbyol.explain import explain, names, save_overlay
-    from xbyol.explain.spec import load_image, parse_target
+    from xbyol.explain.spec import parse_target
     from xbyol.report.heatmaps import OVERLAY_ALPHA, OVERLAY_CMAP
     from xbyol.run import load_run
 

@@ -12,13 +12,13 @@ its own copy (``concepts.json`` + ``concept_embeddings.pt``) so evaluation, expl
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from xbyol.data.io import atomic_write
 from xbyol.concepts.vocabulary import read_concepts_file, validate_texts
 from xbyol.text.sentence_model import BUNDLED_MODEL, cached_embeddings
 
@@ -175,13 +175,9 @@ class ConceptBank:
     def save(self, directory: str | Path) -> None:
         """Write ``concepts.json`` and ``concept_embeddings.pt`` into ``directory`` (atomically)."""
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{CONCEPTS_PT}.{os.getpid()}.tmp"
-        torch.save({"texts": self.texts, "embeddings": self.embeddings.detach().cpu()}, tmp)
-        os.replace(tmp, d / CONCEPTS_PT)
-        tmp = d / f".{CONCEPTS_JSON}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(self.record(), indent=1))
-        os.replace(tmp, d / CONCEPTS_JSON)
+        blob = {"texts": self.texts, "embeddings": self.embeddings.detach().cpu()}
+        atomic_write(d / CONCEPTS_PT, lambda f: torch.save(blob, f))
+        atomic_write(d / CONCEPTS_JSON, json.dumps(self.record(), indent=1))
 
     @classmethod
     def load(cls, directory: str | Path) -> "ConceptBank":

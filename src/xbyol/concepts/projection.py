@@ -23,7 +23,6 @@ scale of its features. The fit is cached in
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from xbyol.concepts.bank import ConceptBank
 from xbyol.concepts.build import bank_for
 from xbyol.concepts.vocabulary import ConceptLabeler
 from xbyol.data.base import collate
+from xbyol.data.io import atomic_write
 from xbyol.losses.semantic import semantic_loss
 
 POSTHOC_FILE = "concept_map.pt"
@@ -190,7 +190,6 @@ def concept_projection(run: Any, use_projector: bool = True) -> tuple[ConceptMap
     feats, targets = representations_and_targets(run, "train", bank)
     cmap = fit_concept_map(feats, targets.to(feats.device), bank.embeddings.to(feats.device), projector,
                            s.loss, s.temperature, s.posthoc_steps, s.posthoc_lr, run.cfg.train.seed)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"key": key, "linear": {k: v.detach().cpu() for k, v in cmap.linear.state_dict().items()}}, tmp)
-    os.replace(tmp, path)
+    blob = {"key": key, "linear": {k: v.detach().cpu() for k, v in cmap.linear.state_dict().items()}}
+    atomic_write(path, lambda f: torch.save(blob, f))
     return cmap, bank

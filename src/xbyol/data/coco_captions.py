@@ -32,14 +32,8 @@ import torch
 
 from xbyol.config import DataCfg
 from xbyol.data.base import DATASETS, Sample
-from xbyol.data.folder import (
-    DatasetWarning,
-    ImageFilesDataset,
-    check_root,
-    read_image,
-    summarize,
-    verify_files,
-)
+from xbyol.data.folder import DatasetWarning, ImageFilesDataset, check_root, summarize
+from xbyol.data.io import read_image, verify_files
 
 TEST_FRACTION = 0.2
 

@@ -20,9 +20,10 @@ Layout (``root`` = ``data.root``)::
 - Captions: ``captions_file`` (default ``root/captions.jsonl``; a relative path is
   read against ``root``). Images without a caption get "a photo of a <class>".
   Malformed lines are skipped and counted (``strict`` raises, naming the line).
-- Images of any mode (grayscale, palette, RGBA, 16-bit) become RGB; transparent
-  pixels are composited onto white. Each image is resized so its shorter side is
-  ``image_size`` (bilinear), then centre-cropped to a square.
+- Images are decoded by :func:`xbyol.data.io.read_image`, as ``explain`` and the explorer
+  decode them: any mode (grayscale, palette, RGBA, 16-bit) becomes RGB, transparent
+  pixels are composited onto white, the shorter side is resized to ``image_size``
+  (bilinear), then a centre square is cropped.
 - Unreadable files are found lazily: a file that fails to decode when first read is
   replaced in that batch by the next readable image (the same one every time, so an
   exact resume stays exact), counted in ``load_failures`` and reported by one warning;
@@ -41,109 +42,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from xbyol.config import DataCfg
 from xbyol.data.base import DATASETS, Sample, SampleDataset
-from xbyol.errors import XbyolError
+from xbyol.data.io import IMAGE_EXTENSIONS, UnreadableImageError, read_image, read_mask
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TEST_FRACTION = 0.2
 MASKS_DIR = "masks"
 CAPTIONS_FILE = "captions.jsonl"
-
-
-class UnreadableImageError(XbyolError, OSError):
-    """An image or mask file could not be decoded; the message names the file."""
+LAYOUT = "expected root/<class>/<image> files (" + ", ".join(IMAGE_EXTENSIONS) + ")"
 
 
 class DatasetWarning(UserWarning):
     """Files or lines of a dataset were skipped; the message says which and how many."""
 
 
-# ----------------------------------------------------------------------------- image helpers
-
-
-def check_image(path: Path) -> str | None:
-    """Quick structural check (``Image.verify``): ``None`` if readable, else the reason."""
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except Exception as e:  # Pillow raises many exception types for bad files
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow image -> ``RGB``. 16-bit/float gray is rescaled; transparency goes on white."""
-    if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        if img.mode == "F":
-            arr = arr * 255.0 if arr.size and arr.max() <= 1.0 else arr
-        elif img.mode.startswith("I;16") or (arr.size and arr.max() > 255):
-            arr = arr / 257.0
-        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
-    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    if has_alpha:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def resize_center_crop(img: Image.Image, size: int, resample: int = Image.Resampling.BILINEAR) -> Image.Image:
-    """Resize so the shorter side is ``size`` (keeping the aspect ratio), then centre-crop."""
-    w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), resample)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return img.crop((left, top, left + size, top + size))
-
-
-def read_image(path: str | Path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Decode ``path`` -> (``[3, S, S]`` uint8, original ``(width, height)``).
-
-    Raises:
-        UnreadableImageError: the file cannot be decoded.
-    """
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.load()
-                orig = im.size
-                rgb = resize_center_crop(to_rgb(im), size)
-    except Exception as e:  # Pillow raises many exception types for bad files
-        raise UnreadableImageError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
-    arr = np.array(rgb, dtype=np.uint8)  # (S, S, 3)
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), orig
-
-
-def read_mask(path: Path, size: int, image_size_wh: tuple[int, int]) -> torch.Tensor:
-    """Read a mask file (nonzero in any colour channel = inside) -> ``[S, S]`` bool.
-
-    The mask is brought to the image's original size first if it differs, then gets the
-    image's resize-and-crop with nearest-neighbour sampling.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im)
-            if arr.ndim == 3:
-                bands = im.getbands()
-                keep = [k for k, b in enumerate(bands) if b != "A"] or [0]
-                arr = arr[..., keep].any(-1)
-    except Exception as e:  # Pillow raises many exception types for bad files
-        raise UnreadableImageError(f"cannot read mask {path}: {type(e).__name__}: {e}") from e
-    m = Image.fromarray((arr != 0).astype(np.uint8) * 255, mode="L")
-    if m.size != image_size_wh:
-        m = m.resize(image_size_wh, Image.Resampling.NEAREST)
-    m = resize_center_crop(m, size, Image.Resampling.NEAREST)
-    return torch.from_numpy(np.array(m) > 127)
-
+# ----------------------------------------------------------------------------- helpers
 
 def concept_text(name: str) -> str:
     """Folder/file name -> concept text: underscores read as spaces."""
@@ -217,20 +131,6 @@ class ImageFilesDataset(SampleDataset):
                         stacklevel=2,
                     )
         raise RuntimeError(f"{self.dataset_name}: no readable image left among {n} files")
-
-
-def verify_files(paths: list[Path], strict: bool, dataset: str) -> tuple[list[int], list[str]]:
-    """Indices of the paths that pass :func:`check_image`, and ``"path (reason)"`` of the others."""
-    keep, bad = [], []
-    for k, p in enumerate(paths):
-        reason = check_image(p)
-        if reason is None:
-            keep.append(k)
-            continue
-        if strict:
-            raise UnreadableImageError(f"{dataset}: cannot read image {p}: {reason}")
-        bad.append(f"{p} ({reason})")
-    return keep, bad
 
 
 # ----------------------------------------------------------------------------- folder
@@ -385,52 +285,73 @@ class FolderDataset(ImageFilesDataset):
         super().__init__()
         if split not in ("train", "test"):
             raise ValueError(f"folder: split must be 'train' or 'test', got {split!r}")
-        layout = "expected root/<class>/<image> files (" + ", ".join(IMAGE_EXTENSIONS) + ")"
-        self.root = check_root(root, "folder", "root", layout)
         self.split, self.image_size, self.seed, self.strict = split, image_size, seed, strict
+        self.root = check_root(root, "folder", "root", LAYOUT)
+        self.test_root = None if test_root is None else check_root(test_root, "folder", "test_root", LAYOUT)
+        all_items = self._scan_roots()
+        base, items = self._split_items(all_items)
+        my_masks, unmatched = self._concept_vocabulary(all_items)
+        cap_path = self._captions_path(base, captions_file, test_captions_file)
+        captions, bad_lines = read_captions_jsonl(cap_path, strict) if cap_path is not None else ({}, [])
 
+        self.paths = [it.path for it in items]
+        self.keys = [it.key for it in items]
+        self.labels = torch.tensor([it.label for it in items], dtype=torch.int64)
+        self.captions = [captions.get(it.key) or self._default_caption(it.label) for it in items]
+        concept_index = {c: k for k, c in enumerate(self.concept_names)}
+        self.mask_files: list[list[tuple[int, Path]]] = [
+            sorted((concept_index[c], p) for c, p in my_masks.get(it.key, {}).items()) for it in items
+        ]
+        self.malformed_caption_lines = bad_lines
+        missing_caption = sum(it.key not in captions for it in items) if cap_path is not None else 0
+        self._warn_skipped(base, cap_path, missing_caption, unmatched)
+        # unreadable files are found when first read (ImageFilesDataset), not by opening
+        # every file here: that took 24 s on a 60,000-image folder
+
+    def _scan_roots(self) -> list[list[_Item]]:
+        """Items of ``root`` (then of ``test_root``), labelled by ``root``'s class folders; sets ``class_names``."""
         by_class = scan_folder(self.root)
         if not by_class:
-            raise ValueError(f"folder: no images found under {self.root}; {layout}")
+            raise ValueError(f"folder: no images found under {self.root}; {LAYOUT}")
         self.class_names = list(by_class)
-        class_index = {c: k for k, c in enumerate(self.class_names)}
-
-        roots: list[tuple[Path, dict[str, list[str]]]] = [(self.root, by_class)]
-        self.test_root = None
-        if test_root is not None:
-            self.test_root = check_root(test_root, "folder", "test_root", layout)
+        scanned = [(self.root, by_class)]
+        if self.test_root is not None:
             test_by_class = scan_folder(self.test_root)
             if not test_by_class:
-                raise ValueError(f"folder: no images found under test_root {self.test_root}; {layout}")
-            unknown = sorted(set(test_by_class) - set(class_index))
+                raise ValueError(f"folder: no images found under test_root {self.test_root}; {LAYOUT}")
+            unknown = sorted(set(test_by_class) - set(by_class))
             if unknown:
                 raise ValueError(
                     f"folder: test_root {self.test_root} has classes not in root {self.root}: {', '.join(unknown)}"
                 )
-            roots.append((self.test_root, test_by_class))
+            scanned.append((self.test_root, test_by_class))
+        class_index = {c: k for k, c in enumerate(self.class_names)}
+        return [
+            [_Item(os.path.join(base, key), key, class_index[c]) for c, keys in classes.items() for key in keys]
+            for base, classes in scanned
+        ]
 
-        # items of every root, then the ones of this split
-        all_items: list[list[_Item]] = []
-        for base, classes in roots:
-            items = [
-                _Item(os.path.join(base, key), key, class_index[c]) for c, keys in classes.items() for key in keys
-            ]
-            all_items.append(items)
+    def _split_items(self, all_items: list[list[_Item]]) -> tuple[Path, list[_Item]]:
+        """The root this split reads and its items: ``test_root``'s, or a per-class split of ``root``'s."""
         if self.test_root is not None:
-            base = self.root if split == "train" else self.test_root
-            items = all_items[0] if split == "train" else all_items[1]
-        else:
-            base = self.root
-            flags = split_per_class([len(p) for p in by_class.values()], seed)
-            is_test = np.concatenate(flags)
-            items = [it for it, t in zip(all_items[0], is_test) if bool(t) == (split == "test")]
-            if not items:
-                raise ValueError(f"folder: the {split} split of {self.root} is empty (too few images per class)")
+            return (self.root, all_items[0]) if self.split == "train" else (self.test_root, all_items[1])
+        per_class = np.bincount([it.label for it in all_items[0]], minlength=len(self.class_names))
+        is_test = np.concatenate(split_per_class(per_class.tolist(), self.seed))
+        items = [it for it, t in zip(all_items[0], is_test) if bool(t) == (self.split == "test")]
+        if not items:
+            raise ValueError(f"folder: the {self.split} split of {self.root} is empty (too few images per class)")
+        return self.root, items
 
-        # masks and the concept vocabulary (shared by both splits)
+    def _concept_vocabulary(self, all_items: list[list[_Item]]) -> tuple[dict[str, dict[str, Path]], list[str]]:
+        """Sets ``concept_names``/``concept_groups``/``mask_concepts`` (shared by both splits).
+
+        Returns this split's masks (image key -> {concept: path}) and the mask files of
+        either root that match no image.
+        """
+        roots = [self.root] if self.test_root is None else [self.root, self.test_root]
         mask_index: list[dict[str, dict[str, Path]]] = []
         unmatched: list[str] = []
-        for (r, _), its in zip(roots, all_items):
+        for r, its in zip(roots, all_items):
             found, um = scan_masks(r, [it.key for it in its])
             mask_index.append(found)
             unmatched += um
@@ -438,49 +359,28 @@ class FolderDataset(ImageFilesDataset):
         mask_names = sorted({c for found in mask_index for per in found.values() for c in per})
         extra = [m for m in mask_names if m not in class_concepts]
         self.concept_names = class_concepts + extra
-        concept_index = {c: k for k, c in enumerate(self.concept_names)}
         self.concept_groups = {"class": list(range(len(class_concepts)))}
         if extra:
             self.concept_groups["mask"] = list(range(len(class_concepts), len(self.concept_names)))
+        concept_index = {c: k for k, c in enumerate(self.concept_names)}
         self.mask_concepts = sorted(concept_index[m] for m in mask_names)
-        my_masks = mask_index[0] if (self.test_root is None or split == "train") else mask_index[1]
+        return mask_index[0 if self.test_root is None or self.split == "train" else 1], unmatched
 
-        # captions
-        cap_path: Path | None
-        given = captions_file if (split == "train" or self.test_root is None) else test_captions_file
-        if given is not None:
-            cap_path = Path(given).expanduser()
-            if not cap_path.is_absolute():
-                cap_path = base / cap_path
-            if not cap_path.is_file():
-                raise FileNotFoundError(f"folder: captions file {cap_path} does not exist")
-        else:
-            cap_path = base / CAPTIONS_FILE if (base / CAPTIONS_FILE).is_file() else None
-        captions, bad_lines = read_captions_jsonl(cap_path, strict) if cap_path is not None else ({}, [])
+    def _captions_path(self, base: Path, captions_file: str | Path | None, test_captions_file: str | Path | None) -> Path | None:
+        """The captions file of this split: the given one (relative to ``base``), else ``base/captions.jsonl`` if present."""
+        given = captions_file if (self.split == "train" or self.test_root is None) else test_captions_file
+        if given is None:
+            return base / CAPTIONS_FILE if (base / CAPTIONS_FILE).is_file() else None
+        path = Path(given).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise FileNotFoundError(f"folder: captions file {path} does not exist")
+        return path
 
-        # unreadable files are found when first read (ImageFilesDataset), not by opening
-        # every file here: that took 24 s on a 60,000-image folder
-        bad_files: list[str] = []
-
-        self.paths = [it.path for it in items]
-        self.keys = [it.key for it in items]
-        self.labels = torch.tensor([it.label for it in items], dtype=torch.int64)
-        self.captions: list[str] = []
-        missing_caption = 0
-        for it in items:
-            cap = captions.get(it.key)
-            if cap is None:
-                name = concept_text(self.class_names[it.label])
-                cap = f"a photo of {article(name)} {name}"
-                missing_caption += cap_path is not None
-            self.captions.append(cap)
-        self.mask_files: list[list[tuple[int, Path]]] = [
-            sorted((concept_index[c], p) for c, p in my_masks.get(it.key, {}).items()) for it in items
-        ]
-
+    def _warn_skipped(self, base: Path, cap_path: Path | None, missing_caption: int, unmatched: list[str]) -> None:
+        """One :class:`DatasetWarning` listing malformed caption lines, uncaptioned images and stray masks."""
+        bad_lines = self.malformed_caption_lines
         problems = []
-        if bad_files:
-            problems.append(f"skipped {len(bad_files)} unreadable image(s): {summarize(bad_files)}")
         if bad_lines:
             problems.append(f"skipped {len(bad_lines)} malformed line(s) of {cap_path}: {summarize(bad_lines)}")
         if missing_caption:
@@ -488,9 +388,11 @@ class FolderDataset(ImageFilesDataset):
         if unmatched:
             problems.append(f"ignored {len(unmatched)} mask file(s) matching no image: {summarize(unmatched)}")
         if problems:
-            warnings.warn(f"folder {base} [{split}]: " + "; ".join(problems), DatasetWarning, stacklevel=3)
-        self.skipped_files = bad_files
-        self.malformed_caption_lines = bad_lines
+            warnings.warn(f"folder {base} [{self.split}]: " + "; ".join(problems), DatasetWarning, stacklevel=4)
+
+    def _default_caption(self, label: int) -> str:
+        name = concept_text(self.class_names[label])
+        return f"a photo of {article(name)} {name}"
 
     def __len__(self) -> int:
         return len(self.paths)

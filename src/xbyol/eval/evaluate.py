@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from xbyol.data.io import atomic_write
 from xbyol.eval.evaluators import EVALUATORS
 from xbyol.eval.features import extract_features
 from xbyol.eval.knn import knn_accuracy
@@ -116,10 +116,7 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
             results[name] = res
     results["eval_seconds"] = time.perf_counter() - t0
     results["stage_seconds"] = stage.seconds
-    path = run.path("eval.json")
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, path)
+    atomic_write(run.path("eval.json"), json.dumps(results, indent=2))
     return results
 
 

@@ -26,7 +26,7 @@ import torch
 
 from xbyol.augment import preprocess
 from xbyol.data.base import collate
-from xbyol.data.folder import read_image
+from xbyol.data.io import load_image
 from xbyol.eval.evaluators import EVALUATORS
 from xbyol.eval.retrieval import caption_relevance, first_relevant_rank, retrieval_summary
 from xbyol.methods.collapse import effective_rank, embedding_std
@@ -143,12 +143,8 @@ def search_images(run: Any, text: str, k: int = 5, split: str = "test") -> list[
 
 
 def load_query_image(path: str | Path, size: int) -> torch.Tensor:
-    """An image file as uint8 ``[1, 3, size, size]`` (resized and centre-cropped like the datasets)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"search: image {p} does not exist")
-    image, _ = read_image(p, size)
-    return image[None]  # (1, 3, S, S)
+    """An image file as uint8 ``[1, 3, size, size]`` (decoded as training decodes it)."""
+    return load_image(path, size)[None]  # (1, 3, S, S)
 
 
 @torch.no_grad()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from typing import Any
 
@@ -47,6 +46,8 @@ from xbyol.metrics import (
     model_randomization,
     pointing_game,
 )
+
+from xbyol.data.io import atomic_write
 
 DEFAULT_METHODS = [
     "gradcam", "gradcampp", "xgradcam", "layercam", "scorecam", "eigencam",
@@ -210,10 +211,7 @@ def explain_eval(
         "methods": table,
     }
     if write:
-        path = run.path("explain_eval.json")
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(out, indent=2))
-        os.replace(tmp, path)
+        atomic_write(run.path("explain_eval.json"), json.dumps(out, indent=2))
     return out
 
 

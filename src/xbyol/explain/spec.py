@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from xbyol.data.folder import read_image
+from xbyol.concepts.projection import concept_projection
+from xbyol.data.io import load_image
 from xbyol.explain.targets import (
     ConceptTarget,
     DimensionTarget,
@@ -29,19 +30,6 @@ from xbyol.explain.targets import (
 )
 
 TARGET_KINDS = ("concept", "image", "class", "dim", "norm")
-
-
-def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """Read an image file as uint8 ``[3, size, size]``, decoded exactly as training decodes it.
-
-    Raises:
-        FileNotFoundError: no such file.
-        UnreadableImageError: not an image, truncated, or a decompression bomb.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"image {p} does not exist")
-    return read_image(p, size)[0]
 
 
 def load_probe(run: Any) -> tuple[nn.Linear, list[str]]:
@@ -71,8 +59,6 @@ def parse_target(spec: str, run: Any) -> Target:
     if not arg:
         raise ValueError(f"target {spec!r} needs a value after '{kind}:'")
     if kind == "concept":
-        from xbyol.concepts.projection import concept_projection
-
         project_fn, bank = concept_projection(run)
         emb = bank.embed([arg])[0].to(run.device)
         return ConceptTarget(emb, project_fn)

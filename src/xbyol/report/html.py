@@ -6,7 +6,6 @@ that computes it, so a run with only ``config.yaml`` and ``metrics.csv`` still r
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from xbyol import __version__
+from xbyol.data.io import atomic_write
 from xbyol.data.sampling import dataset_labels
 from xbyol.report import live, sections
 from xbyol.report.artifacts import RunArtifacts
@@ -225,9 +225,4 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, options: Re
     """
     a, sections = build_sections(run_dir, options)
     html = render_html(a, sections)
-    path = Path(out) if out is not None else Path(run_dir) / "report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(Path(out) if out is not None else Path(run_dir) / "report.html", html)

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from xbyol.data.io import atomic_write
+
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -141,7 +143,7 @@ def file_sha256(path: Path, cache: Path | None = None) -> str:
     sha = digest.hexdigest()
     if index_file is not None:
         index[key] = sha
-        _atomic_write_text(index_file, json.dumps(index, indent=1))
+        atomic_write(index_file, json.dumps(index, indent=1))
     return sha
 
 
@@ -251,14 +253,4 @@ def cached_embeddings(
 
 
 def _save_entry(path: Path, entry: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(entry, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(entry, f))

@@ -3,13 +3,12 @@ with ``torch.load(weights_only=True)`` (no pickled code is ever executed).
 
 A run keeps two checkpoints in ``RUN_DIR/checkpoints/``: ``last.pt`` (the newest) and
 ``prev.pt`` (the one before it), so one bad or interrupted write never leaves a run with
-nothing. A write goes to ``last.pt.tmp<pid>`` first, is flushed to disk, and only then
+nothing. A write goes to ``.last.pt.tmp<pid>`` first, is flushed to disk, and only then
 takes the place of ``last.pt``; a kill at any moment leaves at least one whole checkpoint.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import warnings
@@ -19,6 +18,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
+from xbyol.data.io import atomic_write
 from xbyol.errors import CheckpointError
 
 LAST = "last.pt"
@@ -73,15 +73,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], keep_previous: bo
     With ``keep_previous`` the file being replaced is first moved to ``prev.pt`` beside it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with tmp.open("wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if keep_previous and path.exists():
-        os.replace(path, path.with_name(PREVIOUS))
-    os.replace(tmp, path)
+    previous = path.with_name(PREVIOUS) if keep_previous else None
+    atomic_write(path, lambda f: torch.save(payload, f), keep_previous_as=previous)
 
 
 def remove_stale_temporaries(ckpt_dir: Path) -> list[Path]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from xbyol import config as config_mod
 from xbyol.config import Config, ConfigError
 from xbyol.data import build_dataset
 from xbyol.data.base import SampleDataset, collate
+from xbyol.data.io import atomic_write
 from xbyol.errors import CheckpointError
 from xbyol.methods import create_method
 from xbyol.methods.byol import resolve_concat_views
@@ -121,13 +123,12 @@ class MetricsLog:
             self._rewrite()
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.keys)
-            w.writeheader()
-            for row in self.rows:
-                w.writerow({k: row.get(k, "") for k in self.keys})
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=self.keys)
+        w.writeheader()
+        for row in self.rows:
+            w.writerow({k: row.get(k, "") for k in self.keys})
+        atomic_write(self.path, text.getvalue())
 
     def log(self, row: dict[str, Any]) -> None:
         row = {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
@@ -687,6 +688,4 @@ class _RunInfo:
         self._write()
 
     def _write(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.info, indent=2))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.info, indent=2))

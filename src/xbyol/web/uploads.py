@@ -1,16 +1,18 @@
 """Decode an uploaded image safely, in memory: only real images, bounded pixels, bounded memory.
 
-Guards, in order: empty body; Pillow opens only the accepted formats (anything else is
-"not an image", 415, but a file that starts like an accepted format and cannot be read is
-"truncated or corrupt", 400); JPEGs are decoded at a reduced scale (``draft``) close to
-the run's image size; the pixel count that will be decoded is checked against
-``max_pixels`` *before* any pixel is decoded, and Pillow's own decompression-bomb warning
-is raised as an error (400); decoding errors are a 400. The decoded image is shrunk by an
-integer factor (``reduce``) before its RGB copy is made, then resized (shorter side) and
-centre-cropped to the run's image size like the datasets' file readers.
+The bytes go through :func:`xbyol.data.io.read_image`, the decoder that training and
+``xbyol explain`` use on files, so an upload becomes the same tensor as the same file in a
+dataset. Guards, in order: empty body; Pillow opens only the accepted formats (anything
+else is "not an image", 415, but a file that starts like an accepted format and cannot be
+read is "truncated or corrupt", 400); JPEGs are decoded at a reduced scale (``draft``);
+the pixel count that will be decoded is checked against ``max_pixels`` *before* any pixel
+is decoded, and Pillow's own decompression-bomb warning is raised as an error (400);
+decoding errors are a 400.
 
 Memory: a decode holds about ``4 * width * height`` bytes (Pillow keeps RGB as 4 bytes
-a pixel). :class:`UploadDecoder` runs the decodes on a pool of ``max_concurrent`` threads
+a pixel); RGB, RGBA and gray images are resized from the decode without a full-size copy
+(palette, 16-bit and colour-key images get a full-size RGB conversion first, a few more
+such copies). :class:`UploadDecoder` runs the decodes on a pool of ``max_concurrent`` threads
 of its own, so at most that many run at once *and* their memory comes from that many
 malloc arenas: serialising the decodes with a lock is not enough, since glibc gives each
 server thread its own arena and keeps what one thread freed away from the others
@@ -21,12 +23,16 @@ the pool of 2, about two decodes' worth). The explorer's peak is then bounded by
 
 from __future__ import annotations
 
-import io
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
+
+from xbyol.data.io import (
+    ImageTooLargeError,
+    NotAnImageError,
+    UnreadableImageError,
+    read_image,
+)
 
 __all__ = ["ACCEPTED_FORMATS", "DEFAULT_MAX_PIXELS", "UploadDecoder", "UploadError", "decode_image"]
 
@@ -41,8 +47,6 @@ _SIGNATURES = {
     "BMP": (b"BM",),
     "WEBP": (b"RIFF",),
 }
-#: Pillow modes that ``Image.reduce`` accepts (others are converted to RGB first)
-_REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "RGBX", "I", "F")
 
 
 class UploadError(ValueError):
@@ -65,7 +69,7 @@ def claimed_format(data: bytes) -> str | None:
 
 
 def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """Bytes of an image file -> uint8 ``[3, size, size]`` RGB.
+    """Bytes of an image file -> uint8 ``[3, size, size]`` RGB, decoded as training decodes a file.
 
     Args:
         data: the uploaded file's bytes.
@@ -75,50 +79,18 @@ def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -
     Raises:
         UploadError: 400 (empty, too many pixels, truncated or corrupt) or 415 (not an accepted image).
     """
-    from PIL import Image, UnidentifiedImageError
-
     if not data:
         raise UploadError(400, "the uploaded file is empty")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
-        except UnidentifiedImageError:
-            if claimed_format(data) is not None:
-                raise _corrupt(data, "not identified") from None
-            raise UploadError(415, f"not an image: accepted formats are {', '.join(ACCEPTED_FORMATS)}") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise UploadError(400, f"image rejected as a possible decompression bomb: {e}") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise _corrupt(data, str(e)) from None
-        with im:
-            w, h = im.size
-            if w < 1 or h < 1:
-                raise UploadError(400, f"image has an empty size {w}x{h}")
-            if im.format == "JPEG":
-                im.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale when that still covers `size`
-            dw, dh = im.size
-            if dw * dh > max_pixels:
-                raise UploadError(
-                    400, f"image is {w}x{h} = {w * h} pixels; at most {max_pixels} are accepted (memory and "
-                         "decompression-bomb guard)"
-                )
-            try:
-                im.load()
-                small = _shrink(im, size)
-                rgb = small.convert("RGB")
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-                raise UploadError(400, f"image rejected as a possible decompression bomb: {e}") from None
-            except (OSError, SyntaxError, ValueError, EOFError) as e:
-                raise _corrupt(data, str(e)) from None
-    w, h = rgb.size
-    s = size / min(w, h)
-    rgb = rgb.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-    w, h = rgb.size
-    left, top = (w - size) // 2, (h - size) // 2
-    rgb = rgb.crop((left, top, left + size, top + size))
-    arr = np.asarray(rgb, dtype=np.uint8).copy()  # (size, size, 3)
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()  # (3, size, size)
+    try:
+        return read_image(data, size, max_pixels=max_pixels, formats=ACCEPTED_FORMATS)[0]
+    except NotAnImageError:
+        if claimed_format(data) is not None:
+            raise _corrupt(data, "not identified") from None
+        raise UploadError(415, f"not an image: accepted formats are {', '.join(ACCEPTED_FORMATS)}") from None
+    except ImageTooLargeError as e:
+        raise UploadError(400, f"image rejected: {e.detail}") from None
+    except UnreadableImageError as e:
+        raise _corrupt(data, e.detail) from None
 
 
 def _corrupt(data: bytes, detail: str) -> UploadError:
@@ -126,20 +98,6 @@ def _corrupt(data: bytes, detail: str) -> UploadError:
     fmt = claimed_format(data)
     what = f"starts like a {fmt} image but" if fmt else "is an image but"
     return UploadError(400, f"the file {what} is truncated or corrupt ({len(data)} bytes; {detail})")
-
-
-def _shrink(im, size: int):
-    """``im`` reduced by the largest integer factor that keeps its shorter side >= ``2 * size``.
-
-    The box-filter reduction keeps the later bilinear resize from aliasing and means the
-    RGB conversion copies a small image, not the full decode.
-    """
-    factor = min(im.size) // (2 * size)
-    if factor < 2:
-        return im
-    if im.mode not in _REDUCIBLE_MODES:
-        im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
-    return im.reduce(factor)
 
 
 class UploadDecoder:
