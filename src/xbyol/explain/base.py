@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xbyol.explain.cam.base import BaseCAM
 from xbyol.explain.explainer import EXPLAINERS, Explainer, check_images, minmax_normalize
 from xbyol.explain.targets import TargetFn
 
@@ -42,8 +43,6 @@ def names() -> list[str]:
 
 def cam_names() -> list[str]:
     """Names of the registered CAM-family explainers (the ones that take a ``layer``)."""
-    from xbyol.explain.cam.base import BaseCAM
-
     return [n for n, cls in EXPLAINERS.items() if isinstance(cls, type) and issubclass(cls, BaseCAM)]
 
 
