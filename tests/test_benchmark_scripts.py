@@ -170,29 +170,32 @@ def _timings(throughput, monkeypatch, limit, full):
 
 
 def test_throughput_main_medians_ratio_and_verdict_from_known_step_times(throughput, capsys, monkeypatch, tmp_path):
-    # batch 8, two repetitions: limit steps of 0.1 and 0.3 s (median 0.2 s: 40 img/s), then 0.1 s (80 img/s);
-    # full steps of 0.2 s (40 img/s) both times; CPU seconds 0.2 / 0.1 (limit) and 0.4 (full)
-    limit = [[(0.1, 0.2), (0.3, 0.2)], [(0.1, 0.1), (0.1, 0.1)]]
-    full = [[(0.2, 0.4), (0.2, 0.4)], [(0.2, 0.4), (0.2, 0.4)]]
+    # batch 8, three repetitions (img/s = 8 / median step seconds):
+    #   limit 0.1 and 0.3 s -> 40 img/s, full 0.1 s -> 80 img/s: ratio 2.0
+    #   limit 0.1 s -> 80 img/s, full 0.25 s -> 32 img/s: ratio 0.4
+    #   limit 0.05 s -> 160 img/s, full 0.2 s -> 40 img/s: ratio 0.25
+    # CPU seconds: limit 0.2 (40 img/s) each time, full 0.4, 0.4, 0.1: ratios 0.5, 0.5, 2.0
+    limit = [[(0.1, 0.2), (0.3, 0.2)], [(0.1, 0.2), (0.1, 0.2)], [(0.05, 0.2), (0.05, 0.2)]]
+    full = [[(0.1, 0.4), (0.1, 0.4)], [(0.25, 0.4), (0.25, 0.4)], [(0.2, 0.1), (0.2, 0.1)]]
     _timings(throughput, monkeypatch, limit, full)
     threads = torch.get_num_threads()
     out_json = tmp_path / "fail.json"
     try:
-        code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "2", "--threads", "1",
+        code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "3", "--threads", "1",
                                 "--settings", "bf16 CL concat", "--stages", "--json", str(out_json)])
     finally:
         torch.set_num_threads(threads)
     (row,) = json.loads(out_json.read_text())["rows"]
-    assert row["full_img_s"] == pytest.approx(40.0)  # median of 40, 40
-    assert row["limit_img_s"] == pytest.approx(60.0)  # median of 40, 80
-    assert row["ratios"] == pytest.approx([1.0, 0.5])
-    assert row["ratio"] == pytest.approx(0.75)
-    assert row["ratio_cpu_time"] == pytest.approx(0.375)  # median of 20 / 40 and 20 / 80
+    assert row["full_img_s"] == pytest.approx(40.0)  # median of 80, 32, 40
+    assert row["limit_img_s"] == pytest.approx(80.0)  # median of 40, 80, 160
+    assert row["ratios"] == pytest.approx([2.0, 0.4, 0.25])
+    assert row["ratio"] == pytest.approx(0.4)  # the median of the repetitions' ratios
+    assert row["ratio_cpu_time"] == pytest.approx(0.5)
     assert row["stage_share"] == pytest.approx({"data": 2 / 9, "to_device": 0.0, "augment": 2 / 9,
                                                 "forward_backward": 4 / 9, "optimizer": 1 / 9, "ema": 0.0})
     out = capsys.readouterr().out
-    assert "| resnet10_16 | 8 | bf16 CL concat | 40.0 | 60.0 | **0.75** | 1.00, 0.50 | 0.38 | 22, 0, 22, 44, 11, 0 |" in out
-    assert code == 1 and out.splitlines()[-1].endswith(": FAIL")  # 0.75 < 0.95
+    assert "| resnet10_16 | 8 | bf16 CL concat | 40.0 | 80.0 | **0.40** | 2.00, 0.40, 0.25 | 0.50 | 22, 0, 22, 44, 11, 0 |" in out
+    assert code == 1 and out.splitlines()[-1].endswith(": FAIL")  # 0.4 < 0.95
     # a full step as fast as the limit passes
     _timings(throughput, monkeypatch, [[(0.2, 0.2), (0.2, 0.2)]], [[(0.2, 0.2), (0.2, 0.2)]])
     try:
