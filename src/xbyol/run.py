@@ -84,7 +84,7 @@ class LoadedRun:
             if m.interpretable_layer:
                 from xbyol.models.interpretable import wrap_interpretable
 
-                net = wrap_interpretable(net, m.interpretable_weight, tau=m.interpretable_tau)
+                net = wrap_interpretable(net, m.interpretable_weight, tau=m.interpretable_tau)  # type: ignore[assignment]
         return net.to(self.device).eval()
 
     def target(self, spec: str):

@@ -135,7 +135,7 @@ def read_mask(path: Path, size: int, image_size_wh: tuple[int, int]) -> torch.Te
             if arr.ndim == 3:
                 bands = im.getbands()
                 keep = [k for k, b in enumerate(bands) if b != "A"] or [0]
-                arr = arr[..., keep].any(-1)
+                arr = np.asarray(arr[..., keep].any(-1))
     except Exception as e:  # Pillow raises many exception types for bad files
         raise UnreadableImageError(f"cannot read mask {path}: {type(e).__name__}: {e}") from e
     m = Image.fromarray((arr != 0).astype(np.uint8) * 255, mode="L")

@@ -146,7 +146,7 @@ def cam_names() -> list[str]:
     from xbyol.explain.cam.base import BaseCAM
 
     _load_all()
-    return [n for n in EXPLAINERS.names() if isinstance(EXPLAINERS._factories[n], type) and issubclass(EXPLAINERS._factories[n], BaseCAM)]
+    return [n for n in EXPLAINERS.names() if isinstance(EXPLAINERS._factories[n], type) and issubclass(EXPLAINERS._factories[n], BaseCAM)]  # type: ignore[arg-type]
 
 
 def _load_all() -> None:

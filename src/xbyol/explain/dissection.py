@@ -356,7 +356,7 @@ def dissect(
             peak = a.flatten(2).amax(dim=2)  # (B, C)
             idx = torch.as_tensor(batch["index"], device=a.device).view(-1, 1).expand(-1, c)  # (B, C)
             if top_scores is not None:
-                peak, idx = torch.cat([top_scores, peak]), torch.cat([top_idx, idx])
+                peak, idx = torch.cat([top_scores, peak]), torch.cat([top_idx, idx])  # type: ignore[list-item]  # set with top_scores
             kk = min(top_k, peak.shape[0])
             top_scores, order = peak.topk(kk, dim=0)  # (k, C)
             top_idx = idx.gather(0, order)
@@ -449,7 +449,7 @@ def plot_top_units(
             images = torch.stack([s["image"] for s in samples])  # (n, 3, H, W)
             with ActivationsAndGradients(module, gradients=False) as rec:
                 fwd(preprocess(images.to(device)))
-            um = unit_masks(rec.activations[:, k : k + 1].float(), result.thresholds[k : k + 1].to(device), tuple(images.shape[-2:]))
+            um = unit_masks(rec.activations[:, k : k + 1].float(), result.thresholds[k : k + 1].to(device), tuple(images.shape[-2:]))  # type: ignore[index, arg-type]
             for j, s in enumerate(samples):
                 ax = axes[r][j]
                 keep = 0.25 + 0.75 * um[j, 0].cpu().float()  # (H, W): dim what the unit does not select

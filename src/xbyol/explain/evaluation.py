@@ -144,7 +144,7 @@ def explain_eval(
         bar = tqdm(total=len(methods), desc="explain-eval", unit="method")
     table: dict[str, dict[str, float]] = {}
     for method in methods:
-        rows: dict[str, list[torch.Tensor]] = {
+        rows: dict[str, list[Any]] = {  # tensors; deletion_auc's return type also allows (auc, curves)
             k: [] for k in ("pointing_game", "blank", "energy_pointing_game", "iou", "deletion_auc", "insertion_auc")
         }
         elapsed = 0.0

@@ -76,7 +76,7 @@ class CrossModalTowers(Method):
         captions = [c for caps in item_captions(dataset) for c in caps]
         self.text_encoder = build_text_encoder(x, captions)
         self.image_projector = shared_space_projector(self.backbone.num_features, x.hidden, x.embed_dim, x.projector_bn)
-        self.text_projector = shared_space_projector(self.text_encoder.out_dim, x.hidden, x.embed_dim, x.projector_bn)
+        self.text_projector = shared_space_projector(self.text_encoder.out_dim, x.hidden, x.embed_dim, x.projector_bn)  # type: ignore[arg-type]  # build_text_encoder returns nn.Module
         self.pair_crop: nn.Module | None = None
         if x.image_aug == "crop":
             import kornia.augmentation as K

@@ -36,7 +36,7 @@ class _Shared:
 def _device_of(module: nn.Module) -> torch.device:
     for t in module.parameters():
         return t.device
-    for t in module.buffers():
+    for t in module.buffers():  # type: ignore[assignment]  # a buffer, not a Parameter
         return t.device
     return torch.device("cpu")
 
@@ -187,6 +187,7 @@ class ScratchTextEncoder(nn.Module):
         used = sorted({i for row in ids for i in row})
         token_map = torch.full((len(tok),), self.UNK, dtype=torch.long)
         token_map[torch.tensor(used, dtype=torch.long)] = torch.arange(2, len(used) + 2)
+        self.token_map: torch.Tensor
         self.register_buffer("token_map", token_map)
         self.embed = nn.Embedding(len(used) + 2, width, padding_idx=self.PAD)
         self.pos = nn.Parameter(torch.randn(max_tokens, width) * 0.02)

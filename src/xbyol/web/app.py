@@ -263,7 +263,7 @@ def _png(image: torch.Tensor) -> bytes:
 
 
 def _read_static(name: str) -> bytes:
-    return resources.files("xbyol.web").joinpath("static", name).read_bytes()
+    return resources.files("xbyol.web").joinpath("static").joinpath(name).read_bytes()
 
 
 def create_app(

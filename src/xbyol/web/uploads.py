@@ -113,7 +113,7 @@ def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -
                 raise _corrupt(data, str(e)) from None
     w, h = rgb.size
     s = size / min(w, h)
-    rgb = rgb.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+    rgb = rgb.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR)
     w, h = rgb.size
     left, top = (w - size) // 2, (h - size) // 2
     rgb = rgb.crop((left, top, left + size, top + size))
