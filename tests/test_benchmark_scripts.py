@@ -87,7 +87,9 @@ def test_quality_run_dataset_reports_every_representation(quality, tmp_path):
 
 @pytest.mark.parametrize("concat", ["true", "false"])
 def test_throughput_limit_step_trains_and_updates_the_target(throughput, tmp_path, monkeypatch, concat):
-    cfg = throughput.make_cfg("resnet10_16", 8, 1, str(tmp_path), (f"method.concat_views={concat}",))
+    # tau 0.5 and a large step: the EMA formula below tells tau 0.5 from any other tau by far more than float error
+    cfg = throughput.make_cfg("resnet10_16", 8, 1, str(tmp_path), (f"method.concat_views={concat}", "method.tau_base=0.5",
+                                                                   "train.lr=0.05"))
     cfg.model.proj_hidden, cfg.model.proj_dim, cfg.model.pred_hidden = 32, 16, 32
     built = {}
     real_setup = throughput._setup
@@ -102,11 +104,11 @@ def test_throughput_limit_step_trains_and_updates_the_target(throughput, tmp_pat
     times = throughput.limit_step_times(cfg, warmup=0, steps=1)
     assert len(times) == 1
     # one optimiser step moved the online projector; the target (its copy at the start) took the EMA step
-    # of the first of one steps, tau = tau_base: target = tau * start + (1 - tau) * online
-    method, tau = built["method"], cfg.method.tau_base
+    # of the first of one steps, tau = tau_base = 0.5: target = (start + online) / 2
+    method = built["method"]
     for start, target, online in zip(built["start"], method.target_projector.parameters(), method.projector.parameters()):
-        assert not torch.equal(online, start)
-        torch.testing.assert_close(target, tau * start + (1 - tau) * online)
+        assert (online - start).abs().max() > 1e-3
+        torch.testing.assert_close(target, 0.5 * start + 0.5 * online)
 
 
 def test_throughput_resolves_auto_as_the_trainer_does(throughput, tmp_path):
