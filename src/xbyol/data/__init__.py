@@ -10,7 +10,7 @@ DATASETS: Registry[SampleDataset] = Registry("dataset")
 
 def _load_builtin() -> None:
     # importing the modules registers them
-    from xbyol.data import shapes, digits, folder, cifar, coco_captions, mnist  # noqa: F401
+    from xbyol.data import cifar, coco_captions, digits, folder, mnist, shapes  # noqa: F401
 
 
 def create_dataset(name: str, split: str = "train", **kwargs) -> SampleDataset:

@@ -174,7 +174,7 @@ def explain_eval(
         rs = slice(0, min(n_robust, len(pairs)))
         target_r = target_for(rs)
         sens = max_sensitivity(
-            lambda xx: explain(model, xx, target_r, method=method),
+            lambda xx: explain(model, xx, target_r, method=method),  # noqa: B023 (called before the loop moves on)
             x_all[rs],
             n_samples=sensitivity_samples,
             batch_size=rs.stop,  # one perturbation of every pair per call, aligned with its target
@@ -182,7 +182,7 @@ def explain_eval(
         result["max_sensitivity"] = _nanmean(sens)
         rnd = model_randomization(
             model,
-            lambda mm, xx: explain(mm.eval(), xx, target_r, method=method),
+            lambda mm, xx: explain(mm.eval(), xx, target_r, method=method),  # noqa: B023 (called before the loop moves on)
             x_all[rs],
             layers=conv_layers_top_down(model),
         )

@@ -11,8 +11,19 @@ from typing import Any, Sequence
 import torch
 
 from xbyol.data.sampling import dataset_labels, stratified_indices
-from xbyol.report.blocks import (Figure, Gallery, GalleryImage, GalleryRow, GridCell, GridRow, ImageGrid, KeyValues, Note,
-                                  Section, Table)
+from xbyol.report.blocks import (
+    Figure,
+    Gallery,
+    GalleryImage,
+    GalleryRow,
+    GridCell,
+    GridRow,
+    ImageGrid,
+    KeyValues,
+    Note,
+    Section,
+    Table,
+)
 
 __all__ = ["concept_confusion", "confusion_blocks", "embedding_map_section", "gallery_concepts", "gallery_section",
            "nearest_neighbours", "neighbours_section", "probe_confusion", "probe_confusion_blocks",
@@ -229,8 +240,14 @@ def gallery_section(
             :data:`~xbyol.report.heatmaps.HEATMAP_SCALES`).
     """
     from xbyol.report.figures import image_data_uri
-    from xbyol.report.heatmaps import (check_methods, colorbar_uri, concept_heatmaps, concept_mask, default_methods,
-                                       overlay_uri)
+    from xbyol.report.heatmaps import (
+        check_methods,
+        colorbar_uri,
+        concept_heatmaps,
+        concept_mask,
+        default_methods,
+        overlay_uri,
+    )
 
     methods = check_methods(methods if methods is not None else default_methods())
     scale_text = ("each map scaled to its own lowest..highest value: compare the cosines, not the brightness, "
@@ -405,7 +422,7 @@ def neighbours_section(run: Any, n_queries: int = 4, k: int = 5, max_gallery: in
     if len(set(labels)) > 1:
         sec.blocks.append(KeyValues([
             (f"same-label neighbours, trained ({k} nearest, all {len(pool)} images)", same_label_rate(trained, labels, k)),
-            (f"same-label neighbours, random init", same_label_rate(random, labels, k)),
+            ("same-label neighbours, random init", same_label_rate(random, labels, k)),
             ("same-label rate of a random pick", random_pick_same_label_rate(labels)),
         ], caption="How often a neighbour shares the query's label"))
     return sec

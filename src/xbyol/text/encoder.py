@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from xbyol.concepts.text_model import BUNDLED_MODEL, find_weights_file, resolve_model_dir
+from xbyol.concepts.text_model import BUNDLED_MODEL, find_weights_file, resolve_model_dir  # noqa: F401 (re-exported)
 
 
 def _offline() -> None:

@@ -363,7 +363,7 @@ class Trainer:
         elif self.cfg.model.sync_bn and self.main:
             import warnings
 
-            warnings.warn("model.sync_bn: SyncBatchNorm needs CUDA devices; using per-process BatchNorm on CPU")
+            warnings.warn("model.sync_bn: SyncBatchNorm needs CUDA devices; using per-process BatchNorm on CPU", stacklevel=2)
         return nn.parallel.DistributedDataParallel(
             module,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,

@@ -292,8 +292,14 @@ def create_app(
             IPv6 addresses without brackets (``"::1"``).
     """
     from flask import Flask, Request, Response, jsonify, render_template, request
-    from werkzeug.exceptions import (BadRequest, Forbidden, HTTPException, RequestEntityTooLarge, ServiceUnavailable,
-                                     UnprocessableEntity)
+    from werkzeug.exceptions import (
+        BadRequest,
+        Forbidden,
+        HTTPException,
+        RequestEntityTooLarge,
+        ServiceUnavailable,
+        UnprocessableEntity,
+    )
 
     from xbyol.report.heatmaps import MAX_CONCEPT_CHARS, check_concept, check_methods, colorbar_uri
 
