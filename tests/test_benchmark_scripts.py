@@ -88,8 +88,8 @@ def test_quality_run_dataset_reports_every_representation(quality, tmp_path):
 @pytest.mark.parametrize("concat", ["true", "false"])
 def test_throughput_limit_step_trains_and_updates_the_target(throughput, tmp_path, monkeypatch, concat):
     # tau 0.5 and a large step: the EMA formula below tells tau 0.5 from any other tau by far more than float error
-    cfg = throughput.make_cfg("resnet10_16", 8, 1, str(tmp_path), (f"method.concat_views={concat}", "method.tau_base=0.5",
-                                                                   "train.lr=0.05"))
+    over = (f"method.concat_views={concat}", "method.tau_base=0.5", "train.lr=0.05")
+    cfg = throughput.make_cfg("resnet10_16", 8, 1, str(tmp_path), over)
     cfg.model.proj_hidden, cfg.model.proj_dim, cfg.model.pred_hidden = 32, 16, 32
     built = {}
     real_setup = throughput._setup
@@ -106,7 +106,8 @@ def test_throughput_limit_step_trains_and_updates_the_target(throughput, tmp_pat
     # one optimiser step moved the online projector; the target (its copy at the start) took the EMA step
     # of the first of one steps, tau = tau_base = 0.5: target = (start + online) / 2
     method = built["method"]
-    for start, target, online in zip(built["start"], method.target_projector.parameters(), method.projector.parameters()):
+    targets, onlines = method.target_projector.parameters(), method.projector.parameters()
+    for start, target, online in zip(built["start"], targets, onlines):
         assert (online - start).abs().max() > 1e-3
         torch.testing.assert_close(target, 0.5 * start + 0.5 * online)
 
@@ -123,7 +124,8 @@ def test_throughput_full_step_clock_sees_every_step(throughput, tmp_path, monkey
     cfg.model.proj_hidden, cfg.model.proj_dim, cfg.model.pred_hidden = 32, 16, 32
     assert cfg.train.steps == 4 and cfg.data.num_train == 32
     walls, cpus = itertools.count(), itertools.count()  # a fake clock: the k-th mark reads k^2 s wall, 10 k s CPU
-    fake_time = types.SimpleNamespace(perf_counter=lambda: float(next(walls) ** 2), process_time=lambda: 10.0 * next(cpus))
+    fake_time = types.SimpleNamespace(perf_counter=lambda: float(next(walls) ** 2),
+                                      process_time=lambda: 10.0 * next(cpus))
     monkeypatch.setattr(throughput, "time", fake_time)
     times = throughput.full_step_times(cfg, warmup=1)
     # one mark after each of the 4 steps, at 0, 1, 4, 9 s: a step is the time since the mark before it, so
@@ -196,7 +198,9 @@ def test_throughput_main_medians_ratio_and_verdict_from_known_step_times(through
     assert row["stage_share"] == pytest.approx({"data": 2 / 9, "to_device": 0.0, "augment": 2 / 9,
                                                 "forward_backward": 4 / 9, "optimizer": 1 / 9, "ema": 0.0})
     out = capsys.readouterr().out
-    assert "| resnet10_16 | 8 | bf16 CL concat | 40.0 | 80.0 | **0.40** | 2.00, 0.40, 0.25 | 0.50 | 22, 0, 22, 44, 11, 0 |" in out
+    row_line = ("| resnet10_16 | 8 | bf16 CL concat | 40.0 | 80.0 | **0.40** | 2.00, 0.40, 0.25 | 0.50 | "
+                "22, 0, 22, 44, 11, 0 |")
+    assert row_line in out
     assert code == 1 and out.splitlines()[-1].endswith(": FAIL")  # 0.4 < 0.95
     # a full step as fast as the limit passes
     _timings(throughput, monkeypatch, [[(0.2, 0.2), (0.2, 0.2)]], [[(0.2, 0.2), (0.2, 0.2)]])

@@ -73,8 +73,9 @@ def _identity_interpretable(weight: float) -> InterpretableBackbone:
 
 
 def _method(tiny_cfg, interpretable: bool, weight: float = 0.0) -> BYOL:
-    cfg = from_dict(to_dict(tiny_cfg), {"model.interpretable_layer": interpretable, "model.interpretable_weight": weight,
-                                        "method.concat_views": True})
+    over = {"model.interpretable_layer": interpretable, "model.interpretable_weight": weight,
+            "method.concat_views": True}
+    cfg = from_dict(to_dict(tiny_cfg), over)
     method = BYOL(cfg, create_dataset("shapes", "train", num_train=16, image_size=cfg.data.image_size))
     method.backbone = _identity_interpretable(weight) if interpretable else MeanRedGreen()
     method.target_backbone = MeanRedGreen()

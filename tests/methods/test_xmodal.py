@@ -253,7 +253,8 @@ def test_loss_worked_by_hand(shapes):
     # image 0: 2 - 2cos((4, 3), (0, 5)) + 2 - 2cos((5, 0), (3, 4)) = 1.6; image 1: 2 (2 - sqrt 2)
     image = (1.6 + 2 * (2 - SQRT2)) / 2
     assert out["loss_image"].item() == pytest.approx(image, rel=1e-6)
-    # text views red/crimson and blue/navy: z1 = (0, 1), (1, 1), z2 = (1, 0), (0, 2); p1 = (1, 1), (2, 1), p2 = (1, 0), (2, 2)
+    # text views red/crimson and blue/navy: z1 = (0, 1), (1, 1), z2 = (1, 0), (0, 2);
+    # p1 = (1, 1), (2, 1), p2 = (1, 0), (2, 2)
     # pair 0: 2 - 2cos((1, 1), (1, 0)) + 2 - 2cos((1, 0), (0, 1)) = 4 - sqrt 2
     # pair 1: 2 - 2cos((2, 1), (0, 2)) + 2 - 2cos((2, 2), (1, 1)) = 2 - 2 / sqrt 5
     text = (4 - SQRT2 + 2 - 2 / SQRT5) / 2
