@@ -8,7 +8,7 @@ STAMP := $(VENV)/.xbyol-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo lint test test-fast bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# Static checks on the source (config in pyproject.toml): ruff lint, mypy, and the
+# import-layer contract once pyproject.toml declares one ([tool.importlinter]).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+	@if grep -q '^\[tool\.importlinter\]' pyproject.toml; then $(VENV)/bin/lint-imports; \
+	else echo "lint-imports: no [tool.importlinter] contract in pyproject.toml yet; skipped"; fi
 
 # Two xdist workers (one per CI core), each single-threaded (see tests/conftest.py).
 test: $(STAMP)

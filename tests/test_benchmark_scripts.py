@@ -8,8 +8,10 @@ that do not depend on training length behave as their docstrings say.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -84,12 +86,30 @@ def test_quality_run_dataset_reports_every_representation(quality, tmp_path):
 
 
 @pytest.mark.parametrize("concat", ["true", "false"])
-def test_throughput_limit_step_trains_and_updates_the_target(throughput, tmp_path, concat):
-    cfg = throughput.make_cfg("resnet10_16", 8, 3, str(tmp_path), (f"method.concat_views={concat}",))
+def test_throughput_limit_step_trains_and_updates_the_target(throughput, tmp_path, monkeypatch, concat):
+    # tau 0.5 and a large step: the EMA formula below tells tau 0.5 from any other tau by far more than float error
+    over = (f"method.concat_views={concat}", "method.tau_base=0.5", "train.lr=0.05")
+    cfg = throughput.make_cfg("resnet10_16", 8, 1, str(tmp_path), over)
     cfg.model.proj_hidden, cfg.model.proj_dim, cfg.model.pred_hidden = 32, 16, 32
-    times = throughput.limit_step_times(cfg, warmup=1, steps=2)
-    assert len(times) == 2
-    assert all(wall > 0 and cpu >= 0 for wall, cpu in times)
+    built = {}
+    real_setup = throughput._setup
+
+    def keep(*args, **kwargs):
+        out = real_setup(*args, **kwargs)
+        built["method"] = method = out[2]
+        built["start"] = [p.detach().clone() for p in method.target_projector.parameters()]
+        return out
+
+    monkeypatch.setattr(throughput, "_setup", keep)
+    times = throughput.limit_step_times(cfg, warmup=0, steps=1)
+    assert len(times) == 1
+    # one optimiser step moved the online projector; the target (its copy at the start) took the EMA step
+    # of the first of one steps, tau = tau_base = 0.5: target = (start + online) / 2
+    method = built["method"]
+    targets, onlines = method.target_projector.parameters(), method.projector.parameters()
+    for start, target, online in zip(built["start"], targets, onlines):
+        assert (online - start).abs().max() > 1e-3
+        torch.testing.assert_close(target, 0.5 * start + 0.5 * online)
 
 
 def test_throughput_resolves_auto_as_the_trainer_does(throughput, tmp_path):
@@ -99,18 +119,23 @@ def test_throughput_resolves_auto_as_the_trainer_does(throughput, tmp_path):
     assert r.train.precision == ("bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32")
 
 
-def test_throughput_full_step_clock_sees_every_step(throughput, tmp_path):
+def test_throughput_full_step_clock_sees_every_step(throughput, tmp_path, monkeypatch):
     cfg = throughput.make_cfg("resnet10_16", 8, 4, str(tmp_path))
     cfg.model.proj_hidden, cfg.model.proj_dim, cfg.model.pred_hidden = 32, 16, 32
     assert cfg.train.steps == 4 and cfg.data.num_train == 32
+    walls, cpus = itertools.count(), itertools.count()  # a fake clock: the k-th mark reads k^2 s wall, 10 k s CPU
+    fake_time = types.SimpleNamespace(perf_counter=lambda: float(next(walls) ** 2),
+                                      process_time=lambda: 10.0 * next(cpus))
+    monkeypatch.setattr(throughput, "time", fake_time)
     times = throughput.full_step_times(cfg, warmup=1)
-    assert len(times) == 3  # 4 steps, the first discarded
-    assert all(wall > 0 for wall, _ in times)
+    # one mark after each of the 4 steps, at 0, 1, 4, 9 s: a step is the time since the mark before it, so
+    # the first step (no mark before it) is the one discarded
+    assert times == [(1.0, 10.0), (3.0, 10.0), (5.0, 10.0)]
     # the clock is removed afterwards: the method's hook is the original again
     assert throughput.BYOL.after_optimizer_step.__name__ == "after_optimizer_step"
 
 
-def test_throughput_main_reports_ratio_and_exit_code(throughput, capsys, monkeypatch, tmp_path):
+def test_throughput_main_runs_every_setting_end_to_end(throughput, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(throughput, "DEFAULT_STEPS", {"resnet10_16": (1, 2)})
     real_make_cfg = throughput.make_cfg
 
@@ -134,8 +159,57 @@ def test_throughput_main_reports_ratio_and_exit_code(throughput, capsys, monkeyp
     rows = json.loads(out_json.read_text())["rows"]
     assert [r["setting"] for r in rows] == settings
     assert all(abs(sum(r["stage_share"].values()) - 1) < 1e-6 for r in rows)
-    ok = all(r["ratio"] >= throughput.TARGET for r in rows)
-    assert code == (0 if ok else 1) and ("PASS" if ok else "FAIL") in out.splitlines()[-1]
+    assert code in (0, 1)  # PASS or FAIL depends on this machine's timing; the verdict is checked below
+
+
+def _timings(throughput, monkeypatch, limit, full):
+    """Make the benchmark's clocks return fixed step times: ``limit`` and ``full`` list, per repetition,
+    the (wall, CPU) seconds of each timed step; stage_times gives fixed per-stage seconds."""
+    calls = {"limit": iter(limit), "full": iter(full)}
+    monkeypatch.setattr(throughput, "limit_step_times", lambda cfg, warmup, steps: next(calls["limit"]))
+    monkeypatch.setattr(throughput, "full_step_times", lambda cfg, warmup: next(calls["full"]))
+    stages = {"data": [1, 3], "to_device": [0, 0], "augment": [2, 2], "forward_backward": [4, 4], "optimizer": [1, 1],
+              "ema": [0, 0]}  # medians 2, 0, 2, 4, 1, 0 of a 9 s step
+    monkeypatch.setattr(throughput, "stage_times", lambda cfg, warmup, steps: stages)
+
+
+def test_throughput_main_medians_ratio_and_verdict_from_known_step_times(throughput, capsys, monkeypatch, tmp_path):
+    # batch 8, three repetitions (img/s = 8 / median step seconds):
+    #   limit 0.1 and 0.3 s -> 40 img/s, full 0.1 s -> 80 img/s: ratio 2.0
+    #   limit 0.1 s -> 80 img/s, full 0.25 s -> 32 img/s: ratio 0.4
+    #   limit 0.05 s -> 160 img/s, full 0.2 s -> 40 img/s: ratio 0.25
+    # CPU seconds: limit 0.2 (40 img/s) each time, full 0.4, 0.4, 0.1: ratios 0.5, 0.5, 2.0
+    limit = [[(0.1, 0.2), (0.3, 0.2)], [(0.1, 0.2), (0.1, 0.2)], [(0.05, 0.2), (0.05, 0.2)]]
+    full = [[(0.1, 0.4), (0.1, 0.4)], [(0.25, 0.4), (0.25, 0.4)], [(0.2, 0.1), (0.2, 0.1)]]
+    _timings(throughput, monkeypatch, limit, full)
+    threads = torch.get_num_threads()
+    out_json = tmp_path / "fail.json"
+    try:
+        code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "3", "--threads", "1",
+                                "--settings", "bf16 CL concat", "--stages", "--json", str(out_json)])
+    finally:
+        torch.set_num_threads(threads)
+    (row,) = json.loads(out_json.read_text())["rows"]
+    assert row["full_img_s"] == pytest.approx(40.0)  # median of 80, 32, 40
+    assert row["limit_img_s"] == pytest.approx(80.0)  # median of 40, 80, 160
+    assert row["ratios"] == pytest.approx([2.0, 0.4, 0.25])
+    assert row["ratio"] == pytest.approx(0.4)  # the median of the repetitions' ratios
+    assert row["ratio_cpu_time"] == pytest.approx(0.5)
+    assert row["stage_share"] == pytest.approx({"data": 2 / 9, "to_device": 0.0, "augment": 2 / 9,
+                                                "forward_backward": 4 / 9, "optimizer": 1 / 9, "ema": 0.0})
+    out = capsys.readouterr().out
+    row_line = ("| resnet10_16 | 8 | bf16 CL concat | 40.0 | 80.0 | **0.40** | 2.00, 0.40, 0.25 | 0.50 | "
+                "22, 0, 22, 44, 11, 0 |")
+    assert row_line in out
+    assert code == 1 and out.splitlines()[-1].endswith(": FAIL")  # 0.4 < 0.95
+    # a full step as fast as the limit passes
+    _timings(throughput, monkeypatch, [[(0.2, 0.2), (0.2, 0.2)]], [[(0.2, 0.2), (0.2, 0.2)]])
+    try:
+        code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "1", "--threads", "1",
+                                "--settings", "bf16 CL concat"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0 and capsys.readouterr().out.splitlines()[-1].endswith(": PASS")
 
 
 # a one-step shapes run small enough for the suite: 64 / 32 images and narrow heads

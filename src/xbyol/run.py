@@ -75,10 +75,11 @@ class LoadedRun:
         """A randomly initialised twin of the backbone (same architecture), for baselines."""
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            net = create_backbone(self.cfg.model.backbone)
+            base = create_backbone(self.cfg.model.backbone)
             m = self.cfg.model
-            if m.interpretable_layer:
-                net = wrap_interpretable(net, m.interpretable_weight, tau=m.interpretable_tau)
+            net: nn.Module = (
+                wrap_interpretable(base, m.interpretable_weight, tau=m.interpretable_tau) if m.interpretable_layer else base
+            )
         return net.to(self.device).eval()
 
     def path(self, *parts: str) -> Path:

@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import kornia.augmentation as K
 import pytest
 import torch
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from xbyol import data
 from xbyol.config import DataCfg
 
+
 def data_options(name: str, tmp_path: Path) -> DataCfg:
     """The data options of dataset ``name`` (as the trainer passes them), with fixtures where a root is needed."""
     cfg = DataCfg(name=name, image_size=24, num_train=12, num_test=6, seed=1)

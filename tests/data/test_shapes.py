@@ -142,7 +142,7 @@ def test_objects_are_whole_stencils_of_their_size(size):
     sides = {32: {"small": 6, "large": 9}, 64: {"small": 12, "large": 19}}[size]
     for i in range(len(ds)):
         s = ds[i]
-        for sz, colour, shape, pos in parse_caption(s["caption"]):
+        for sz, _colour, shape, pos in parse_caption(s["caption"]):
             m = s["masks"][CONCEPT_NAMES.index(pos)].numpy()  # one object per position
             ys, xs = np.nonzero(m)
             crop = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]

@@ -15,7 +15,6 @@ from xbyol.explain.actmax import (
 from xbyol.models import create_backbone
 
 
-
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)

@@ -16,7 +16,6 @@ from xbyol.explain.dissection import (
 from xbyol.explain.dissection_figure import plot_top_units
 
 
-
 class MaskImages(SampleDataset):
     """Images whose channel c is 255 on concept c's mask: a model that reads the pixels copies the masks."""
 

@@ -8,7 +8,6 @@ import torch
 from xbyol.explain.embedding_maps import color_values, embed_2d, group_columns, plot_map, write_map_csv
 
 
-
 def _clusters(n=40, d=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(n, d, generator=g) * 0.1

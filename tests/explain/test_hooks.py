@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from xbyol.explain import ActivationsAndGradients, EmbeddingSimilarityTarget, LinearClassTarget, explain, names, resolve_layer
+from xbyol.explain import (
+    ActivationsAndGradients,
+    EmbeddingSimilarityTarget,
+    LinearClassTarget,
+    explain,
+    names,
+    resolve_layer,
+)
 from xbyol.models import create_backbone
 
 FAST = {"integrated_gradients": {"n_steps": 2}, "lime": {"n_samples": 3, "segments": "grid"},

@@ -7,7 +7,9 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
+from xbyol.concepts.attention import ConceptAttention
 from xbyol.text import sentence_model
 
 E = 48  # width of the fake text embeddings
@@ -48,12 +50,9 @@ def _method_and_batch(cfg):
     return create_method(cfg, ds), collate([ds[i] for i in range(16)])
 
 
-def test_loss_is_byol_plus_weighted_semantic_and_reaches_every_part(tiny_cfg, fake_text):
+def test_every_part_gets_a_gradient_and_the_bank_is_a_buffer(tiny_cfg, fake_text):
     method, batch = _method_and_batch(_cfg(tiny_cfg, **{"method.semantic.weight": 0.7}))
     out = method.training_step(batch)
-    assert out["loss"].item() == pytest.approx(out["loss_byol"].item() + 0.7 * out["loss_semantic"].item(), rel=1e-6)
-    assert out["loss_semantic"].item() == pytest.approx(
-        0.5 * (out["loss_semantic_z"].item() + out["loss_semantic_fused"].item()), rel=1e-6)
     assert out["labelled_fraction"].item() == 1.0
     out["loss"].backward()
     for name in ("concept_head.weight", "attention.gate.weight", "attention.log_scale", "backbone.stem.0.weight"):
@@ -65,12 +64,121 @@ def test_loss_is_byol_plus_weighted_semantic_and_reaches_every_part(tiny_cfg, fa
     assert not any(n.startswith("concept_embeddings") for n, _ in method.named_parameters())
 
 
+# ----------------------------------------------------------------------------- a case worked by hand
+#
+# The method's networks are swapped for fixed linear maps, so every number below follows from
+# the formulas alone: the backbone is the mean colour of an image ([B, 3, H, W] -> [B, 3]), the
+# projector (online and target) keeps (r, g), the predictor swaps the two coordinates, the
+# concept head is the identity and the bank is two orthonormal concepts e_0 = (1, 0), e_1 = (0, 1).
+
+T = 0.5  # semantic temperature
+SQRT2 = math.sqrt(2.0)
+
+
+class MeanColour(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))  # (B, 3)
+
+
+class FixedViews(nn.Module):
+    def __init__(self, v1: torch.Tensor, v2: torch.Tensor) -> None:
+        super().__init__()
+        self.v1, self.v2 = v1, v2
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.v1, self.v2
+
+
+def _linear(rows: list[list[float]]) -> nn.Linear:
+    w = torch.tensor(rows, dtype=torch.float32)
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    return lin
+
+
+def _flat(colours: list[tuple[float, float, float]], dtype=torch.float32) -> torch.Tensor:
+    """Images [B, 3, 2, 2] of one colour each."""
+    return torch.tensor(colours, dtype=dtype)[:, :, None, None].expand(-1, -1, 2, 2).contiguous()
+
+
+# view 1: mean colours (3, 4, 0) and (1, 0, 0); view 2: (0, 5, 0) and (1, 1, 0)
+V1, V2 = _flat([(3, 4, 0), (1, 0, 0)]), _flat([(0, 5, 0), (1, 1, 0)])
+# online projections z1 = (3, 4), (1, 0); z2 = (0, 5), (1, 1); predictions p = swap(z):
+# p1 = (4, 3), (0, 1); p2 = (5, 0), (1, 1). The targets are z (same maps, EMA of identical weights).
+# image 0: 2 - 2cos((4, 3), (0, 5)) + 2 - 2cos((5, 0), (3, 4)) = 2 - 1.2 + 2 - 1.2 = 1.6
+# image 1: 2 - 2cos((0, 1), (1, 1)) + 2 - 2cos((1, 1), (1, 0)) = 2 (2 - sqrt 2)
+BYOL_BY_HAND = (1.6 + 2 * (2 - SQRT2)) / 2
+
+
+def _hand_method(tiny_cfg, **over):
+    method, _ = _method_and_batch(_cfg(tiny_cfg, **{"method.semantic.temperature": T, "aug.normalize": False, **over}))
+    method.backbone, method.target_backbone = MeanColour(), MeanColour()
+    method.projector, method.target_projector = _linear([[1, 0, 0], [0, 1, 0]]), _linear([[1, 0, 0], [0, 1, 0]])
+    method.predictor = _linear([[0, 1], [1, 0]])
+    method.concept_head = _linear([[1, 0], [0, 1]])
+    method.concept_embeddings = torch.eye(2)
+    if method.attention is not None:
+        method.attention = ConceptAttention(2, init_temperature=T)  # gate 0.5, alpha = softmax(cos / T)
+    method.views = FixedViews(V1, V2)
+    method._bank_saved = True  # the swapped bank no longer matches the texts: nothing to save
+    # clean images (uint8, scaled by 1/255): mean colours (1, 0, 0) and (0.2, 0.4, 0)
+    return method, {"image": _flat([(255, 0, 0), (51, 102, 0)], torch.uint8)}
+
+
+def _contrastive(cos_pos: float, cos_neg: float) -> float:
+    """-log softmax over two concepts at the positive one: log(1 + exp((cos_neg - cos_pos) / T))."""
+    return math.log1p(math.exp((cos_neg - cos_pos) / T))
+
+
+def _fused_cosines(u: tuple[float, float]) -> tuple[float, float]:
+    """Cosines with e_0, e_1 of z_hat = 0.5 u + 0.5 alpha, alpha = softmax(u / T), for a unit u (bank = I)."""
+    a0 = 1.0 / (1.0 + math.exp((u[1] - u[0]) / T))
+    f = (0.5 * u[0] + 0.5 * a0, 0.5 * u[1] + 0.5 * (1 - a0))
+    n = math.hypot(*f)
+    return f[0] / n, f[1] / n
+
+
+def test_loss_worked_by_hand_views_contrastive_with_fusion(tiny_cfg, fake_text):
+    method, batch = _hand_method(tiny_cfg, **{"method.semantic.input": "views", "method.semantic.weight": 0.7})
+    method.labeler = lambda b: torch.tensor([[True, False], [False, True]])  # image 0 has e_0, image 1 has e_1
+    out = method.training_step(batch)
+    assert out["loss_byol"].item() == pytest.approx(BYOL_BY_HAND, rel=1e-6)
+    # both views, targets repeated; unit z: (0.6, 0.8), (1, 0), (0, 1), (1, 1) / sqrt 2
+    units = [(0.6, 0.8), (1.0, 0.0), (0.0, 1.0), (1 / SQRT2, 1 / SQRT2)]
+    positive = [0, 1, 0, 1]
+    sem_z = sum(_contrastive(u[k], u[1 - k]) for u, k in zip(units, positive)) / 4
+    assert sem_z == pytest.approx((math.log1p(math.exp(0.4)) + 2 * math.log1p(math.exp(2)) + math.log(2)) / 4)
+    fused = [_fused_cosines(u) for u in units]
+    sem_fused = sum(_contrastive(c[k], c[1 - k]) for c, k in zip(fused, positive)) / 4
+    assert out["loss_semantic_z"].item() == pytest.approx(sem_z, rel=1e-6)
+    assert out["loss_semantic_fused"].item() == pytest.approx(sem_fused, rel=1e-6)
+    assert out["loss_semantic"].item() == pytest.approx(0.5 * (sem_z + sem_fused), rel=1e-6)
+    assert out["loss"].item() == pytest.approx(BYOL_BY_HAND + 0.7 * 0.5 * (sem_z + sem_fused), rel=1e-6)
+    assert out["gate"].item() == pytest.approx(0.5)
+    assert out["labelled_fraction"].item() == 1.0
+
+
+def test_loss_worked_by_hand_clean_images_cosine_partly_labelled(tiny_cfg, fake_text):
+    method, batch = _hand_method(tiny_cfg, **{"method.semantic.input": "clean", "method.semantic.loss": "cosine",
+                                              "method.semantic.fusion": False, "method.semantic.weight": 2.0})
+    method.labeler = lambda b: torch.tensor([[False, False], [True, True]])  # image 0 unlabelled
+    out = method.training_step(batch)
+    assert out["loss_byol"].item() == pytest.approx(BYOL_BY_HAND, rel=1e-6)
+    # the semantic term sees the clean image 1 only: unit (0.2, 0.4) = (1, 2) / sqrt 5, both concepts positive
+    sem = -(1 / math.sqrt(5) + 2 / math.sqrt(5)) / 2
+    assert out["loss_semantic"].item() == pytest.approx(sem, rel=1e-6)
+    assert out["loss"].item() == pytest.approx(BYOL_BY_HAND + 2.0 * sem, abs=1e-6)  # float32 sum
+    assert out["labelled_fraction"].item() == 0.5
+    assert out["embed/concept"].shape == (2, 2)
+
+
 def test_unlabelled_images_train_byol_only(tiny_cfg, fake_text):
-    method, batch = _method_and_batch(_cfg(tiny_cfg))
-    batch["concepts"] = torch.zeros_like(batch["concepts"])
+    method, batch = _hand_method(tiny_cfg)
+    method.labeler = lambda b: torch.zeros(2, 2, dtype=torch.bool)
     out = method.training_step(batch)
     assert out["loss_semantic"].item() == 0.0
-    assert out["loss"].item() == pytest.approx(out["loss_byol"].item())
+    assert out["loss"].item() == pytest.approx(BYOL_BY_HAND, rel=1e-6)
     assert out["labelled_fraction"].item() == 0.0
 
 

@@ -3,6 +3,7 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 
 from xbyol.config import DataCfg, from_dict
 from xbyol.data import collate, create_dataset
@@ -49,8 +50,6 @@ def test_gradients_do_not_reach_targets(shapes, encoder):
     m = CrossModalBYOL(cfg, shapes)
     out = _step(m, _batch(shapes))
     assert {"loss_xmodal", "loss_i2t", "loss_t2i", "loss_image", "loss_text"} <= set(out)
-    expected = out["loss_xmodal"] + 0.5 * out["loss_image"] + 0.5 * out["loss_text"]
-    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     targets = [m.target_backbone, m.target_image_projector, m.target_text_encoder, m.target_text_projector]
     for t in targets:
         for p in t.parameters():
@@ -182,3 +181,82 @@ def test_shuffling_captions_changes_the_image_branch_gradient(shapes):
     assert scale > 0
     assert (shuffled - paired).norm() > 0.5 * scale  # measured 1.55 x
     assert (same_pairs - paired).norm() < 1e-4 * scale  # measured 3e-6 x (float32 reordering)
+
+
+# ----------------------------------------------------------------------------- a case worked by hand
+#
+# The towers are swapped for fixed linear maps, so every number follows from the formulas alone.
+# Image tower: mean colour [B, 3, H, W] -> [B, 3], projector (online and target) keeps (r, g),
+# predictor swaps the coordinates. Text tower: a lookup table of 2-d vectors, identity projector,
+# predictor the shear (x, y) -> (x + y, y) (not orthogonal, so the two directions differ).
+
+SQRT2, SQRT5 = math.sqrt(2.0), math.sqrt(5.0)
+TEXT = {"red": (0.0, 1.0), "blue": (1.0, 1.0), "crimson": (1.0, 0.0), "navy": (0.0, 2.0)}
+
+
+class MeanColour(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))  # (B, 3)
+
+
+class Lookup(nn.Module):
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        return torch.tensor([TEXT[t] for t in texts])  # (B, 2)
+
+
+class FixedViews(nn.Module):
+    def __init__(self, v1: torch.Tensor, v2: torch.Tensor) -> None:
+        super().__init__()
+        self.v1, self.v2 = v1, v2
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.v1, self.v2
+
+
+def _linear(rows: list[list[float]]) -> nn.Linear:
+    w = torch.tensor(rows, dtype=torch.float32)
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    return lin
+
+
+def _flat(colours: list[tuple[float, float, float]]) -> torch.Tensor:
+    """Images [B, 3, 2, 2] of one colour each."""
+    return torch.tensor(colours, dtype=torch.float32)[:, :, None, None].expand(-1, -1, 2, 2).contiguous()
+
+
+def test_loss_worked_by_hand(shapes):
+    m = CrossModalBYOL(_cfg(**{"method.crossmodal.text_encoder": "scratch", "method.crossmodal.image_intra_weight": 0.5,
+                               "method.crossmodal.text_intra_weight": 0.25}), shapes)
+    m.backbone, m.target_backbone = MeanColour(), MeanColour()
+    m.image_projector, m.target_image_projector = _linear([[1, 0, 0], [0, 1, 0]]), _linear([[1, 0, 0], [0, 1, 0]])
+    m.image_predictor = _linear([[0, 1], [1, 0]])
+    m.text_encoder, m.target_text_encoder = Lookup(), Lookup()
+    m.text_projector, m.target_text_projector = _linear([[1, 0], [0, 1]]), _linear([[1, 0], [0, 1]])
+    m.text_predictor = _linear([[1, 1], [0, 1]])
+    m.views = FixedViews(_flat([(3, 4, 0), (1, 0, 0)]), _flat([(0, 5, 0), (1, 1, 0)]))
+    m.paired_images = lambda images: images  # no preprocessing: the mean colours below are the inputs
+    m.watch_collapse = lambda embeds: None  # two samples: no std to watch
+    batch = {"image": _flat([(3, 4, 0), (1, 0, 0)]), "caption": ["red", "blue"],
+             "captions": [["red", "crimson"], ["blue", "navy"]]}  # the second text view is the other caption
+    out = m.training_step(batch)
+    # paired images: z_img = (3, 4), (1, 0); p_img = (4, 3), (0, 1)
+    # captions: z_txt = (0, 1), (1, 1); p_txt = (1, 1), (2, 1)
+    i2t = [2 - 2 * 0.6, 2 - SQRT2]  # 2 - 2cos(p_img, z_txt): cos((4, 3), (0, 1)), cos((0, 1), (1, 1))
+    t2i = [2 - 1.4 * SQRT2, 2 - 4 / SQRT5]  # 2 - 2cos(p_txt, z_img): cos((1, 1), (3, 4)), cos((2, 1), (1, 0))
+    assert out["loss_i2t"].item() == pytest.approx(sum(i2t) / 2, rel=1e-6)
+    assert out["loss_t2i"].item() == pytest.approx(sum(t2i) / 2, rel=1e-6)
+    xmodal = (sum(i2t) + sum(t2i)) / 2
+    assert out["loss_xmodal"].item() == pytest.approx(xmodal, rel=1e-6)
+    # image views: z1 = (3, 4), (1, 0), z2 = (0, 5), (1, 1); p = swap(z)
+    # image 0: 2 - 2cos((4, 3), (0, 5)) + 2 - 2cos((5, 0), (3, 4)) = 1.6; image 1: 2 (2 - sqrt 2)
+    image = (1.6 + 2 * (2 - SQRT2)) / 2
+    assert out["loss_image"].item() == pytest.approx(image, rel=1e-6)
+    # text views red/crimson and blue/navy: z1 = (0, 1), (1, 1), z2 = (1, 0), (0, 2);
+    # p1 = (1, 1), (2, 1), p2 = (1, 0), (2, 2)
+    # pair 0: 2 - 2cos((1, 1), (1, 0)) + 2 - 2cos((1, 0), (0, 1)) = 4 - sqrt 2
+    # pair 1: 2 - 2cos((2, 1), (0, 2)) + 2 - 2cos((2, 2), (1, 1)) = 2 - 2 / sqrt 5
+    text = (4 - SQRT2 + 2 - 2 / SQRT5) / 2
+    assert out["loss_text"].item() == pytest.approx(text, rel=1e-6)
+    assert out["loss"].item() == pytest.approx(xmodal + 0.5 * image + 0.25 * text, rel=1e-6)

@@ -16,7 +16,6 @@ from xbyol.models.interpretable import (
 )
 
 
-
 def test_templates_2x2_by_hand():
     # n = 2, beta = 4: 1 - 4 d / 2 = 1 - 2d -> +1 at mu, -1 at d = 1, clamp(-3) = -1 at d = 2
     m = position_masks(2, 2)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from xbyol.cli import main
-from xbyol.report import ReportOptions, build_sections, render_html, write_report
 from xbyol.data.sampling import dataset_labels, stratified_indices
+from xbyol.report import ReportOptions, build_sections, render_html, write_report
 from xbyol.report.blocks import Figure, Gallery, ImageGrid, Table
 
 FAST = dict(gallery_images=2, methods=["gradcam"], embedding_map="pca", progress=False)

@@ -16,7 +16,9 @@ def test_atomic_save_and_weights_only_load(tmp_path):
 
 
 def test_rng_state_roundtrip_restores_every_stream(tmp_path):
-    torch.manual_seed(1); np.random.seed(1); random.seed(1)
+    torch.manual_seed(1)
+    np.random.seed(1)
+    random.seed(1)
     save_checkpoint(tmp_path / "r.pt", {"method": {}, "step": 0, "rng": rng_state()})
     a = (torch.rand(3), np.random.rand(3), random.random())
     set_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"])

@@ -108,7 +108,7 @@ def test_random_sigkills_never_lose_the_run_and_resume_is_exact(tmp_path):
         assert kills < 40, "no kill landed inside a checkpoint write"
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
         started = _logged_steps(run_dir)
-        _wait_for(lambda: _logged_steps(run_dir) > started or proc.poll() is not None, proc)
+        _wait_for(lambda: _logged_steps(run_dir) > started or proc.poll() is not None, proc)  # noqa: B023 (called here)
         if proc.poll() is not None:
             break  # the run finished before this kill
         in_write = kills_in_write == 0 and kills >= 2

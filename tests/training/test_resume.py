@@ -4,7 +4,6 @@ rotation, resume reading and writing only RUN_DIR, changed keys, non-finite weig
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -639,8 +639,6 @@ def test_an_error_clears_the_old_results(live_server, browser):
 
 @pytest.mark.browser
 def test_the_method_list_and_the_display_controls(run, browser, artifacts_dir):
-    from playwright.sync_api import expect
-
     with serving(create_app(run, methods=METHODS)) as url:  # a fresh explorer: no concept text embedded yet
         page, errors, failed = open_explorer(browser, url)
         controls(page, artifacts_dir)

@@ -381,7 +381,7 @@ def _view_pipeline(cfg: AugCfg, image_size: int, blur_p: float, solarize_p: floa
         ops.append(RandomGrayscale(cfg.grayscale_p))
     kernel = blur_kernel_size(cfg.blur_kernel_frac, image_size)
     if blur_p > 0 and kernel >= 3:
-        ops.append(RandomGaussianBlur(kernel, tuple(cfg.blur_sigma), blur_p))
+        ops.append(RandomGaussianBlur(kernel, (cfg.blur_sigma[0], cfg.blur_sigma[1]), blur_p))
     if solarize_p > 0:
         ops.append(RandomSolarize(solarize_p))
     return ViewPipeline(geometry, ops)

@@ -76,15 +76,16 @@ def run(args: argparse.Namespace) -> int:
     for path in args.images:
         imgs.append(load_image(path, size))
         labels.append(Path(path).stem)
-    test = run_.dataset("test") if args.indices or args.sample else None
-    indices = list(args.indices)
-    if args.sample:
-        indices += [i for i in stratified_indices(dataset_labels(test), args.sample) if i not in indices]
-    for i in indices:
-        if not 0 <= i < len(test):
-            raise ValueError(f"--indices: {i} is outside the test split (0..{len(test) - 1})")
-        imgs.append(test[i]["image"])
-        labels.append(f"test{i}")
+    if args.indices or args.sample:
+        test = run_.dataset("test")
+        indices = list(args.indices)
+        if args.sample:
+            indices += [i for i in stratified_indices(dataset_labels(test), args.sample) if i not in indices]
+        for i in indices:
+            if not 0 <= i < len(test):
+                raise ValueError(f"--indices: {i} is outside the test split (0..{len(test) - 1})")
+            imgs.append(test[i]["image"])
+            labels.append(f"test{i}")
     images = torch.stack(imgs).to(run_.device)
     target = parse_target(args.target, run_)
     for m in methods:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.augment import normalize
-    from xbyol.explain.actmax import ChannelObjective, DirectionObjective, maximize, parse_unit, save_grid
+    from xbyol.explain.actmax import ChannelObjective, DirectionObjective, Objective, maximize, parse_unit, save_grid
     from xbyol.run import load_run
 
     if not args.unit and not args.concept:
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--n and --steps must be >= 1, got {args.n} and {args.steps}")
     run_ = load_run(args.run_dir, device=args.device)
     model = run_.backbone
-    targets: list[tuple[str, object]] = []
+    targets: list[tuple[str, Objective]] = []
     for spec in args.unit:
         layer, k = parse_unit(spec) if ":" in spec else (None, int(spec) if spec.isdigit() else -1)
         if k < 0:

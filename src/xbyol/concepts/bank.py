@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from xbyol.data.io import atomic_write
 from xbyol.concepts.vocabulary import read_concepts_file, validate_texts
+from xbyol.data.io import atomic_write
 from xbyol.text.sentence_model import BUNDLED_MODEL, cached_embeddings
 
 CONCEPTS_JSON = "concepts.json"

@@ -147,7 +147,7 @@ class CocoCaptionsDataset(ImageFilesDataset):
             "test_root" if use_test_root else "root",
             "the directory holding the images named in the captions file",
         )
-        self.captions_file = Path(test_captions_file if use_test_file else captions_file).expanduser()
+        self.captions_file = Path(test_captions_file if use_test_file and test_captions_file is not None else captions_file).expanduser()
 
         images, captions, problems = read_coco_captions(self.captions_file)
         if strict and problems:

@@ -301,7 +301,7 @@ class ShapesDataset(SampleDataset):
         inc = _incidence(attrs)  # (N, V, 3) object j has concept k
         # (N, V, 4): id-map value -> concept membership; value 0 (background) is in no concept
         self._id_to_concepts = np.concatenate([np.zeros_like(inc[..., :1]), inc], axis=-1)
-        self._concepts = inc.any(-1)  # (N, V)
+        self._concepts = np.asarray(inc.any(-1))  # (N, V)
         self._images, self._ids, self._labels = images, ids, self.labels.tolist()
         self._n = num
 

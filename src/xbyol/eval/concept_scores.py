@@ -224,7 +224,7 @@ def sscs_counts(scores: torch.Tensor, masks: torch.Tensor, background: float = 0
     """
     if scores.shape[:2] != masks.shape[:2]:
         raise ValueError(f"scores [N, G, ...] and masks [N, G, ...] disagree: {list(scores.shape)} vs {list(masks.shape)}")
-    pred = dense_predictions(upsample_scores(scores, tuple(masks.shape[-2:])), background, foreground)
+    pred = dense_predictions(upsample_scores(scores, (masks.shape[-2], masks.shape[-1])), background, foreground)
     return iou_counts(pred, masks_to_label_map(masks), masks.shape[1] + 1)
 
 

@@ -124,7 +124,7 @@ def format_results(results: dict[str, Any]) -> str:
     """A plain-text table: the core probes side by side, then each evaluator's section."""
     lines = []
     if "trained" in results:
-        rows = [("", "trained", "random init")]
+        rows: list[tuple[str, ...]] = [("", "trained", "random init")]
         for key in ("linear_probe", "knn"):
             r = results.get("random_init", {}).get(key)
             rows.append((key.replace("_", " "), f"{results['trained'][key]:.4f}", "-" if r is None else f"{r:.4f}"))

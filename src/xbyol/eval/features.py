@@ -64,5 +64,5 @@ def extract_features(
             labels.append(torch.as_tensor(batch["label"]).long().cpu())
     finally:
         if was_training:
-            encode_fn.train()  # type: ignore[union-attr]
+            encode_fn.train()  # type: ignore[attr-defined]  # was_training: an nn.Module
     return torch.cat(feats), torch.cat(labels)  # (N, D), (N,)

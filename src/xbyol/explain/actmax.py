@@ -141,6 +141,9 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 class _Image(nn.Module):
     """Parameterised images: ``sigmoid(colour(spatial(params)))`` in [0, 1]."""
 
+    scale: torch.Tensor  # buffers (typed here: register_buffer does not tell mypy)
+    colour: torch.Tensor
+
     def __init__(self, n: int, size: int, param: str, decorrelate: bool, generator: torch.Generator) -> None:
         super().__init__()
         self.size, self.param, self.decorrelate = size, param, decorrelate
@@ -158,6 +161,7 @@ class _Image(nn.Module):
         self.register_buffer("colour", cc)
 
     def forward(self) -> torch.Tensor:
+        x: torch.Tensor
         if self.param == "pixel":
             x = self.params
         else:

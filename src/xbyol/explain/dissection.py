@@ -335,7 +335,7 @@ def threshold_pass(
         peak = a.flatten(2).amax(dim=2)  # (B, C)
         idx = torch.as_tensor(batch["index"], device=a.device).view(-1, 1).expand(-1, c)  # (B, C)
         if top_scores is not None:
-            peak, idx = torch.cat([top_scores, peak]), torch.cat([top_idx, idx])
+            peak, idx = torch.cat([top_scores, peak]), torch.cat([top_idx, idx])  # type: ignore[list-item]  # set together with top_scores
         top_scores, order = peak.topk(min(top_k, peak.shape[0]), dim=0)  # (k, C)
         top_idx = idx.gather(0, order)
     assert sq is not None and top_scores is not None and top_idx is not None

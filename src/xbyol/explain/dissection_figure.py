@@ -54,7 +54,10 @@ def plot_top_units(
             images = torch.stack([s["image"] for s in samples])  # (n, 3, H, W)
             with ActivationsAndGradients(module, gradients=False) as rec:
                 fwd(preprocess(images.to(device)))
-            um = unit_masks(rec.activations[:, k : k + 1].float(), result.thresholds[k : k + 1].to(device), tuple(images.shape[-2:]))
+            acts = rec.activations
+            assert acts is not None  # the forward above recorded them
+            height, width = images.shape[-2:]
+            um = unit_masks(acts[:, k : k + 1].float(), result.thresholds[k : k + 1].to(device), (height, width))
             for j, s in enumerate(samples):
                 ax = axes[r][j]
                 keep = 0.25 + 0.75 * um[j, 0].cpu().float()  # (H, W): dim what the unit does not select

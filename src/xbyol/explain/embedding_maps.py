@@ -162,7 +162,6 @@ def category_colours(categories: Sequence[str]) -> dict[str, Any]:
     to 10 values, tab20 up to 20, evenly spaced hues beyond). ``"none"`` is light gray.
     """
     import matplotlib  # heavy: imported on first use
-
     from matplotlib.colors import is_color_like  # heavy: imported on first use
 
     cats = sorted(set(categories), key=lambda v: (v == "none", v))

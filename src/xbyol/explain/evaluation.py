@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from xbyol.augment import preprocess
 from xbyol.concepts.projection import concept_projection
+from xbyol.data.io import atomic_write
 from xbyol.explain import ConceptTarget, explain, names
 from xbyol.metrics import (
     blank_maps,
@@ -46,8 +47,6 @@ from xbyol.metrics import (
     model_randomization,
     pointing_game,
 )
-
-from xbyol.data.io import atomic_write
 
 DEFAULT_METHODS = [
     "gradcam", "gradcampp", "xgradcam", "layercam", "scorecam", "eigencam",
@@ -144,7 +143,7 @@ def explain_eval(
         bar = tqdm(total=len(methods), desc="explain-eval", unit="method")
     table: dict[str, dict[str, float]] = {}
     for method in methods:
-        rows: dict[str, list[torch.Tensor]] = {
+        rows: dict[str, list[Any]] = {  # tensors; deletion_auc's return type also allows (auc, curves)
             k: [] for k in ("pointing_game", "blank", "energy_pointing_game", "iou", "deletion_auc", "insertion_auc")
         }
         elapsed = 0.0
@@ -174,7 +173,7 @@ def explain_eval(
         rs = slice(0, min(n_robust, len(pairs)))
         target_r = target_for(rs)
         sens = max_sensitivity(
-            lambda xx: explain(model, xx, target_r, method=method),
+            lambda xx: explain(model, xx, target_r, method=method),  # noqa: B023 (called before the loop moves on)
             x_all[rs],
             n_samples=sensitivity_samples,
             batch_size=rs.stop,  # one perturbation of every pair per call, aligned with its target
@@ -182,7 +181,7 @@ def explain_eval(
         result["max_sensitivity"] = _nanmean(sens)
         rnd = model_randomization(
             model,
-            lambda mm, xx: explain(mm.eval(), xx, target_r, method=method),
+            lambda mm, xx: explain(mm.eval(), xx, target_r, method=method),  # noqa: B023 (called before the loop moves on)
             x_all[rs],
             layers=conv_layers_top_down(model),
         )

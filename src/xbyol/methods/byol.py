@@ -12,7 +12,7 @@ from xbyol.config import Config
 from xbyol.data.base import SampleDataset
 from xbyol.losses.byol import byol_loss
 from xbyol.methods.base import METHODS, Method
-from xbyol.models import create_backbone
+from xbyol.models import ResNet, create_backbone
 from xbyol.models.ema import copy_as_target, update_momentum
 from xbyol.models.heads import PredictionHead, ProjectionHead
 from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
@@ -40,7 +40,7 @@ class BYOL(Method):
     def __init__(self, cfg: Config, dataset: SampleDataset) -> None:
         super().__init__(cfg, dataset)
         m = cfg.model
-        self.backbone = create_backbone(m.backbone)
+        self.backbone: ResNet | InterpretableBackbone = create_backbone(m.backbone)
         if m.interpretable_layer:
             self.backbone = wrap_interpretable(self.backbone, m.interpretable_weight, tau=m.interpretable_tau)
         dim = self.backbone.num_features

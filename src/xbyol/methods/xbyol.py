@@ -54,6 +54,8 @@ class XBYOL(BYOL):
         labeler: per-image positives of a batch, ``[B, K]`` bool.
     """
 
+    concept_embeddings: torch.Tensor  # a buffer (typed here: register_buffer does not tell mypy)
+
     def __init__(self, cfg: Config, dataset: SampleDataset) -> None:
         super().__init__(cfg, dataset)
         s = cfg.method.semantic

@@ -94,7 +94,8 @@ class CrossModalTowers(Method):
         self.backbone = create_backbone(cfg.model.backbone)
         captions = [c for caps in item_captions(dataset) for c in caps]
         self.text_encoder = build_text_encoder(x, captions)
-        self.image_projector = shared_space_projector(self.backbone.num_features, x.hidden, x.embed_dim, x.projector_norm)
+        image_dim: int = self.backbone.num_features  # type: ignore[assignment]  # Method types backbone as nn.Module
+        self.image_projector = shared_space_projector(image_dim, x.hidden, x.embed_dim, x.projector_norm)
         self.text_projector = shared_space_projector(self.text_encoder.out_dim, x.hidden, x.embed_dim, x.projector_norm)
         self.pair_crop: RandomResizedCropFlip | None = None
         if x.image_aug == "crop":  # the views' crop, mild and without the flip

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -92,7 +92,7 @@ def model_randomization(
     seed: int = 0,
     cascade: bool = True,
     absolute: bool = True,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Model parameter randomisation test (Adebayo et al. 2018; Quantus MPRT).
 
     Works on a deep copy; the caller's model is unchanged. Layer ``i`` of ``layers`` is

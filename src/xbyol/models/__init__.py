@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from xbyol.models.resnet import BACKBONES, ResNet
 
 
-def create_backbone(name: str, **kwargs) -> nn.Module:
+def create_backbone(name: str, **kwargs) -> ResNet:
     """Build a registered backbone; see :func:`names`."""
     return BACKBONES.create(name, **kwargs)
 

@@ -22,7 +22,7 @@ def update_momentum(online: nn.Module, target: nn.Module, tau: float) -> None:
     """
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"tau must be in [0, 1], got {tau}")
-    t_params = [p for p in target.parameters()]
+    t_params: list[torch.Tensor] = list(target.parameters())
     o_params = [p.detach() for p in online.parameters()]
     if len(t_params) != len(o_params):
         raise ValueError("online and target networks have different parameter lists")

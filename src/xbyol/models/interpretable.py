@@ -39,6 +39,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from xbyol.models.resnet import ResNet
+
 BETA = 4.0
 
 
@@ -148,7 +150,7 @@ class InterpretableConv(nn.Module):
         self.tau = tau
         self.last_activations: torch.Tensor | None = None
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.conv.bias)
+        nn.init.zeros_(self.conv.bias)  # type: ignore[arg-type]  # a Conv2d made with a bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = torch.relu(self.conv(x))  # (B, C, h, w)
@@ -182,7 +184,7 @@ class InterpretableBackbone(nn.Module):
         tau: template scale of the loss (default the paper's ``0.5 / (h*w)``).
     """
 
-    def __init__(self, backbone: nn.Module, weight: float = 0.1, kernel_size: int = 3, tau: float | None = None) -> None:
+    def __init__(self, backbone: ResNet, weight: float = 0.1, kernel_size: int = 3, tau: float | None = None) -> None:
         super().__init__()
         for attr in ("forward_features", "forward_head", "num_features"):
             if not hasattr(backbone, attr):
@@ -217,7 +219,7 @@ class InterpretableBackbone(nn.Module):
 
 
 def wrap_interpretable(
-    backbone: nn.Module, weight: float = 0.1, kernel_size: int = 3, tau: float | None = None
+    backbone: ResNet, weight: float = 0.1, kernel_size: int = 3, tau: float | None = None
 ) -> InterpretableBackbone:
     """Put an interpretable conv layer on top of ``backbone``; see :class:`InterpretableBackbone`."""
     return InterpretableBackbone(backbone, weight, kernel_size, tau)

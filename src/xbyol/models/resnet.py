@@ -17,7 +17,7 @@ from torch import nn
 
 from xbyol.registry import Registry
 
-BACKBONES: Registry[nn.Module] = Registry("backbone")
+BACKBONES: Registry[ResNet] = Registry("backbone")
 
 
 class BasicBlock(nn.Module):

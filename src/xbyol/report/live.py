@@ -404,7 +404,7 @@ def neighbours_section(run: Any, n_queries: int = 4, k: int = 5, max_gallery: in
     if len(set(labels)) > 1:
         sec.blocks.append(KeyValues([
             (f"same-label neighbours, trained ({k} nearest, all {len(pool)} images)", same_label_rate(trained, labels, k)),
-            (f"same-label neighbours, random init", same_label_rate(random, labels, k)),
+            ("same-label neighbours, random init", same_label_rate(random, labels, k)),
             ("same-label rate of a random pick", random_pick_same_label_rate(labels)),
         ], caption="How often a neighbour shares the query's label"))
     return sec

@@ -573,7 +573,7 @@ def dissection_section(a: RunArtifacts, top_units: int = 10, max_figure_bytes: i
                     return math.nan
 
             best = sorted(d.units, key=lambda r: -iou(r) if not math.isnan(iou(r)) else math.inf)[:top_units]
-            keys = [k for k in ("unit", "concept", "group", "iou", "detector") if k in best[0]]
+            keys: list[str] = [k for k in ("unit", "concept", "group", "iou", "detector") if k in best[0]]
             rows = [[_cell(k, r[k], iou(r)) for k in keys] for r in best]
             sec.blocks.append(Table(keys, rows, caption=f"Top {len(rows)} units by IoU"))
         for p in d.figures:

@@ -43,7 +43,7 @@ def mean_pool(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 def _device_of(module: nn.Module) -> torch.device:
     for t in module.parameters():
         return t.device
-    for t in module.buffers():
+    for t in module.buffers():  # type: ignore[assignment]  # a buffer, not a Parameter
         return t.device
     return torch.device("cpu")
 
@@ -191,6 +191,7 @@ class ScratchTextEncoder(nn.Module):
         used = sorted({i for row in ids for i in row})
         token_map = torch.full((len(tok),), self.UNK, dtype=torch.long)
         token_map[torch.tensor(used, dtype=torch.long)] = torch.arange(2, len(used) + 2)
+        self.token_map: torch.Tensor
         self.register_buffer("token_map", token_map)
         self.embed = nn.Embedding(len(used) + 2, width, padding_idx=self.PAD)
         self.pos = nn.Parameter(torch.randn(max_tokens, width) * 0.02)

@@ -31,7 +31,8 @@ class CheckpointWarning(UserWarning):
 
 def rng_state() -> dict[str, Any]:
     """Every RNG the run uses, in weights_only-loadable types."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # (name, keys, pos, has_gauss, cached_gaussian)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),

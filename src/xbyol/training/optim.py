@@ -57,7 +57,8 @@ class LARS(torch.optim.Optimizer):
 
 def split_decay_groups(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(regular, excluded): parameters of dimension <= 1 (biases, norm scales) are excluded."""
-    regular, excluded = [], []
+    regular: list[nn.Parameter] = []
+    excluded: list[nn.Parameter] = []
     for p in module.parameters():
         if not p.requires_grad:
             continue

@@ -159,7 +159,7 @@ class _StepModule(nn.Module):
         self.method = method
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return self.method.training_step(batch)
+        return self.method.training_step(batch)  # type: ignore[operator]  # a Method
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -282,7 +282,7 @@ class Trainer:
         self.channels_last = resolve_channels_last(t.channels_last, self.method.backbone)
         self.concat_views = concat
         if self.channels_last:
-            self.method = self.method.to(memory_format=torch.channels_last)
+            self.method = self.method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
         bs = cfg.data.batch_size
         self.steps_per_epoch = steps_per_epoch(len(self.dataset), bs, self.world)
         if self.steps_per_epoch == 0:
@@ -338,7 +338,7 @@ class Trainer:
         elif self.cfg.model.sync_bn and self.main:
             import warnings
 
-            warnings.warn("model.sync_bn: SyncBatchNorm needs CUDA devices; using per-process BatchNorm on CPU")
+            warnings.warn("model.sync_bn: SyncBatchNorm needs CUDA devices; using per-process BatchNorm on CPU", stacklevel=2)
         return nn.parallel.DistributedDataParallel(
             module,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,

@@ -263,7 +263,7 @@ def _png(image: torch.Tensor) -> bytes:
 
 
 def _read_static(name: str) -> bytes:
-    return resources.files("xbyol.web").joinpath("static", name).read_bytes()
+    return resources.files("xbyol.web").joinpath("static").joinpath(name).read_bytes()
 
 
 def create_app(
@@ -292,8 +292,14 @@ def create_app(
             IPv6 addresses without brackets (``"::1"``).
     """
     from flask import Flask, Request, Response, jsonify, render_template, request
-    from werkzeug.exceptions import (BadRequest, Forbidden, HTTPException, RequestEntityTooLarge, ServiceUnavailable,
-                                     UnprocessableEntity)
+    from werkzeug.exceptions import (
+        BadRequest,
+        Forbidden,
+        HTTPException,
+        RequestEntityTooLarge,
+        ServiceUnavailable,
+        UnprocessableEntity,
+    )
 
     if isinstance(run, (str, Path)):
         run = load_run(run, device=device)

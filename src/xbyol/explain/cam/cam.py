@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from xbyol.explain.explainer import EXPLAINERS
 from xbyol.explain.cam.base import BaseCAM
+from xbyol.explain.explainer import EXPLAINERS
 from xbyol.explain.targets import DimensionTarget, LinearClassTarget, TargetFn
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from xbyol.explain.explainer import EXPLAINERS
 from xbyol.explain.cam.base import BaseCAM
+from xbyol.explain.explainer import EXPLAINERS
 from xbyol.explain.targets import TargetFn
 
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xbyol.explain.explainer import EXPLAINERS, minmax_normalize
 from xbyol.explain.cam.base import BaseCAM
+from xbyol.explain.explainer import EXPLAINERS, minmax_normalize
 from xbyol.explain.targets import TargetFn, compute_scores
 
 
@@ -51,7 +51,7 @@ class ScoreCAM(BaseCAM):
         masks = minmax_normalize(up.flatten(0, 1)).view_as(up).to(images.dtype)  # (B, C, H, W)
         base = compute_scores(target, self.model(torch.zeros_like(images)))  # (B,)
         per_pass = max(1, self.batch_size // b)
-        scores = []
+        scores: list[torch.Tensor] = []
         for k0 in range(0, c, per_pass):
             m = masks[:, k0 : k0 + per_pass].transpose(0, 1)  # (k, B, H, W)
             masked = images[None] * m[:, :, None]  # (k, B, 3, H, W)
