@@ -94,9 +94,11 @@ class CrossModalTowers(Method):
         self.backbone = create_backbone(cfg.model.backbone)
         captions = [c for caps in item_captions(dataset) for c in caps]
         self.text_encoder = build_text_encoder(x, captions)
-        image_dim: int = self.backbone.num_features  # type: ignore[assignment]  # Method types backbone as nn.Module
+        # attributes of the concrete towers; Method types them as nn.Module
+        image_dim: int = self.backbone.num_features  # type: ignore[assignment]
+        text_dim: int = self.text_encoder.out_dim  # type: ignore[assignment]
         self.image_projector = shared_space_projector(image_dim, x.hidden, x.embed_dim, x.projector_norm)
-        self.text_projector = shared_space_projector(self.text_encoder.out_dim, x.hidden, x.embed_dim, x.projector_norm)
+        self.text_projector = shared_space_projector(text_dim, x.hidden, x.embed_dim, x.projector_norm)
         self.pair_crop: RandomResizedCropFlip | None = None
         if x.image_aug == "crop":  # the views' crop, mild and without the flip
             self.pair_crop = RandomResizedCropFlip(cfg.data.image_size, scale=(0.8, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), flip_p=0.0)
