@@ -106,8 +106,8 @@ def step_clock(device: torch.device = torch.device("cpu")) -> Iterator[list[tupl
     marks: list[tuple[float, float]] = []
     original = BYOL.after_optimizer_step
 
-    def marked(self: BYOL, step: int, total_steps: int) -> dict[str, float]:
-        out = original(self, step, total_steps)
+    def marked(self: BYOL, tau: float) -> dict[str, float]:
+        out = original(self, tau)
         sync(device)
         marks.append((time.perf_counter(), time.process_time()))
         return out
