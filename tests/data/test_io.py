@@ -201,6 +201,7 @@ def same_files(tmp_path):
 
 
 def test_training_explain_and_upload_decode_a_file_to_the_same_tensor(same_files, tiny_run_dir, monkeypatch):
+    from xbyol.explain.spec import parse_target
     from xbyol.run import load_run
     from xbyol.web.app import create_app
 
@@ -216,7 +217,7 @@ def test_training_explain_and_upload_decode_a_file_to_the_same_tensor(same_files
         trained = ds[ds.keys.index(key)]["image"]
         assert trained.shape == (3, size, size) and trained.dtype == torch.uint8
 
-        run.target(f"image:{path}")
+        parse_target(f"image:{path}", run)
         assert torch.equal(encoded[-1][0], trained), key
 
         r = client.post("/api/upload", data={"image": (io.BytesIO(path.read_bytes()), "x.png", "image/png")},

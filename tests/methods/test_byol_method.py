@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from xbyol.config import from_dict, to_dict
+from xbyol.config import DataCfg, from_dict, to_dict
 from xbyol.data import create_dataset
 from xbyol.methods.byol import BYOL
 from xbyol.models.interpretable import InterpretableBackbone
@@ -76,7 +76,7 @@ def _method(tiny_cfg, interpretable: bool, weight: float = 0.0) -> BYOL:
     over = {"model.interpretable_layer": interpretable, "model.interpretable_weight": weight,
             "method.concat_views": True}
     cfg = from_dict(to_dict(tiny_cfg), over)
-    method = BYOL(cfg, create_dataset("shapes", "train", num_train=16, image_size=cfg.data.image_size))
+    method = BYOL(cfg, create_dataset(DataCfg(name="shapes", num_train=16, image_size=cfg.data.image_size), "train"))
     method.backbone = _identity_interpretable(weight) if interpretable else MeanRedGreen()
     method.target_backbone = MeanRedGreen()
     method.projector, method.target_projector = _linear([[1, 0], [0, 1]]), _linear([[1, 0], [0, 1]])
