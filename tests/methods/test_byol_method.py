@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from hand_worked import FixedViews, flat, linear
 from torch import nn
 
 from xbyol.config import DataCfg, from_dict, to_dict
@@ -32,30 +33,8 @@ class MeanRedGreen(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-class FixedViews(nn.Module):
-    def __init__(self, v1: torch.Tensor, v2: torch.Tensor) -> None:
-        super().__init__()
-        self.v1, self.v2 = v1, v2
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.v1, self.v2
-
-
-def _linear(rows: list[list[float]]) -> nn.Linear:
-    w = torch.tensor(rows, dtype=torch.float32)
-    lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
-    with torch.no_grad():
-        lin.weight.copy_(w)
-    return lin
-
-
-def _flat(colours: list[tuple[float, float, float]]) -> torch.Tensor:
-    """Images [B, 3, 2, 2] of one colour each."""
-    return torch.tensor(colours, dtype=torch.float32)[:, :, None, None].expand(-1, -1, 2, 2).contiguous()
-
-
 # view 1: mean colours (3, 4, 0) and (1, 0, 0); view 2: (0, 5, 0) and (1, 1, 0)
-V1, V2 = _flat([(3, 4, 0), (1, 0, 0)]), _flat([(0, 5, 0), (1, 1, 0)])
+V1, V2 = flat([(3, 4, 0), (1, 0, 0)]), flat([(0, 5, 0), (1, 1, 0)])
 # representations = projections z1 = (3, 4), (1, 0); z2 = (0, 5), (1, 1); predictions p = swap(z):
 # p1 = (4, 3), (0, 1); p2 = (5, 0), (1, 1). The targets are z (the same maps).
 # image 0: 2 - 2cos((4, 3), (0, 5)) + 2 - 2cos((5, 0), (3, 4)) = 2 - 1.2 + 2 - 1.2 = 1.6
@@ -79,8 +58,8 @@ def _method(tiny_cfg, interpretable: bool, weight: float = 0.0) -> BYOL:
     method = BYOL(cfg, create_dataset(DataCfg(name="shapes", num_train=16, image_size=cfg.data.image_size), "train"))
     method.backbone = _identity_interpretable(weight) if interpretable else MeanRedGreen()
     method.target_backbone = MeanRedGreen()
-    method.projector, method.target_projector = _linear([[1, 0], [0, 1]]), _linear([[1, 0], [0, 1]])
-    method.predictor = _linear([[0, 1], [1, 0]])
+    method.projector, method.target_projector = linear([[1, 0], [0, 1]]), linear([[1, 0], [0, 1]])
+    method.predictor = linear([[0, 1], [1, 0]])
     method.views = FixedViews(V1, V2)
     return method
 

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from hand_worked import FixedViews, flat, linear
 from torch import nn
 
 from xbyol.concepts.attention import ConceptAttention
@@ -80,30 +81,8 @@ class MeanColour(nn.Module):
         return x.mean(dim=(2, 3))  # (B, 3)
 
 
-class FixedViews(nn.Module):
-    def __init__(self, v1: torch.Tensor, v2: torch.Tensor) -> None:
-        super().__init__()
-        self.v1, self.v2 = v1, v2
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.v1, self.v2
-
-
-def _linear(rows: list[list[float]]) -> nn.Linear:
-    w = torch.tensor(rows, dtype=torch.float32)
-    lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
-    with torch.no_grad():
-        lin.weight.copy_(w)
-    return lin
-
-
-def _flat(colours: list[tuple[float, float, float]], dtype=torch.float32) -> torch.Tensor:
-    """Images [B, 3, 2, 2] of one colour each."""
-    return torch.tensor(colours, dtype=dtype)[:, :, None, None].expand(-1, -1, 2, 2).contiguous()
-
-
 # view 1: mean colours (3, 4, 0) and (1, 0, 0); view 2: (0, 5, 0) and (1, 1, 0)
-V1, V2 = _flat([(3, 4, 0), (1, 0, 0)]), _flat([(0, 5, 0), (1, 1, 0)])
+V1, V2 = flat([(3, 4, 0), (1, 0, 0)]), flat([(0, 5, 0), (1, 1, 0)])
 # online projections z1 = (3, 4), (1, 0); z2 = (0, 5), (1, 1); predictions p = swap(z):
 # p1 = (4, 3), (0, 1); p2 = (5, 0), (1, 1). The targets are z (same maps, EMA of identical weights).
 # image 0: 2 - 2cos((4, 3), (0, 5)) + 2 - 2cos((5, 0), (3, 4)) = 2 - 1.2 + 2 - 1.2 = 1.6
@@ -114,16 +93,16 @@ BYOL_BY_HAND = (1.6 + 2 * (2 - SQRT2)) / 2
 def _hand_method(tiny_cfg, **over):
     method, _ = _method_and_batch(_cfg(tiny_cfg, **{"method.semantic.temperature": T, "aug.normalize": False, **over}))
     method.backbone, method.target_backbone = MeanColour(), MeanColour()
-    method.projector, method.target_projector = _linear([[1, 0, 0], [0, 1, 0]]), _linear([[1, 0, 0], [0, 1, 0]])
-    method.predictor = _linear([[0, 1], [1, 0]])
-    method.concept_head = _linear([[1, 0], [0, 1]])
+    method.projector, method.target_projector = linear([[1, 0, 0], [0, 1, 0]]), linear([[1, 0, 0], [0, 1, 0]])
+    method.predictor = linear([[0, 1], [1, 0]])
+    method.concept_head = linear([[1, 0], [0, 1]])
     method.concept_embeddings = torch.eye(2)
     if method.attention is not None:
         method.attention = ConceptAttention(2, init_temperature=T)  # gate 0.5, alpha = softmax(cos / T)
     method.views = FixedViews(V1, V2)
     method._bank_saved = True  # the swapped bank no longer matches the texts: nothing to save
     # clean images (uint8, scaled by 1/255): mean colours (1, 0, 0) and (0.2, 0.4, 0)
-    return method, {"image": _flat([(255, 0, 0), (51, 102, 0)], torch.uint8)}
+    return method, {"image": flat([(255, 0, 0), (51, 102, 0)], torch.uint8)}
 
 
 def _contrastive(cos_pos: float, cos_neg: float) -> float:

@@ -3,6 +3,7 @@ import warnings
 
 import pytest
 import torch
+from hand_worked import FixedViews, flat, linear
 from torch import nn
 
 from xbyol.config import DataCfg, from_dict
@@ -204,41 +205,19 @@ class Lookup(nn.Module):
         return torch.tensor([TEXT[t] for t in texts])  # (B, 2)
 
 
-class FixedViews(nn.Module):
-    def __init__(self, v1: torch.Tensor, v2: torch.Tensor) -> None:
-        super().__init__()
-        self.v1, self.v2 = v1, v2
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.v1, self.v2
-
-
-def _linear(rows: list[list[float]]) -> nn.Linear:
-    w = torch.tensor(rows, dtype=torch.float32)
-    lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
-    with torch.no_grad():
-        lin.weight.copy_(w)
-    return lin
-
-
-def _flat(colours: list[tuple[float, float, float]]) -> torch.Tensor:
-    """Images [B, 3, 2, 2] of one colour each."""
-    return torch.tensor(colours, dtype=torch.float32)[:, :, None, None].expand(-1, -1, 2, 2).contiguous()
-
-
 def test_loss_worked_by_hand(shapes):
     m = CrossModalBYOL(_cfg(**{"method.crossmodal.text_encoder": "scratch", "method.crossmodal.image_intra_weight": 0.5,
                                "method.crossmodal.text_intra_weight": 0.25}), shapes)
     m.backbone, m.target_backbone = MeanColour(), MeanColour()
-    m.image_projector, m.target_image_projector = _linear([[1, 0, 0], [0, 1, 0]]), _linear([[1, 0, 0], [0, 1, 0]])
-    m.image_predictor = _linear([[0, 1], [1, 0]])
+    m.image_projector, m.target_image_projector = linear([[1, 0, 0], [0, 1, 0]]), linear([[1, 0, 0], [0, 1, 0]])
+    m.image_predictor = linear([[0, 1], [1, 0]])
     m.text_encoder, m.target_text_encoder = Lookup(), Lookup()
-    m.text_projector, m.target_text_projector = _linear([[1, 0], [0, 1]]), _linear([[1, 0], [0, 1]])
-    m.text_predictor = _linear([[1, 1], [0, 1]])
-    m.views = FixedViews(_flat([(3, 4, 0), (1, 0, 0)]), _flat([(0, 5, 0), (1, 1, 0)]))
+    m.text_projector, m.target_text_projector = linear([[1, 0], [0, 1]]), linear([[1, 0], [0, 1]])
+    m.text_predictor = linear([[1, 1], [0, 1]])
+    m.views = FixedViews(flat([(3, 4, 0), (1, 0, 0)]), flat([(0, 5, 0), (1, 1, 0)]))
     m.paired_images = lambda images: images  # no preprocessing: the mean colours below are the inputs
     m.watch_collapse = lambda embeds: None  # two samples: no std to watch
-    batch = {"image": _flat([(3, 4, 0), (1, 0, 0)]), "caption": ["red", "blue"],
+    batch = {"image": flat([(3, 4, 0), (1, 0, 0)]), "caption": ["red", "blue"],
              "captions": [["red", "crimson"], ["blue", "navy"]]}  # the second text view is the other caption
     out = m.training_step(batch)
     # paired images: z_img = (3, 4), (1, 0); p_img = (4, 3), (0, 1)
