@@ -6,8 +6,10 @@ Imported as ``from bench_seeds import mean_sd, seed_summary`` because the script
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+from pathlib import Path
 from typing import Any
 
 
@@ -34,3 +36,18 @@ def seed_summary(values: list[float | None]) -> dict[str, Any]:
         "mean": statistics.mean(vals) if vals else None,
         "sd": statistics.stdev(vals) if len(vals) > 1 else None,
     }
+
+
+def read_results(path: Path, budget: dict[str, Any], empty: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark's results file, or ``empty`` (plus ``budget``) when there is none yet.
+
+    Entries accumulate over calls (one seed or variant at a time), so every call must use the
+    budget the file was made with; another budget stops with one line naming the file.
+    """
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("budget") != budget:
+            raise SystemExit(f"{path}: results were made with budget {data.get('budget')}, not {budget}; "
+                             "pass another --json")
+        return data
+    return {"budget": budget, **empty}

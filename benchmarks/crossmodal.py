@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 from bench_markdown import write_section
-from bench_seeds import mean_sd, seed_summary
+from bench_seeds import mean_sd, read_results, seed_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Cross-modal BYOL vs CLIP (shapes)"
@@ -162,13 +162,7 @@ def step_seconds(args: argparse.Namespace, names: list[str], repeats: int = 6) -
 
 
 def load_results(path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    if path.is_file():
-        data = json.loads(path.read_text())
-        if data.get("budget") != budget(args):
-            raise SystemExit(f"{path}: results were made with budget {data.get('budget')}, not {budget(args)}; "
-                             "pass another --json")
-        return data
-    return {"budget": budget(args), "runs": {}}
+    return read_results(path, budget(args), {"runs": {}})
 
 
 def _seed_keys(data: dict[str, Any]) -> list[str]:

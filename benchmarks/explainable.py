@@ -58,7 +58,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 from bench_markdown import write_section  # noqa: E402
-from bench_seeds import mean_sd  # noqa: E402
+from bench_seeds import mean_sd, read_results  # noqa: E402
 
 SECTION = "## Explainable BYOL (shapes)"
 FASHION_SECTION = "## Explainable BYOL (Fashion-MNIST)"
@@ -327,13 +327,7 @@ def faithfulness_scores(args: argparse.Namespace, variant: str, seed: int) -> di
 
 
 def load_results(path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    if path.is_file():
-        data = json.loads(path.read_text())
-        if data.get("budget") != budget(args):
-            raise SystemExit(f"{path}: results were made with budget {data.get('budget')}, not {budget(args)}; "
-                             "pass another --json")
-        return data
-    return {"budget": budget(args), "runs": {}, "explain": {}, "faithfulness": {}}
+    return read_results(path, budget(args), {"runs": {}, "explain": {}, "faithfulness": {}})
 
 
 def save_results(path: Path, data: dict[str, Any]) -> None:
