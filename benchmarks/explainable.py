@@ -215,15 +215,22 @@ def restore_byol_run(args: argparse.Namespace, seed: int, runs: dict[str, Any]) 
         runs["byol"] = new
 
 
+def with_backbone(byol_run: Any, backbone: Any, args: argparse.Namespace, seed: int, variant: str) -> Any:
+    """The seed's BYOL run (data, concept bank, config) with its encoder replaced by ``backbone``
+    and no projector, so concept scores fit their post-hoc map on the backbone representation."""
+    run = copy.copy(byol_run)
+    run.method = types.SimpleNamespace(backbone=backbone)
+    run.run_dir = Path(args.out) / f"seed{seed}" / variant
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    return run
+
+
 def random_init_run(args: argparse.Namespace, seed: int) -> Any:
     """The seed's BYOL run with its encoder replaced by a freshly initialised twin and no projector."""
     from xbyol.run import load_run
 
-    run = copy.copy(load_run(Path(args.out) / f"seed{seed}" / "byol"))
-    run.method = types.SimpleNamespace(backbone=run.random_init_backbone(seed=seed))  # no projector: backbone map
-    run.run_dir = Path(args.out) / f"seed{seed}" / "random_init"
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    return run
+    byol = load_run(Path(args.out) / f"seed{seed}" / "byol")
+    return with_backbone(byol, byol.random_init_backbone(seed=seed), args, seed, "random_init")
 
 
 def score_random_init(args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -255,10 +262,7 @@ def score_supervised_multilabel(args: argparse.Namespace, seed: int) -> dict[str
     backbone = train_supervised(config_for(args, "byol", seed), num_outputs=len(bank),
                                 loss_fn=lambda logits, batch: F.binary_cross_entropy_with_logits(logits, labeler(batch).float()))
     train_s = time.perf_counter() - t0
-    run = copy.copy(byol)
-    run.method = types.SimpleNamespace(backbone=backbone.eval())
-    run.run_dir = Path(args.out) / f"seed{seed}" / "supervised_ml"
-    run.run_dir.mkdir(parents=True, exist_ok=True)
+    run = with_backbone(byol, backbone.eval(), args, seed, "supervised_ml")
     t0 = time.perf_counter()
     probe, _ = probe_and_knn(run.backbone, run.dataset("train"), run.dataset("test"), run.cfg, run.device)
     concepts = concept_scores(run, use_projector=False, class_concepts=True)

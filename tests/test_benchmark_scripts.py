@@ -7,7 +7,6 @@ that do not depend on training length behave as their docstrings say.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import sys
@@ -16,16 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from load_script import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / f"{name}.py", f"bench_{name}")
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from load_script import load_script
 
 import xbyol
 from xbyol.config import DataCfg
@@ -15,21 +14,13 @@ from xbyol.data import mnist
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def demo():
-    return _load(ROOT / "examples" / "demo.py", "xbyol_demo")
+    return load_script(ROOT / "examples" / "demo.py", "xbyol_demo")
 
 
 def test_raw_pixel_baseline_is_the_one_of_the_quality_benchmark(demo, tmp_path):
-    quality = _load(ROOT / "benchmarks" / "quality.py", "bench_quality_for_demo")
+    quality = load_script(ROOT / "benchmarks" / "quality.py", "bench_quality_for_demo")
     assert demo.raw_pixel_scores is quality.raw_pixel_scores  # one implementation, in xbyol.eval
     cfg = xbyol.load_config(ROOT / "configs" / "digits_byol.yaml", demo.DEMO_OVERRIDES + [f"out_dir={tmp_path}"])
     data = DataCfg(name="digits", image_size=16)
