@@ -61,7 +61,7 @@ from xbyol.training.schedules import lr_at
 from xbyol.training.trainer import batch_indices, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STEPS = {"shapes": 300, "digits": 1200, "fashion-mnist": 6600}
+DEFAULT_STEPS = {"shapes": 300, "digits": 1200, "fashion-mnist": 6200}
 # the preset of each dataset (configs/<file>)
 PRESETS = {"shapes": "shapes_byol.yaml", "digits": "digits_byol.yaml", "fashion-mnist": "fashion_mnist_byol.yaml"}
 # shapes at the demo's size: 8192 train images (32 steps per epoch at batch 256, ~9 epochs in the
