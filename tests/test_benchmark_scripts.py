@@ -429,3 +429,14 @@ def test_explainable_one_feature_pass_gives_the_library_scores(explainable, tmp_
         assert first.x.shape[0] == first.y.shape[0] == first.t.shape[0] == 40
         assert torch.equal(first.x, full.x[:40]) and torch.equal(first.y, full.y[:40]) and torch.equal(first.t, full.t[:40])
         assert first.y.tolist() == [k % 10 for k in range(40)] and first.t.nonzero()[:, 1].tolist() == first.y.tolist()
+
+
+def test_explainable_threads_bound_numpy_and_openmp_pools(explainable, tmp_path, monkeypatch):
+    """--threads holds for the probe's BLAS and OpenMP pools too (2 OpenBLAS threads on shared cores slowed lbfgs 12x)."""
+    import threadpoolctl
+
+    seen = []
+    monkeypatch.setattr(explainable, "run_all", lambda args, data, path: seen.append(
+        {d["user_api"]: d["num_threads"] for d in threadpoolctl.threadpool_info()}))
+    assert explainable.main(["--json", str(tmp_path / "r.json"), "--threads", "1"]) == 0
+    assert seen and "blas" in seen[0] and set(seen[0].values()) == {1}, seen
