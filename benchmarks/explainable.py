@@ -41,6 +41,13 @@ added one command at a time. The tables report mean +- sd over the seeds present
 Usage (CPU; about 10 minutes per trained variant and seed on a shared 2-core machine)::
 
     python benchmarks/explainable.py --seeds 0 1 2 --write
+
+Fashion-MNIST (the table in BENCHMARKS.md; about 14 minutes per seed for the four default rows at 350 x 128 on one
+thread of a shared machine; the probe, kNN bank and post-hoc maps are fitted on the first ``--eval-train`` training
+images, 10,000 by default)::
+
+    python benchmarks/explainable.py --dataset fashion-mnist --seeds 0 1 2 --threads 1 --steps 350 --batch-size 128 \
+        --variants raw_pixels random_init byol xbyol byol_ft supervised_ml --write
 """
 
 from __future__ import annotations
