@@ -367,3 +367,76 @@ def test_explainable_mean_sd_variants_and_budget_guard(explainable, tmp_path):
     explainable.save_results(path, explainable.load_results(path, args))
     with pytest.raises(SystemExit, match="budget"):
         explainable.load_results(path, explainable.parse_args(["--steps", "7"]))
+    # the Fashion-MNIST evaluation subset is part of the budget every entry must share; shapes has none
+    fashion = explainable.parse_args(["--dataset", "fashion-mnist"])
+    assert explainable.budget(fashion)["eval_train"] == 10000 and "eval_train" not in explainable.budget(args)
+    assert explainable.budget(explainable.parse_args(["--dataset", "fashion-mnist", "--eval-train", "60000"]))["eval_train"] == 60000
+    for bad in (["--eval-train", "100"], ["--dataset", "fashion-mnist", "--eval-train", "0"]):
+        with pytest.raises(SystemExit):
+            explainable.parse_args(bad)
+
+
+def _tiny_fashion_run(tmp_path: Path, tiny_overrides: dict, method: str) -> Path:
+    """A 2-step run on 96 / 32 tiny Fashion-MNIST-format images (8 px, label k % 10, a ramp per image)."""
+    import numpy as np
+
+    from xbyol.config import from_dict
+    from xbyol.data.idx import write_idx
+    from xbyol.training import train
+
+    root = tmp_path / "fm"
+    root.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 96), ("t10k", 32)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 256, (n, 8, 8)) // 2 + labels[:, None, None] * 12  # (n, 8, 8): brighter per class
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images.astype(np.uint8))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    overrides = dict(tiny_overrides, out_dir=str(tmp_path / "runs"), name=method)
+    overrides.update({"data.name": "fashion-mnist", "data.root": str(root), "data.image_size": 8,
+                      "data.batch_size": 32, "train.steps": 2, "method.name": method, "eval.knn_k": 5})
+    return Path(train(from_dict({}, overrides)))
+
+
+@pytest.mark.parametrize("method", ["byol", "xbyol"])
+def test_explainable_one_feature_pass_gives_the_library_scores(explainable, tmp_path, tiny_overrides, method):
+    """Data without masks: the probe, kNN and concept scores from one feature pass per split equal those of
+    ``probe_and_knn`` and ``concept_scores`` (which encode the splits again), for the learned and post-hoc maps."""
+    from xbyol.eval.concept_eval import concept_scores
+    from xbyol.eval.evaluate import probe_and_knn
+    from xbyol.run import load_run
+
+    run = load_run(_tiny_fashion_run(tmp_path, tiny_overrides, method))
+    got = explainable.scores_without_masks(run, method)
+    probe, _ = probe_and_knn(run.backbone, run.dataset("train"), run.dataset("test"), run.cfg, run.device)
+    assert got["probe"] == probe
+    expected = {"concepts": concept_scores(run, class_concepts=True)}
+    if method == "byol":
+        expected["concepts_backbone"] = concept_scores(run, use_projector=False, class_concepts=True)
+    assert expected["concepts"]["map"] == ("learned" if method == "xbyol" else "post-hoc")
+    for key, want in expected.items():
+        assert set(got[key]) == set(want), key
+        for name in ("scs", "scs_nonmatch", "scs_margin"):
+            assert got[key][name] == pytest.approx(want[name], abs=1e-5), (key, name)
+        assert got[key]["concept_accuracy"] == pytest.approx(want["concept_accuracy"], abs=1e-9), key
+    assert set(got["stage_s"]) >= {"features", "eval: linear probe", "eval: kNN", "concept map"}
+    if method == "byol":  # --eval-train: the first n training images, the same features and positives as the full pass
+        from xbyol.concepts.projection import run_bank
+
+        bank = run_bank(run)
+        full = explainable.split_features(run.backbone, run, "train", bank)
+        first = explainable.split_features(run.backbone, run, "train", bank, limit=40)
+        assert first.x.shape[0] == first.y.shape[0] == first.t.shape[0] == 40
+        assert torch.equal(first.x, full.x[:40]) and torch.equal(first.y, full.y[:40]) and torch.equal(first.t, full.t[:40])
+        assert first.y.tolist() == [k % 10 for k in range(40)] and first.t.nonzero()[:, 1].tolist() == first.y.tolist()
+
+
+def test_explainable_threads_bound_numpy_and_openmp_pools(explainable, tmp_path, monkeypatch):
+    """--threads holds for the probe's BLAS and OpenMP pools too (2 OpenBLAS threads on shared cores slowed lbfgs 12x)."""
+    import threadpoolctl
+
+    seen = []
+    monkeypatch.setattr(explainable, "run_all", lambda args, data, path: seen.append(
+        {d["user_api"]: d["num_threads"] for d in threadpoolctl.threadpool_info()}))
+    assert explainable.main(["--json", str(tmp_path / "r.json"), "--threads", "1"]) == 0
+    assert seen and "blas" in seen[0] and set(seen[0].values()) == {1}, seen

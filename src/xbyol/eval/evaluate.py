@@ -61,6 +61,22 @@ def probe_and_knn(
     with stage(f"{label}: features of {len(train_set)} train + {len(test_set)} test images"):
         tr_x, tr_y = extract_features(encode_fn, train_set, device=device, progress=progress)
         te_x, te_y = extract_features(encode_fn, test_set, device=device, progress=progress)
+    return probe_and_knn_of_features(tr_x, tr_y, te_x, te_y, cfg, stage, label)
+
+
+def probe_and_knn_of_features(
+    tr_x: torch.Tensor,
+    tr_y: torch.Tensor,
+    te_x: torch.Tensor,
+    te_y: torch.Tensor,
+    cfg,
+    stage: StageTimer | None = None,
+    label: str = "trained",
+) -> tuple[dict[str, float], Any]:
+    """Linear-probe and kNN accuracy of features already extracted (train ``[N, D]``, ``[N]``; test ``[M, D]``, ``[M]``),
+    with the settings of ``cfg.eval`` and the probe seeded by ``cfg.train.seed``; so callers that need the
+    features for more than the probe (e.g. a concept map) extract them once."""
+    stage = stage or StageTimer("eval", verbose=False)
     with stage(f"{label}: linear probe"):
         probe = linear_probe(tr_x, tr_y, te_x, te_y, C=cfg.eval.probe_c, max_iter=cfg.eval.probe_max_iter, seed=cfg.train.seed)
     with stage(f"{label}: kNN"):
