@@ -10,6 +10,7 @@ the randomly initialised twin of each, on the test split, and writes the table i
     python benchmarks/dissection.py --seeds 0 1 2   # every cell mean ± sd; ~20-30 min per seed on one shared core
     python benchmarks/dissection.py --steps 20 --no-write --json /tmp/d.json   # smoke run
     python benchmarks/dissection.py --table-only    # re-make the section from the results file
+    python benchmarks/dissection.py --merge d1.json d2.json   # add seeds run elsewhere (same budget)
 
 Results accumulate in one JSON (``--json``, default ``benchmarks/results/dissection.json``):
 per-seed ``rows``, their mean and sd (``summary``) and the 95%-interval comparisons
@@ -63,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="results (accumulate over calls): per-seed rows, summary (mean, sd), comparisons, seeds")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     ap.add_argument("--table-only", action="store_true", help="re-make the section from --json instead of training")
+    ap.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                    help="add the seeds of other results files of the same budget to --json (a seed in both: theirs), "
+                         "then re-make the section; trains nothing")
     return ap.parse_args(argv)
 
 
@@ -379,7 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     json_path = Path(args.json)
     data = read_results(json_path, budget(args), {"rows": []})  # before training: a wrong budget stops here
-    if args.table_only:
+    for other in map(Path, args.merge):
+        if not other.is_file():
+            print(f"{other}: no such results file to merge", file=sys.stderr)
+            return 2
+        data = add_seed_rows(data, read_results(other, budget(args), {"rows": []})["rows"])
+    if args.table_only or args.merge:
         if not data["rows"]:
             print(f"{json_path}: no results to make the table from; run without --table-only first", file=sys.stderr)
             return 2

@@ -127,6 +127,27 @@ def test_seeds_accumulate_over_calls_and_a_rerun_replaces_its_seed(dis, tmp_path
     assert calls == [0, 2, 1, 1] and json.loads(path.read_text()) == json.loads(before)
 
 
+def test_merge_adds_the_seeds_of_other_files_of_the_same_budget(dis, tmp_path):
+    empty = {"budget": dis.budget(_budget(dis, tmp_path / "x.json")), "rows": []}
+    for seed in (1, 2):
+        dis.save_results(tmp_path / f"s{seed}.json", dis.add_seed_rows(empty, _seed_rows(seed)))
+    main = tmp_path / "d.json"
+    dis.save_results(main, dis.add_seed_rows(empty, _seed_rows(0) + _seed_rows(1)))
+    changed = _seed_rows(1)
+    changed[0]["detectors"] = 50
+    dis.save_results(tmp_path / "s1.json", dis.add_seed_rows(empty, changed))
+    assert dis.main(["--json", str(main), "--no-write", "--merge", str(tmp_path / "s1.json"), str(tmp_path / "s2.json")]) == 0
+    data = json.loads(main.read_text())
+    assert data["seeds"] == [0, 1, 2] and len(data["rows"]) == 30
+    assert data["summary"][0]["detectors"]["values"] == [20.0, 50.0, 22.0]  # seed 1 taken from the merged file
+    assert dis.main(["--json", str(main), "--no-write", "--merge", str(tmp_path / "gone.json")]) == 2
+    other = dis.parse_args(["--steps", "7"])
+    dis.save_results(tmp_path / "s7.json", dis.add_seed_rows({"budget": dis.budget(other), "rows": []}, _seed_rows(3)))
+    with pytest.raises(SystemExit, match="budget"):
+        dis.main(["--json", str(main), "--no-write", "--merge", str(tmp_path / "s7.json")])
+    assert json.loads(main.read_text())["seeds"] == [0, 1, 2]  # nothing written
+
+
 def test_table_only_without_results_is_one_line_and_exit_2(dis, tmp_path, capsys):
     assert dis.main(["--json", str(tmp_path / "none.json"), "--no-write", "--table-only"]) == 2
     err = capsys.readouterr().err
