@@ -7,7 +7,7 @@ stage, or the interpretable conv; for the interpretable runs also the stage belo
 the randomly initialised twin of each, on the test split, and writes the table into
 ``benchmarks/BENCHMARKS.md`` under "Network dissection (shapes)".
 
-    python benchmarks/dissection.py --seeds 0 1 2   # every cell mean ± sd; ~20-30 min per seed on one shared core
+    python benchmarks/dissection.py --seeds 0 1 2   # every cell mean ± sd; ~8-10 CPU-minutes per seed (1 thread)
     python benchmarks/dissection.py --steps 20 --no-write --json /tmp/d.json   # smoke run
     python benchmarks/dissection.py --table-only    # re-make the section from the results file
     python benchmarks/dissection.py --merge d1.json d2.json   # add seeds run elsewhere (same budget)
