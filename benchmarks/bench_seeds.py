@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,15 @@ def seed_summary(values: list[float | None]) -> dict[str, Any]:
     }
 
 
+class BudgetMismatch(SystemExit):
+    """Bad input: a results file made with another budget. Prints its one line and exits with status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = 2
+        print(message, file=sys.stderr)
+
+
 def read_results(path: Path, budget: dict[str, Any], empty: dict[str, Any]) -> dict[str, Any]:
     """A benchmark's results file, or ``empty`` (plus ``budget``) when there is none yet.
 
@@ -47,7 +57,7 @@ def read_results(path: Path, budget: dict[str, Any], empty: dict[str, Any]) -> d
     if path.is_file():
         data = json.loads(path.read_text())
         if data.get("budget") != budget:
-            raise SystemExit(f"{path}: results were made with budget {data.get('budget')}, not {budget}; "
-                             "pass another --json")
+            raise BudgetMismatch(f"{path}: results were made with budget {data.get('budget')}, not {budget}; "
+                                 "pass another --json")
         return data
     return {"budget": budget, **empty}

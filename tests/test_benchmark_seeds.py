@@ -72,8 +72,9 @@ def test_crossmodal_variants_configs_and_per_seed_summary(benchmarks_on_path, tm
     assert saved["summary"]["xmodal_layer"]["text_to_image/R@1"]["mean"] == pytest.approx(0.3)
     assert saved["summary"]["xmodal_layer"]["seeds"] == [0, 2]
     assert "| **image->text R@1, %** | 60.0 ± 14.1 |" in xm.table(saved, ["xmodal_layer"])
-    with pytest.raises(SystemExit, match="budget"):
+    with pytest.raises(SystemExit, match="budget") as stop:
         xm.load_results(path, xm.parse_args(["--steps", "7", "--json", str(path)]))
+    assert stop.value.code == 2  # bad input: exit status 2, the line names the file
 
 
 def _dissection_row(seed: int, init: str, detectors: int, loss: str) -> dict:
