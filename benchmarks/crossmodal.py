@@ -286,6 +286,15 @@ def table(data: dict[str, Any], names: list[str]) -> str:
     return "\n".join(rows)
 
 
+def _single_run(data: dict[str, Any]) -> bool:
+    """Whether some variant in ``data`` has only one training seed (its cells carry no spread)."""
+    counts: dict[str, int] = {}
+    for runs in data["runs"].values():
+        for v in runs:
+            counts[v] = counts.get(v, 0) + 1
+    return min(counts.values(), default=0) == 1
+
+
 def section(args: argparse.Namespace, data: dict[str, Any], names: list[str], command: str) -> str:
     seeds = _seed_keys(data)
     first = next(e for s in seeds for e in data["runs"][s].values())
@@ -299,8 +308,9 @@ def section(args: argparse.Namespace, data: dict[str, Any], names: list[str], co
             f"Budget: shapes 32 px, {args.num_train} train / {args.num_test} test images (data seed {args.seed}), "
             f"{args.steps} steps x batch {args.batch_size} for every run (AdamW lr 2e-3, wd 1e-4, bf16 autocast, "
             f"{args.threads} thread(s) on a shared 2-core x86_64 CPU). Training seeds "
-            f"{', '.join(s.removeprefix('seed') for s in seeds)} (`train.seed`); every cell is the mean ± sd over them. "
-            "Same towers for all: resnet10_16 "
+            f"{', '.join(s.removeprefix('seed') for s in seeds)} (`train.seed`); every cell is the mean ± sd over them"
+            + ("; a cell marked (n=1) is a single run with no spread: a reference, not a claim. " if _single_run(data) else ". ")
+            + "Same towers for all: resnet10_16 "
             "image encoder; frozen bundled all-MiniLM-L6-v2 (cached features) + residual adapter as text encoder; "
             "projectors 512 -> 128 ending in the normalisation named in the column (`method.crossmodal.projector_norm`: "
             "batch = non-affine BatchNorm, layer = non-affine LayerNorm, none). xmodal adds predictors and EMA targets "

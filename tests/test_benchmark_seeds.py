@@ -93,6 +93,9 @@ def test_crossmodal_ratio_to_clip_is_paired_by_seed(benchmarks_on_path, tmp_path
     assert "| image->text R@1, xmodal / clip, % (per seed) | 75.0 ± 35.4 |  |  |" in rendered
     assert "| **image->text R@1, %** | 70.0 ± 20.0 | 85.0 ± 21.2 | 0.1 |" in rendered
     assert "clip (seeds 0, 2 only)" in rendered.splitlines()[0]
+    assert "(n=1) is a single run" not in xm.section(args, data, ["xmodal_batch", "clip"], "cmd")
+    del data["runs"]["seed2"]["clip"]  # clip now has one seed: its cells have no spread, and the text says so
+    assert "a cell marked (n=1) is a single run with no spread" in xm.section(args, data, ["xmodal_batch", "clip"], "cmd")
 
 
 def test_crossmodal_write_keeps_hand_written_subsections(benchmarks_on_path):
