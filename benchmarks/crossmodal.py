@@ -6,7 +6,7 @@ the same data, steps, encoders and heads, then evaluates both with ``xbyol.evalu
 Recall@1/5/10 and median rank with chance levels, plus embedding std / effective rank).
 
     python benchmarks/crossmodal.py                 # prints the table
-    python benchmarks/crossmodal.py --write         # also updates benchmarks/BENCHMARKS.md
+    python benchmarks/crossmodal.py --write         # also updates benchmarks/BENCHMARKS.md (its ### subsections stay)
     python benchmarks/crossmodal.py --seeds 0 1 2 --projector-norm batch layer none --steps 200 \
         --json benchmarks/results/crossmodal_projector_norm.json   # the projector-norm ablation
 
@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -187,8 +188,24 @@ def metrics_of(entry: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+RATIO_KEYS = ("image_to_text/R@1", "text_to_image/R@1")
+
+
+def ratio_to_clip(data: dict[str, Any], variant: str, key: str) -> list[float]:
+    """``variant``'s ``key`` over clip's, one ratio per training seed on which both ran.
+
+    Paired by seed (same data, same initialisation seed), so the spread is that of the ratio
+    itself, not of two independent means.
+    """
+    runs = [data["runs"][s] for s in _seed_keys(data)]
+    return [metrics_of(r[variant])[key] / metrics_of(r["clip"])[key] for r in runs if variant in r and "clip" in r]
+
+
 def summarise(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{variant: {metric: {"values", "n", "mean", "sd"}}}`` over the seeds in ``data["runs"]``."""
+    """``{variant: {metric: {"values", "n", "mean", "sd"}}}`` over the seeds in ``data["runs"]``.
+
+    xmodal variants also get ``<key>/over_clip`` for the R@1 keys: the per-seed ratio to clip.
+    """
     seeds = _seed_keys(data)
     names = sorted({v for s in seeds for v in data["runs"][s]})
     out: dict[str, dict[str, Any]] = {}
@@ -197,6 +214,9 @@ def summarise(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out[v] = {"seeds": [int(s.removeprefix("seed")) for s in seeds if v in data["runs"][s]]}
         for k in entries[0]:
             out[v][k] = seed_summary([e[k] for e in entries])
+        if v != "clip" and "clip" in names:
+            for k in RATIO_KEYS:
+                out[v][f"{k}/over_clip"] = seed_summary(ratio_to_clip(data, v, k))
     return out
 
 
@@ -244,6 +264,10 @@ def table(data: dict[str, Any], names: list[str]) -> str:
             bold = "**" if k == 1 else ""
             add(f"{bold}{label} R@{k}, %{bold}", f"{direction}/R@{k}", 100.0, chance=_p(ret[direction][f"chance_R@{k}"]))
         add(f"{label} median rank", f"{direction}/median_rank", chance=f"{ret[direction]['chance_median_rank']:g}")
+        if "clip" in names and len(names) > 1:
+            cells = ["" if v == "clip" else mean_sd([100 * x for x in ratio_to_clip(data, v, f"{direction}/R@1")], 1)
+                     for v in names]
+            rows.append(f"| {label} R@1, xmodal / clip, % (per seed) | " + " | ".join(cells) + " |  |")
     add("test embeddings: image effective rank (RankMe)", "test/image_rank")
     add("test embeddings: text effective rank (RankMe)", "test/text_rank")
     dims = sorted({int(data["runs"][s][v]["retrieval"]["embeddings"]["dim"]) for s in seeds for v in names if v in data["runs"][s]})
@@ -262,6 +286,15 @@ def table(data: dict[str, Any], names: list[str]) -> str:
     return "\n".join(rows)
 
 
+def _single_run(data: dict[str, Any]) -> bool:
+    """Whether some variant in ``data`` has only one training seed (its cells carry no spread)."""
+    counts: dict[str, int] = {}
+    for runs in data["runs"].values():
+        for v in runs:
+            counts[v] = counts.get(v, 0) + 1
+    return min(counts.values(), default=0) == 1
+
+
 def section(args: argparse.Namespace, data: dict[str, Any], names: list[str], command: str) -> str:
     seeds = _seed_keys(data)
     first = next(e for s in seeds for e in data["runs"][s].values())
@@ -275,8 +308,9 @@ def section(args: argparse.Namespace, data: dict[str, Any], names: list[str], co
             f"Budget: shapes 32 px, {args.num_train} train / {args.num_test} test images (data seed {args.seed}), "
             f"{args.steps} steps x batch {args.batch_size} for every run (AdamW lr 2e-3, wd 1e-4, bf16 autocast, "
             f"{args.threads} thread(s) on a shared 2-core x86_64 CPU). Training seeds "
-            f"{', '.join(s.removeprefix('seed') for s in seeds)} (`train.seed`); every cell is the mean ± sd over them. "
-            "Same towers for all: resnet10_16 "
+            f"{', '.join(s.removeprefix('seed') for s in seeds)} (`train.seed`); every cell is the mean ± sd over them"
+            + ("; a cell marked (n=1) is a single run with no spread: a reference, not a claim. " if _single_run(data) else ". ")
+            + "Same towers for all: resnet10_16 "
             "image encoder; frozen bundled all-MiniLM-L6-v2 (cached features) + residual adapter as text encoder; "
             "projectors 512 -> 128 ending in the normalisation named in the column (`method.crossmodal.projector_norm`: "
             "batch = non-affine BatchNorm, layer = non-affine LayerNorm, none). xmodal adds predictors and EMA targets "
@@ -296,6 +330,19 @@ def section(args: argparse.Namespace, data: dict[str, Any], names: list[str], co
             "",
         ]
     )
+
+
+def keep_subsections(md: str, text: str) -> str:
+    """``text`` followed by the ``### `` subsections that the section already has in ``md``.
+
+    The script renders the section's budget, rules and table; the subsections below them
+    (the longer-budget reference, the Reading) are written by hand and survive ``--write``.
+    """
+    old = re.search(re.escape(SECTION) + r"\n.*?(?=^## |\Z)", md, re.S | re.M)
+    sub = re.search(r"^### ", old.group(0), re.M) if old else None
+    if sub is None:
+        return text
+    return text.rstrip("\n") + "\n\n" + old.group(0)[sub.start():]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     text = section(args, data, [v for v in names if any(v in r for r in data["runs"].values())], command)
     print(text)
     if args.write:
-        write_section(Path(__file__).resolve().parent / "BENCHMARKS.md", SECTION, text)
+        md = Path(__file__).resolve().parent / "BENCHMARKS.md"
+        write_section(md, SECTION, keep_subsections(md.read_text() if md.is_file() else "", text))
     return 0
 
 

@@ -77,6 +77,37 @@ def test_crossmodal_variants_configs_and_per_seed_summary(benchmarks_on_path, tm
     assert stop.value.code == 2  # bad input: exit status 2, the line names the file
 
 
+def test_crossmodal_ratio_to_clip_is_paired_by_seed(benchmarks_on_path, tmp_path):
+    xm = _load("crossmodal")
+    args = xm.parse_args(["--json", str(tmp_path / "r.json")])
+    data = xm.load_results(tmp_path / "r.json", args)
+    # seed 1 has no clip run: it must not enter the ratio; ratios 0.5/1.0 and 0.7/0.7
+    data["runs"] = {"seed0": {"xmodal_batch": _entry(0.5, 0.3), "clip": _entry(1.0, 0.4)},
+                    "seed1": {"xmodal_batch": _entry(0.9, 0.3)},
+                    "seed2": {"xmodal_batch": _entry(0.7, 0.3), "clip": _entry(0.7, 0.4)}}
+    assert xm.ratio_to_clip(data, "xmodal_batch", "image_to_text/R@1") == pytest.approx([0.5, 1.0])
+    summary = xm.summarise(data)
+    ratio = summary["xmodal_batch"]["text_to_image/R@1/over_clip"]  # text->image R@1 is half, so the same ratios
+    assert ratio["mean"] == pytest.approx(0.75) and ratio["sd"] == pytest.approx(0.125 ** 0.5)
+    assert "image_to_text/R@1/over_clip" not in summary["clip"]
+    rendered = xm.table(data, ["xmodal_batch", "clip"])
+    assert "| image->text R@1, xmodal / clip, % (per seed) | 75.0 ± 35.4 |  |  |" in rendered
+    assert "| **image->text R@1, %** | 70.0 ± 20.0 | 85.0 ± 21.2 | 0.1 |" in rendered
+    assert "clip (seeds 0, 2 only)" in rendered.splitlines()[0]
+    assert "(n=1) is a single run" not in xm.section(args, data, ["xmodal_batch", "clip"], "cmd")
+    del data["runs"]["seed2"]["clip"]  # clip now has one seed: its cells have no spread, and the text says so
+    assert "a cell marked (n=1) is a single run with no spread" in xm.section(args, data, ["xmodal_batch", "clip"], "cmd")
+
+
+def test_crossmodal_write_keeps_hand_written_subsections(benchmarks_on_path):
+    xm = _load("crossmodal")
+    md = ("# Benchmarks\n\n" + xm.SECTION + "\n\nold table\n\n### Longer budget\n\nby hand\n\n### Reading\n\n- kept\n\n"
+          "## Next section\n\nother\n")
+    out = xm.keep_subsections(md, xm.SECTION + "\n\nnew table\n")
+    assert out == xm.SECTION + "\n\nnew table\n\n### Longer budget\n\nby hand\n\n### Reading\n\n- kept\n\n"
+    assert xm.keep_subsections("# Benchmarks\n", "text\n") == "text\n"  # no section yet: nothing to keep
+
+
 def _dissection_row(seed: int, init: str, detectors: int, loss: str) -> dict:
     return {"seed": seed, "model": "byol", "init": init, "layer": "stages.3", "units": 128, "detectors": detectors,
             "unique_paper": 2, "unique_release": 3, "paper_per_group": {"shape": 0, "colour": seed},
