@@ -23,6 +23,16 @@ settings of the dataset's preset. The backbone's own head and projector are not 
     python benchmarks/quality.py --threads 1 train.lr=1e-3          # extra config overrides (BYOL and supervised)
     python benchmarks/quality.py --datasets shapes --byol-only method.tau_base=0.996   # one sweep point
 
+Over training seeds (``--seeds``; ``train.seed``, the data stay the same): one run per dataset,
+seed and representation (raw pixels once per dataset: they have no seed), each an entry of the
+results JSON (``--json``, default ``benchmarks/results/quality_seeds.json``) with the per-seed
+values and their mean and sd (``summary``). An entry already there is reused, so an interrupted
+command picks up where it stopped; the file refuses entries made with another budget. BYOL is
+called better or worse than a baseline only where the 95% intervals of the mean do not overlap
+(:func:`interval95`; raw pixels are one exact value):
+
+    python benchmarks/quality.py --threads 1 --seeds 0 1 2    # the table in BENCHMARKS.md
+
 Fashion-MNIST (needs ``apt-get install dataset-fashion-mnist``; BENCHMARKS.md has the timings):
 
     python benchmarks/quality.py --threads 1 train.seed=0 --datasets fashion-mnist
@@ -44,8 +54,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import scipy.stats
 import torch
 import torch.nn.functional as F
+from bench_seeds import mean_sd, read_results, seed_summary
 from torch import nn
 
 import xbyol
@@ -67,6 +79,8 @@ PRESETS = {"shapes": "shapes_byol.yaml", "digits": "digits_byol.yaml", "fashion-
 # shapes at the demo's size: 8192 train images (32 steps per epoch at batch 256, ~9 epochs in the
 # budget) and 2048 test images (sampling noise about +-1 point); digits has its fixed 1437 / 360 split
 DATA_OVERRIDES = {"shapes": ["data.num_train=8192", "data.num_test=2048"]}
+DEFAULT_SEEDS_JSON = ROOT / "benchmarks" / "results" / "quality_seeds.json"
+METRICS = ("linear_probe", "knn")
 
 
 def make_cfg(dataset: str, steps: int, out_dir: str, overrides: list[str]) -> Config:
@@ -185,6 +199,167 @@ def run_dataset(dataset: str, steps: int, out_dir: str, overrides: list[str], by
     return res
 
 
+# ----------------------------------------------------------------------------- over training seeds
+
+SEEDED = ("byol", "random_init", "supervised")  # raw pixels have no training seed: scored once per dataset
+NAMES = {"byol": "BYOL", "random_init": "random init", "raw_pixels": "raw pixels", "supervised": "supervised"}
+
+
+def run_entry(dataset: str, rep: str, seed: int | None, steps: int, out_dir: str, overrides: list[str]) -> dict[str, Any]:
+    """One representation (``byol``, a baseline) of ``dataset`` at training seed ``seed`` (None: the preset's),
+    as a results entry: its probe and kNN accuracy, training wall time (``train_s``, trained ones) and setting."""
+    ov = overrides if seed is None else [*overrides, f"train.seed={seed}"]
+    if rep == "byol":
+        r = run_dataset(dataset, steps, out_dir, ov, byol_only=True)
+    else:
+        r = run_dataset(dataset, steps, out_dir, ov, baselines_only=True, baselines=(rep,))
+    entry = {**r[rep], **{k: r[k] for k in ("steps", "batch_size", "backbone", "overrides", "train_images", "test_images")}}
+    if f"{rep}_train_s" in r:
+        entry["train_s"] = r[f"{rep}_train_s"]
+    return entry
+
+
+def seeds_budget(args: argparse.Namespace) -> dict[str, Any]:
+    """What every entry of one seeded results file shares (steps per dataset, overrides, threads)."""
+    return {"steps": {d: args.steps or n for d, n in DEFAULT_STEPS.items()}, "data_overrides": DATA_OVERRIDES,
+            "overrides": list(args.overrides), "threads": args.threads}
+
+
+def _seed_keys(runs: dict[str, Any]) -> list[str]:
+    return sorted(runs, key=lambda s: int(s.removeprefix("seed")))
+
+
+def summarise(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{dataset: {representation: {"seeds", metric: seed_summary}}}``; raw pixels with ``"seeds": []``."""
+    out: dict[str, dict[str, Any]] = {}
+    for ds in [*data["runs"], *(d for d in data["raw_pixels"] if d not in data["runs"])]:
+        runs = data["runs"].get(ds, {})
+        out[ds] = {}
+        for rep in SEEDED:
+            keys = [k for k in _seed_keys(runs) if rep in runs[k]]
+            if keys:
+                out[ds][rep] = {"seeds": [int(k.removeprefix("seed")) for k in keys],
+                                **{m: seed_summary([runs[k][rep].get(m) for k in keys]) for m in (*METRICS, "train_s")}}
+        if ds in data["raw_pixels"]:
+            out[ds]["raw_pixels"] = {"seeds": [], **{m: seed_summary([data["raw_pixels"][ds][m]]) for m in METRICS}}
+    return out
+
+
+def save_seeded(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` with its seeds and ``summary`` refreshed, atomically (a killed run leaves the last good file).
+
+    Entries another command added to the file since this one read it are kept, so commands on
+    different datasets can fill one file at the same time (``--datasets shapes`` beside ``--datasets digits``).
+    """
+    if path.is_file():
+        disk = json.loads(path.read_text())
+        for ds, runs in disk["runs"].items():
+            for seed, reps in runs.items():
+                for rep, entry in reps.items():
+                    data["runs"].setdefault(ds, {}).setdefault(seed, {}).setdefault(rep, entry)
+        for ds, entry in disk["raw_pixels"].items():
+            data["raw_pixels"].setdefault(ds, entry)
+    data["seeds"] = sorted({int(k.removeprefix("seed")) for runs in data["runs"].values() for k in runs})
+    data["summary"] = summarise(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def interval95(s: dict[str, Any], exact: bool = False) -> tuple[float, float] | None:
+    """95% t-interval of the mean of ``s`` (a :func:`seed_summary`): mean ± t(0.975, n-1) sd / sqrt(n),
+    i.e. mean ± 2.48 sd over 3 seeds. ``exact``: a value without spread (raw pixels), the point itself.
+    None where it is undefined (fewer than 2 values of a seeded quantity)."""
+    if s["mean"] is None:
+        return None
+    if exact:
+        return (s["mean"], s["mean"])
+    if s["sd"] is None:
+        return None
+    half = float(scipy.stats.t.ppf(0.975, s["n"] - 1)) * s["sd"] / s["n"] ** 0.5
+    return (s["mean"] - half, s["mean"] + half)
+
+
+def compare(a: tuple[float, float] | None, b: tuple[float, float] | None) -> str:
+    """``higher`` / ``lower`` where interval ``a`` lies wholly above / below ``b``, else no difference."""
+    if a is None or b is None:
+        return "undecided (an interval needs 2 seeds)"
+    if a[0] > b[1]:
+        return "higher"
+    if a[1] < b[0]:
+        return "lower"
+    return "no difference at this budget"
+
+
+def _cell(s: dict[str, Any], digits: int = 3) -> str:
+    if s["n"] < 2:
+        return mean_sd(s["values"], digits).replace(" (n=1)", "")
+    return f"{mean_sd(s['values'], digits)} ({', '.join(f'{v:.{digits}f}' for v in s['values'])})"
+
+
+def seeded_table(summary: dict[str, dict[str, Any]]) -> str:
+    """Markdown rows: every cell mean ± sd over the seeds with the per-seed values; raw pixels as one value."""
+    rows = ["| dataset | representation | linear probe | kNN (k=20) | seeds | train wall time |", "|---|---|---|---|---|---|"]
+    for ds, reps in summary.items():
+        for rep in ("byol", "random_init", "raw_pixels", "supervised"):
+            if rep not in reps:
+                continue
+            r = reps[rep]
+            seeds = ", ".join(map(str, r["seeds"])) or "- (no seed)"
+            wall = f"{r['train_s']['mean']:.0f} s (mean)" if r.get("train_s", {}).get("mean") is not None else "-"
+            rows.append(f"| {ds} | {NAMES[rep]} | {_cell(r['linear_probe'])} | {_cell(r['knn'])} | {seeds} | {wall} |")
+    return "\n".join(rows)
+
+
+def verdicts(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """``(dataset, baseline, metric, compare(BYOL, baseline))`` for random init and raw pixels, where both are present."""
+    out = []
+    for ds, reps in summary.items():
+        for base in ("random_init", "raw_pixels"):
+            if "byol" in reps and base in reps:
+                for m in METRICS:
+                    out.append((ds, base, m, compare(interval95(reps["byol"][m]),
+                                                     interval95(reps[base][m], exact=base == "raw_pixels"))))
+    return out
+
+
+def main_seeded(args: argparse.Namespace, command: str) -> int:
+    """Run every missing (dataset, representation, seed) entry, saving after each, then print the table."""
+    if any(o.startswith("train.seed=") for o in args.overrides):
+        print("quality.py: --seeds sets train.seed; drop the train.seed override", file=sys.stderr)
+        return 2
+    path = args.json or DEFAULT_SEEDS_JSON
+    data = read_results(path, seeds_budget(args), {"runs": {}, "raw_pixels": {}})
+    reps = [r for r in SEEDED if not (args.baselines_only and r == "byol") and not (args.byol_only and r != "byol")
+            and (r == "byol" or r in args.baselines)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for ds in args.datasets:
+            steps, overrides = args.steps or DEFAULT_STEPS[ds], DATA_OVERRIDES.get(ds, []) + args.overrides
+            if "raw_pixels" in args.baselines and not args.byol_only and ds not in data["raw_pixels"]:
+                data["raw_pixels"][ds] = run_entry(ds, "raw_pixels", None, steps, tmp, overrides)
+                save_seeded(path, data)
+            for rep in reps:  # one representation over all seeds before the next: a cut-short command leaves whole rows
+                for seed in args.seeds:
+                    runs = data["runs"].setdefault(ds, {}).setdefault(f"seed{seed}", {})
+                    if rep not in runs:
+                        runs[rep] = run_entry(ds, rep, seed, steps, tmp, overrides)
+                        save_seeded(path, data)
+                        print(f"{ds} seed {seed} {rep}: {json.dumps(runs[rep])}", flush=True)
+    save_seeded(path, data)
+    print(f"\nCommand: `{command}`; results: `{path}`\n")
+    print(seeded_table(data["summary"]))
+    found = verdicts(data["summary"])
+    print("\nBYOL against each baseline (95% intervals of the mean, 2.48 sd over 3 seeds; raw pixels exact):")
+    for ds, base, m, verdict in found:
+        print(f"- {ds}, {m}: BYOL vs {NAMES[base]}: {verdict}")
+    if args.byol_only or args.baselines_only:
+        return 0
+    ok = all(v == "higher" for *_, v in found) and all(sum(f[0] == ds for f in found) == 4 for ds in args.datasets)
+    print(f"BYOL above random init and raw pixels on both metrics for every dataset: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", choices=sorted(DEFAULT_STEPS), default=["shapes", "digits"],  # fashion-mnist: on request
@@ -192,7 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of BYOL and supervised (default: "
                    + ", ".join(f"{d} {n}" for d, n in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here (with --seeds: the results "
+                   f"file, entries reused; default {DEFAULT_SEEDS_JSON.relative_to(ROOT)})")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="training seeds (train.seed): one run per dataset, seed and representation, mean ± sd over them")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--byol-only", action="store_true", help="score BYOL alone (for sweeps: the baselines do not depend on BYOL's settings)")
     mode.add_argument("--baselines-only", action="store_true", help="score random init, raw pixels and supervised alone (no BYOL run)")
@@ -202,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
+    if args.seeds is not None:
+        return main_seeded(args, "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv))
     t_all = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,6 +7,7 @@ that do not depend on training length behave as their docstrings say.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import sys
@@ -49,7 +50,11 @@ def test_replace_section_appends_a_missing_section_and_titles_an_empty_file(benc
 
 @pytest.fixture(scope="module")
 def quality():
-    return _load("quality")
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_seeds as run from there
+    try:
+        yield _load("quality")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +262,109 @@ def test_quality_rejects_an_override_read_as_a_dataset_name(quality, capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'train.lr=1'" in err
     assert "'digits', 'fashion-mnist', 'shapes'" in err
+
+
+def test_quality_interval95_is_the_t_interval_of_the_mean(quality):
+    # three seeds 0.1, 0.2, 0.3: mean 0.2, sample sd 0.1; t(0.975, 2) = 4.303 (t table), so the
+    # half-width is 4.303 * 0.1 / sqrt(3) = 0.2484 (the "2.48 sd over 3 seeds" of BENCHMARKS.md)
+    s = {"values": [0.1, 0.2, 0.3], "n": 3, "mean": 0.2, "sd": 0.1}
+    lo, hi = quality.interval95(s)
+    assert lo == pytest.approx(0.2 - 0.24842, abs=1e-4) and hi == pytest.approx(0.2 + 0.24842, abs=1e-4)
+    two = {"values": [0.1, 0.3], "n": 2, "mean": 0.2, "sd": 0.02 ** 0.5}  # t(0.975, 1) = 12.706
+    assert quality.interval95(two)[1] == pytest.approx(0.2 + 12.706 * 0.1, abs=1e-3)
+    one = {"values": [0.5], "n": 1, "mean": 0.5, "sd": None}
+    assert quality.interval95(one) is None  # one seed: no spread, no interval
+    assert quality.interval95(one, exact=True) == (0.5, 0.5)  # raw pixels: a value without a seed
+    assert quality.compare((0.6, 0.7), (0.5, 0.59)) == "higher"
+    assert quality.compare((0.4, 0.5), (0.51, 0.52)) == "lower"
+    assert quality.compare((0.4, 0.5), (0.5, 0.5)) == "no difference at this budget"  # touching intervals overlap
+    assert quality.compare(None, (0.5, 0.5)).startswith("undecided")
+
+
+def _fake_entry(calls):
+    """A stand-in for ``run_entry``: known accuracies per representation and seed, each call recorded."""
+    table = {"byol": [0.90, 0.91, 0.92], "random_init": [0.50, 0.50, 0.51], "supervised": [0.99, 0.98, 0.97]}
+
+    def run_entry(dataset, rep, seed, steps, out_dir, overrides):
+        calls.append((dataset, rep, seed))
+        if rep == "raw_pixels":
+            return {"linear_probe": 0.915, "knn": 0.4, "steps": steps}
+        v = table[rep][seed]
+        return {"linear_probe": v, "knn": v, "steps": steps, "train_s": 10.0 * (seed + 1), "overrides": overrides}
+    return run_entry
+
+
+def test_quality_seeds_per_seed_entries_summary_verdicts_and_resume(quality, tmp_path, monkeypatch, capsys):
+    calls: list = []
+    monkeypatch.setattr(quality, "run_entry", _fake_entry(calls))
+    path = tmp_path / "q.json"
+    argv = ["--threads", str(torch.get_num_threads()), "--json", str(path), "--seeds", "0", "1", "2",
+            "--datasets", "shapes"]
+    # BYOL alone first (a cut-short command), then the whole command: only the missing entries run
+    assert quality.main(["--byol-only", *argv]) == 0
+    assert calls == [("shapes", "byol", s) for s in (0, 1, 2)]
+    calls.clear()
+    code = quality.main(argv)
+    assert calls == [("shapes", "raw_pixels", None)] + [("shapes", r, s) for r in ("random_init", "supervised")
+                                                         for s in (0, 1, 2)]
+    data = json.loads(path.read_text())
+    assert data["seeds"] == [0, 1, 2] and set(data["runs"]["shapes"]) == {"seed0", "seed1", "seed2"}
+    assert data["budget"]["steps"]["shapes"] == 300 and data["budget"]["threads"] == torch.get_num_threads()
+    byol = data["summary"]["shapes"]["byol"]
+    assert byol["seeds"] == [0, 1, 2] and byol["linear_probe"]["values"] == [0.90, 0.91, 0.92]
+    assert byol["linear_probe"]["mean"] == pytest.approx(0.91) and byol["linear_probe"]["sd"] == pytest.approx(0.01)
+    assert byol["train_s"]["mean"] == pytest.approx(20.0)
+    assert data["summary"]["shapes"]["raw_pixels"]["linear_probe"]["values"] == [0.915]
+    out = capsys.readouterr().out
+    assert "| shapes | BYOL | 0.910 ± 0.010 (0.900, 0.910, 0.920) | 0.910 ± 0.010 (0.900, 0.910, 0.920) | 0, 1, 2 | 20 s (mean) |" in out
+    assert "| shapes | raw pixels | 0.915 | 0.400 | - (no seed) | - |" in out
+    assert "- shapes, linear_probe: BYOL vs random init: higher" in out
+    # 0.915 lies inside BYOL's probe interval 0.91 +- 0.025: no win; the kNN interval is above 0.4
+    assert "- shapes, linear_probe: BYOL vs raw pixels: no difference at this budget" in out
+    assert "- shapes, knn: BYOL vs raw pixels: higher" in out
+    assert code == 1 and out.splitlines()[-1].endswith(": FAIL")
+    # again: everything is in the file, nothing runs; another budget is refused
+    calls.clear()
+    assert quality.main(argv) == 1 and calls == []
+    with pytest.raises(SystemExit, match="budget"):
+        quality.main([*argv, "--steps", "7"])
+    assert quality.main(["train.seed=3", *argv]) == 2  # --seeds owns train.seed
+    assert "drop the train.seed override" in capsys.readouterr().err
+
+
+def test_quality_seeds_commands_on_two_datasets_fill_one_file(quality, tmp_path, monkeypatch):
+    """A command saving its entries keeps those another command (another dataset) wrote meanwhile."""
+    path = tmp_path / "q.json"
+    args = argparse.Namespace(steps=None, overrides=[], threads=1)
+    mine = quality.read_results(path, quality.seeds_budget(args), {"runs": {}, "raw_pixels": {}})
+    other = quality.read_results(path, quality.seeds_budget(args), {"runs": {}, "raw_pixels": {}})  # read before any write
+    other["runs"]["digits"] = {"seed0": {"byol": {"linear_probe": 0.9, "knn": 0.8}}}
+    other["raw_pixels"]["digits"] = {"linear_probe": 0.95, "knn": 0.96}
+    quality.save_seeded(path, other)
+    mine["runs"]["shapes"] = {"seed1": {"byol": {"linear_probe": 0.4, "knn": 0.3}}}
+    quality.save_seeded(path, mine)
+    data = json.loads(path.read_text())
+    assert data["runs"] == {"shapes": {"seed1": {"byol": {"linear_probe": 0.4, "knn": 0.3}}},
+                            "digits": {"seed0": {"byol": {"linear_probe": 0.9, "knn": 0.8}}}}
+    assert data["raw_pixels"]["digits"]["knn"] == 0.96 and data["seeds"] == [0, 1]
+    assert data["summary"]["digits"]["byol"]["linear_probe"]["values"] == [0.9]
+
+
+def test_quality_seeds_end_to_end_at_a_tiny_budget(quality, tmp_path):
+    path = tmp_path / "q.json"
+    code = quality.main(["--steps", "1", "--threads", str(torch.get_num_threads()), "--json", str(path),
+                         *TINY_QUALITY_OVERRIDES, "--seeds", "0", "1", "--datasets", "shapes"])
+    assert code in (0, 1)  # a one-step BYOL may or may not beat the baselines; the bookkeeping is the test
+    data = json.loads(path.read_text())
+    for seed in (0, 1):
+        entry = data["runs"]["shapes"][f"seed{seed}"]
+        assert set(entry) == {"byol", "random_init", "supervised"}
+        assert entry["byol"]["overrides"][-1] == f"train.seed={seed}" and entry["byol"]["steps"] == 1
+        assert entry["byol"]["train_images"] == 64 and entry["supervised"]["train_s"] > 0
+    assert data["raw_pixels"]["shapes"]["test_images"] == 32
+    assert "train.seed=0" not in data["raw_pixels"]["shapes"]["overrides"]
+    knn = data["summary"]["shapes"]["random_init"]["knn"]
+    assert knn["values"] == [data["runs"]["shapes"][f"seed{s}"]["random_init"]["knn"] for s in (0, 1)]
 
 
 # ----------------------------------------------------------------------------- gpu_check.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,11 @@ def demo():
 
 
 def test_raw_pixel_baseline_is_the_one_of_the_quality_benchmark(demo, tmp_path):
-    quality = load_script(ROOT / "benchmarks" / "quality.py", "bench_quality_for_demo")
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # quality.py imports bench_seeds as run from there
+    try:
+        quality = load_script(ROOT / "benchmarks" / "quality.py", "bench_quality_for_demo")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
     assert demo.raw_pixel_scores is quality.raw_pixel_scores  # one implementation, in xbyol.eval
     cfg = xbyol.load_config(ROOT / "configs" / "digits_byol.yaml", demo.DEMO_OVERRIDES + [f"out_dir={tmp_path}"])
     data = DataCfg(name="digits", image_size=16)
