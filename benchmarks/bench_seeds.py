@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import scipy.stats
+
 
 def _finite(values: list[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and not math.isnan(v)]
@@ -61,3 +63,32 @@ def read_results(path: Path, budget: dict[str, Any], empty: dict[str, Any]) -> d
                                  "pass another --json")
         return data
     return {"budget": budget, **empty}
+
+
+UNDECIDED = "undecided (an interval needs 2 seeds)"
+
+
+def interval95(s: dict[str, Any], exact: bool = False) -> tuple[float, float] | None:
+    """95% t-interval of the mean of ``s`` (a :func:`seed_summary`): mean ± t(0.975, n-1) sd / sqrt(n),
+    i.e. mean ± 2.48 sd over 3 seeds. ``exact``: a value without spread (e.g. raw pixels), the point itself.
+    None where it is undefined (no values, or fewer than 2 values of a seeded quantity)."""
+    if s["mean"] is None:
+        return None
+    if exact:
+        return (s["mean"], s["mean"])
+    if s["sd"] is None:
+        return None
+    half = float(scipy.stats.t.ppf(0.975, s["n"] - 1)) * s["sd"] / s["n"] ** 0.5
+    return (s["mean"] - half, s["mean"] + half)
+
+
+def interval_verdict(a: tuple[float, float] | None, b: tuple[float, float] | None) -> str:
+    """``higher`` / ``lower`` where interval ``a`` lies wholly above / below ``b`` (touching intervals
+    overlap), else ``no difference at this budget``; :data:`UNDECIDED` when either is missing."""
+    if a is None or b is None:
+        return UNDECIDED
+    if a[0] > b[1]:
+        return "higher"
+    if a[1] < b[0]:
+        return "lower"
+    return "no difference at this budget"

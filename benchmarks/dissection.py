@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import platform
 import statistics
@@ -36,8 +35,7 @@ from typing import Any
 
 import torch
 from bench_markdown import write_section
-from bench_seeds import mean_sd, read_results, seed_summary
-from scipy.stats import t as student_t
+from bench_seeds import UNDECIDED, interval95, interval_verdict, mean_sd, read_results, seed_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Network dissection (shapes)"
@@ -133,28 +131,11 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def interval95(s: dict[str, Any]) -> tuple[float, float] | None:
-    """95% t interval of the mean of a :func:`bench_seeds.seed_summary`: ``mean ± t(0.975, n-1) sd / sqrt(n)``
-    (``mean ± 2.48 sd`` over 3 seeds); None below 2 values."""
-    if s["n"] < 2:
-        return None
-    half = float(student_t.ppf(0.975, s["n"] - 1)) * s["sd"] / math.sqrt(s["n"])
-    return s["mean"] - half, s["mean"] + half
-
-
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Verdict on ``a`` vs ``b`` (two seed summaries): "higher" / "lower" only where their 95% intervals
-    do not overlap, else "no difference at this budget"; "n/a" when either has fewer than 2 seeds."""
+    """Verdict on ``a`` vs ``b`` (two seed summaries) by :func:`bench_seeds.interval_verdict` on their
+    95% intervals, with the intervals."""
     ia, ib = interval95(a), interval95(b)
-    if ia is None or ib is None:
-        verdict = "n/a"
-    elif ia[0] > ib[1]:
-        verdict = "higher"
-    elif ia[1] < ib[0]:
-        verdict = "lower"
-    else:
-        verdict = "no difference at this budget"
-    return {"a": ia, "b": ib, "verdict": verdict}
+    return {"a": ia, "b": ib, "verdict": interval_verdict(ia, ib)}
 
 
 def comparison_pairs(summary: list[dict[str, Any]], tau: float) -> list[tuple[str, tuple, tuple, tuple[str, ...]]]:
@@ -241,7 +222,7 @@ def table_rows(summary: list[dict[str, Any]]) -> list[str]:
 def _verdict_cell(c: dict[str, Any] | None, digits: int) -> str:
     if c is None:
         return ""
-    if c["verdict"] == "n/a":
+    if c["verdict"] == UNDECIDED:
         return "n/a (1 seed)"
     (a0, a1), (b0, b1) = c["a"], c["b"]
     word = f"**{c['verdict']}**" if c["verdict"] in ("higher", "lower") else "no difference"

@@ -54,10 +54,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import scipy.stats
 import torch
 import torch.nn.functional as F
-from bench_seeds import mean_sd, read_results, seed_summary
+from bench_seeds import interval95, interval_verdict, mean_sd, read_results, seed_summary
 from torch import nn
 
 import xbyol
@@ -267,31 +266,6 @@ def save_seeded(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def interval95(s: dict[str, Any], exact: bool = False) -> tuple[float, float] | None:
-    """95% t-interval of the mean of ``s`` (a :func:`seed_summary`): mean ± t(0.975, n-1) sd / sqrt(n),
-    i.e. mean ± 2.48 sd over 3 seeds. ``exact``: a value without spread (raw pixels), the point itself.
-    None where it is undefined (fewer than 2 values of a seeded quantity)."""
-    if s["mean"] is None:
-        return None
-    if exact:
-        return (s["mean"], s["mean"])
-    if s["sd"] is None:
-        return None
-    half = float(scipy.stats.t.ppf(0.975, s["n"] - 1)) * s["sd"] / s["n"] ** 0.5
-    return (s["mean"] - half, s["mean"] + half)
-
-
-def compare(a: tuple[float, float] | None, b: tuple[float, float] | None) -> str:
-    """``higher`` / ``lower`` where interval ``a`` lies wholly above / below ``b``, else no difference."""
-    if a is None or b is None:
-        return "undecided (an interval needs 2 seeds)"
-    if a[0] > b[1]:
-        return "higher"
-    if a[1] < b[0]:
-        return "lower"
-    return "no difference at this budget"
-
-
 def _cell(s: dict[str, Any], digits: int = 3) -> str:
     if s["n"] < 2:
         return mean_sd(s["values"], digits).replace(" (n=1)", "")
@@ -313,14 +287,14 @@ def seeded_table(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def verdicts(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    """``(dataset, baseline, metric, compare(BYOL, baseline))`` for random init and raw pixels, where both are present."""
+    """``(dataset, baseline, metric, interval_verdict(BYOL, baseline))`` for random init and raw pixels, where both are present."""
     out = []
     for ds, reps in summary.items():
         for base in ("random_init", "raw_pixels"):
             if "byol" in reps and base in reps:
                 for m in METRICS:
-                    out.append((ds, base, m, compare(interval95(reps["byol"][m]),
-                                                     interval95(reps[base][m], exact=base == "raw_pixels"))))
+                    out.append((ds, base, m, interval_verdict(interval95(reps["byol"][m]),
+                                                              interval95(reps[base][m], exact=base == "raw_pixels"))))
     return out
 
 

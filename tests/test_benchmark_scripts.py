@@ -275,10 +275,10 @@ def test_quality_interval95_is_the_t_interval_of_the_mean(quality):
     one = {"values": [0.5], "n": 1, "mean": 0.5, "sd": None}
     assert quality.interval95(one) is None  # one seed: no spread, no interval
     assert quality.interval95(one, exact=True) == (0.5, 0.5)  # raw pixels: a value without a seed
-    assert quality.compare((0.6, 0.7), (0.5, 0.59)) == "higher"
-    assert quality.compare((0.4, 0.5), (0.51, 0.52)) == "lower"
-    assert quality.compare((0.4, 0.5), (0.5, 0.5)) == "no difference at this budget"  # touching intervals overlap
-    assert quality.compare(None, (0.5, 0.5)).startswith("undecided")
+    assert quality.interval_verdict((0.6, 0.7), (0.5, 0.59)) == "higher"
+    assert quality.interval_verdict((0.4, 0.5), (0.51, 0.52)) == "lower"
+    assert quality.interval_verdict((0.4, 0.5), (0.5, 0.5)) == "no difference at this budget"  # touching intervals overlap
+    assert quality.interval_verdict(None, (0.5, 0.5)).startswith("undecided")
 
 
 def _fake_entry(calls):
