@@ -15,6 +15,8 @@ from typing import Any
 
 import scipy.stats
 
+from xbyol.data.io import atomic_write
+
 
 def _finite(values: list[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and not math.isnan(v)]
@@ -48,6 +50,11 @@ class BudgetMismatch(SystemExit):
         super().__init__(message)
         self.code = 2
         print(message, file=sys.stderr)
+
+
+def write_results(path: Path, data: dict[str, Any]) -> None:
+    """Write a results file atomically (a crash leaves the previous file whole), one indent per level."""
+    atomic_write(path, json.dumps(data, indent=1))
 
 
 def read_results(path: Path, budget: dict[str, Any], empty: dict[str, Any]) -> dict[str, Any]:

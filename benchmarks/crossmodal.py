@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import os
 import re
 import sys
 import time
@@ -33,7 +31,7 @@ from typing import Any
 
 import torch
 from bench_markdown import write_section
-from bench_seeds import mean_sd, read_results, seed_summary
+from bench_seeds import mean_sd, read_results, seed_summary, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Cross-modal BYOL vs CLIP (shapes)"
@@ -223,10 +221,7 @@ def summarise(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def save_results(path: Path, data: dict[str, Any]) -> None:
     data["seeds"] = [int(s.removeprefix("seed")) for s in _seed_keys(data)]
     data["summary"] = summarise(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_results(path, data)
 
 
 # ----------------------------------------------------------------------------- tables

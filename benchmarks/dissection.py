@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import platform
 import statistics
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 
 import torch
 from bench_markdown import write_section
-from bench_seeds import UNDECIDED, interval95, interval_verdict, mean_sd, read_results, seed_summary
+from bench_seeds import UNDECIDED, interval95, interval_verdict, mean_sd, read_results, seed_summary, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Network dissection (shapes)"
@@ -177,10 +176,7 @@ def save_results(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     data["seeds"] = sorted({r["seed"] for r in data["rows"]})
     data["summary"] = summarise(data["rows"])
     data["comparisons"] = comparisons(data["summary"], data["budget"]["tau"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_results(path, data)
     return data
 
 

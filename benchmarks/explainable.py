@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -68,7 +67,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 from bench_markdown import write_section  # noqa: E402
-from bench_seeds import mean_sd, read_results  # noqa: E402
+from bench_seeds import mean_sd, read_results, write_results  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 SECTION = "## Explainable BYOL (shapes)"
@@ -430,10 +429,7 @@ def load_results(path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def save_results(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_results(path, data)
 
 
 # ----------------------------------------------------------------------------- tables

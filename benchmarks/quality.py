@@ -56,7 +56,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from bench_seeds import interval95, interval_verdict, mean_sd, read_results, seed_summary
+from bench_seeds import interval95, interval_verdict, mean_sd, read_results, seed_summary, write_results
 from torch import nn
 
 import xbyol
@@ -260,10 +260,7 @@ def save_seeded(path: Path, data: dict[str, Any]) -> None:
             data["raw_pixels"].setdefault(ds, entry)
     data["seeds"] = sorted({int(k.removeprefix("seed")) for runs in data["runs"].values() for k in runs})
     data["summary"] = summarise(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_results(path, data)
 
 
 def _cell(s: dict[str, Any], digits: int = 3) -> str:
