@@ -49,12 +49,13 @@ import torch
 import xbyol
 from xbyol.config import Config
 from xbyol.data import build_dataset
-from xbyol.data.base import SampleDataset, collate
+from xbyol.data.base import SampleDataset
 from xbyol.losses.byol import byol_loss
 from xbyol.methods import create_method
 from xbyol.methods.byol import BYOL, resolve_concat_views
 from xbyol.models import create_backbone
 from xbyol.models.ema import update_momentum
+from xbyol.training.host_memory import retain_freed_memory
 from xbyol.training.optim import build_optimizer
 from xbyol.training.precision import resolve_channels_last, resolve_precision
 from xbyol.training.schedules import tau_at
@@ -64,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.95
 # (warm-up, timed) steps per run: the small net needs ~3 steps before oneDNN's bf16 kernels are
 # built; ResNet-18 at batch 256 takes tens of seconds per step on two shared CPU cores
-DEFAULT_STEPS = {"resnet10_16": (3, 6), "resnet18_cifar": (1, 2)}
+DEFAULT_STEPS = {"resnet10_16": (3, 12), "resnet18_cifar": (1, 2)}
 
 
 def make_cfg(backbone: str, batch_size: int, steps: int, out_dir: str, overrides: tuple[str, ...] = ()) -> Config:
@@ -148,6 +149,8 @@ def _setup(cfg: Config, dataset: SampleDataset | None = None):  # type: ignore[n
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     cfg = resolved(cfg, device)
+    if device.type == "cpu" and cfg.train.retain_freed_memory:  # as the trainer does (process-wide)
+        retain_freed_memory()
     dataset = build_dataset(cfg, "train") if dataset is None else dataset
     method = create_method(cfg, dataset).to(device)
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
@@ -177,7 +180,7 @@ def limit_step_times(
     """
     device, fmt, method, optimizer, scaler, dataset, cfg = _setup(cfg, dataset)
     bs = cfg.data.batch_size
-    images = collate([dataset[i] for i in range(bs)])["image"].to(device).contiguous(memory_format=fmt)  # (B, 3, H, W)
+    images = dataset.get_batch(range(bs))["image"].to(device).contiguous(memory_format=fmt)  # (B, 3, H, W)
     with torch.no_grad():
         v1, v2 = method.views(images, seed=0)
     v1, v2 = v1.contiguous(memory_format=fmt), v2.contiguous(memory_format=fmt)  # (B, 3, S, S)
@@ -215,8 +218,8 @@ STAGES = ("data", "to_device", "augment", "forward_backward", "optimizer", "ema"
 def stage_times(cfg: Config, warmup: int, steps: int, dataset: SampleDataset | None = None) -> dict[str, list[float]]:
     """Wall seconds of each stage of the trainer's BYOL step, the device synchronised between stages.
 
-    The stages, in the trainer's order: ``data`` (``dataset[i]`` for the batch and
-    ``collate``, as the trainer's ``DataLoader`` with ``data.num_workers=0`` does),
+    The stages, in the trainer's order: ``data`` (``dataset.get_batch``, as the trainer's
+    ``DataLoader`` with ``data.num_workers=0`` does),
     ``to_device`` (the non-blocking copy, channels_last), ``augment`` (both views,
     ``method.views``), ``forward_backward`` (online and target forwards, the loss, the
     backward), ``optimizer`` (the step) and ``ema`` (``method.after_optimizer_step``). The
@@ -240,7 +243,7 @@ def stage_times(cfg: Config, warmup: int, steps: int, dataset: SampleDataset | N
             marks.append(time.perf_counter())
 
         idx = order[(step % n_batches) * bs : (step % n_batches + 1) * bs].tolist()
-        batch = collate([dataset[i] for i in idx])
+        batch = dataset.get_batch(idx)
         mark()
         images = batch["image"].to(device, non_blocking=True)
         if cfg.train.channels_last:
@@ -277,6 +280,7 @@ SETTINGS = {  # name -> overrides; "old defaults" is what xbyol ran before `auto
     "fp32 CL concat": ("train.precision=fp32", "train.channels_last=true", "method.concat_views=true"),
     "bf16 NCHW separate": ("train.precision=bf16", "train.channels_last=false", "method.concat_views=false"),
     "bf16 NCHW concat": ("train.precision=bf16", "train.channels_last=false", "method.concat_views=true"),
+    "bf16 CL separate": ("train.precision=bf16", "train.channels_last=true", "method.concat_views=false"),
     "bf16 CL concat": ("train.precision=bf16", "train.channels_last=true", "method.concat_views=true"),
     "auto (defaults)": ("train.precision=auto", "train.channels_last=auto", "method.concat_views=auto"),
 }
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="precision / memory format / views settings (default: all): " + "; ".join(SETTINGS))
     p.add_argument("--stages", action="store_true", help="also time each stage of the step (one extra run per setting)")
     p.add_argument("--reps", type=int, default=3, help="alternating (limit, full) repetitions per setting")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 6 small net, 2 ResNet-18)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 12 small net, 2 ResNet-18)")
     p.add_argument("--warmup", type=int, default=None, help="discarded steps at the start of every run (default: 3 small net, 1 ResNet-18)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="write every row here")

@@ -139,6 +139,7 @@ class TrainCfg:
     warmup_steps: int | None = opt(None, "linear warm-up steps (default: 10% of total)")
     precision: str = choice("auto", ["auto", "fp32", "bf16", "fp16"], "autocast precision; auto: bf16 where the hardware has it (AVX512-BF16/AMX CPUs, recent GPUs), fp16 with loss scaling on older GPUs, else fp32")
     channels_last: bool | str = choice("auto", ["auto", True, False], "channels_last memory format; auto: on for convolutional backbones")
+    retain_freed_memory: bool = opt(True, "CPU runs (Linux, glibc): keep freed host memory in the process instead of handing it back to the kernel after every step, so new tensors do not page-fault (the process keeps its peak memory until it exits)")
     grad_clip: float | None = opt(None, "clip the gradient norm to this value")
     seed: int = opt(0, "seed of model init, augmentation and data order")
     init_from: str | None = opt(None, "start from the encoder (backbone and projector, online and target) of this run directory or checkpoint file instead of a fresh init: fine-tuning")

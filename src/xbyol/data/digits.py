@@ -10,12 +10,15 @@ names (group ``"digit"``, one-hot); captions read "a handwritten digit seven".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from xbyol.config import DataCfg
-from xbyol.data.base import DATASETS, Sample, SampleDataset
+from xbyol.data.base import DATASETS, Sample, SampleDataset, checked_indices, one_hot_concepts
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEST_FRACTION = 0.2
@@ -84,6 +87,18 @@ class DigitsDataset(SampleDataset):
             "concepts": concepts,
             "caption": f"a handwritten digit {DIGIT_NAMES[y]}",
             "index": i,
+        }
+
+    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        """``collate([self[i] for i in indices])`` in one gather per key (see :meth:`SampleDataset.get_batch`)."""
+        idx = torch.from_numpy(checked_indices(indices, len(self), "digits"))  # (B,)
+        labels = self.labels[idx]  # (B,)
+        return {
+            "image": self.images[idx].expand(-1, 3, -1, -1).contiguous(),  # (B, 3, S, S)
+            "label": labels,
+            "concepts": one_hot_concepts(labels, len(DIGIT_NAMES)),  # (B, V)
+            "caption": [f"a handwritten digit {DIGIT_NAMES[y]}" for y in labels.tolist()],
+            "index": idx,
         }
 
     def describe(self) -> str:

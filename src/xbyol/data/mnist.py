@@ -17,16 +17,17 @@ names, MNIST's digit names. Captions read "a photo of an ankle boot" (Fashion-MN
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from xbyol.config import DataCfg
-from xbyol.data.base import DATASETS, Sample, SampleDataset
+from xbyol.data.base import DATASETS, Sample, SampleDataset, checked_indices, one_hot_concepts
 from xbyol.data.digits import DIGIT_NAMES
 from xbyol.data.folder import article, check_root
 from xbyol.data.idx import read_idx
@@ -161,6 +162,18 @@ class IdxDataset(SampleDataset):
             "concepts": concepts,
             "caption": self.caption(y),
             "index": i,
+        }
+
+    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        """``collate([self[i] for i in indices])`` in one gather per key (see :meth:`SampleDataset.get_batch`)."""
+        idx = torch.from_numpy(checked_indices(indices, len(self), self.name))  # (B,)
+        labels = self.labels[idx]  # (B,)
+        return {
+            "image": self.images[idx].expand(-1, 3, -1, -1).contiguous(),  # (B, 3, S, S)
+            "label": labels,
+            "concepts": one_hot_concepts(labels, len(self.concept_names)),  # (B, V)
+            "caption": [self.caption(y) for y in labels.tolist()],
+            "index": idx,
         }
 
     def describe(self) -> str:

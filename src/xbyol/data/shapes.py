@@ -32,11 +32,14 @@ is fully determined by ``seed``, the split and its size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
 from xbyol.config import DataCfg
-from xbyol.data.base import DATASETS, Sample, SampleDataset
+from xbyol.data.base import DATASETS, Sample, SampleDataset, checked_indices
 
 SHAPES = ["circle", "square", "triangle", "cross", "star"]
 # CLEVR colours (facebookresearch/clevr-dataset-gen: image_generation/data/properties.json)
@@ -325,6 +328,25 @@ class ShapesDataset(SampleDataset):
             "masks": torch.from_numpy(np.take(self._id_to_concepts[i], self._ids[i], axis=1)),  # (V, S, S)
             "caption": self.captions[i],
             "index": i,
+        }
+
+    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        """``collate([self[i] for i in indices])`` in one gather per key (see :meth:`SampleDataset.get_batch`)."""
+        idx = checked_indices(indices, self._n, "shapes")  # (B,)
+        # masks[b, k] = concept k's membership of the slot each pixel shows: one table lookup,
+        # row (J b + slot) of a (J B, V) table, read as a (B, S, S, V) array and viewed as (B, V, S, S)
+        to_concepts = self._id_to_concepts[idx]  # (B, V, J) slot -> concept membership, J = MAX_OBJECTS + 1
+        b, v, j = to_concepts.shape
+        table = to_concepts.transpose(0, 2, 1).reshape(j * b, v)  # (J B, V)
+        rows = self._ids[idx].astype(np.intp) + j * np.arange(b)[:, None, None]  # (B, S, S)
+        masks = table[rows].transpose(0, 3, 1, 2)  # (B, V, S, S), a view
+        return {
+            "image": torch.from_numpy(self._images[idx]),  # (B, 3, S, S)
+            "label": self.labels[torch.from_numpy(idx)],  # (B,)
+            "concepts": torch.from_numpy(self._concepts[idx]),  # (B, V)
+            "masks": torch.from_numpy(masks),  # (B, V, S, S)
+            "caption": [self.captions[i] for i in idx.tolist()],
+            "index": torch.from_numpy(idx),  # (B,)
         }
 
     def describe(self) -> str:

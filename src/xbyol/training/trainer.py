@@ -25,7 +25,7 @@ from xbyol import __version__
 from xbyol import config as config_mod
 from xbyol.config import Config, ConfigError
 from xbyol.data import build_dataset
-from xbyol.data.base import SampleDataset, collate
+from xbyol.data.base import SampleDataset, batch_loader
 from xbyol.data.io import atomic_write
 from xbyol.errors import CheckpointError
 from xbyol.methods import create_method
@@ -41,6 +41,7 @@ from xbyol.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from xbyol.training.host_memory import retain_freed_memory
 from xbyol.training.init_from import initialise_from
 from xbyol.training.interrupt import StopRequest
 from xbyol.training.monitors import monitor_stats
@@ -281,6 +282,7 @@ class Trainer:
         self.precision = resolve_precision(t.precision, self.device)
         self.channels_last = resolve_channels_last(t.channels_last, self.method.backbone)
         self.concat_views = concat
+        self.retain_freed_memory = self.device.type == "cpu" and t.retain_freed_memory and retain_freed_memory()
         if self.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
         bs = cfg.data.batch_size
@@ -370,7 +372,12 @@ class Trainer:
 
     def resolved(self) -> dict[str, Any]:
         """The concrete values the ``auto`` settings took on this device (stored in run.json)."""
-        return {"precision": self.precision, "channels_last": self.channels_last, "concat_views": self.concat_views}
+        return {
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "concat_views": self.concat_views,
+            "retain_freed_memory": self.retain_freed_memory,
+        }
 
     def describe(self) -> list[str]:
         """What the run found and will do, printed before the first step."""
@@ -386,7 +393,8 @@ class Trainer:
             f"; {t.optimizer} lr {self.base_lr:.3g}, warm-up {self.warmup} steps",
             f"model: {cfg.method.name} on {cfg.model.backbone}; device {self.device} ({torch.get_num_threads()} threads)"
             f", precision {self.precision}, memory format {'channels_last' if self.channels_last else 'NCHW'}"
-            f", views {'concatenated' if self.concat_views else 'separate'}",
+            f", views {'concatenated' if self.concat_views else 'separate'}"
+            + (", freed host memory kept in the process" if self.retain_freed_memory else ""),
             f"checkpoints: every {self.ckpt_every} steps"
             + (f" and every {t.ckpt_minutes:g} min" if t.ckpt_minutes else "")
             + f", to {self.ckpt_path} (the one before kept as prev.pt)",
@@ -629,20 +637,13 @@ class _StepBatches:
 
 
 def _batches(dataset: SampleDataset, cfg: Config, start_step: int, total: int, rank: int, world: int) -> Iterator[dict[str, Any]]:
-    """Collated batches from global step ``start_step`` up to ``total``, from one DataLoader.
+    """Collated batches (``dataset.get_batch``) from global step ``start_step`` up to ``total``, from one DataLoader.
 
     The loader gets a generator of its own (seeded by ``train.seed``): its base-seed draw
     for workers would otherwise consume the global torch RNG that the augmentations use.
     """
     sampler = _StepBatches(len(dataset), cfg.data.batch_size, cfg.train.seed, start_step, total, rank, world)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate,
-        num_workers=cfg.data.num_workers,
-        generator=torch.Generator().manual_seed(cfg.train.seed),
-    )
-    yield from loader
+    yield from batch_loader(dataset, sampler, cfg.data.num_workers, torch.Generator().manual_seed(cfg.train.seed))
 
 
 class _RunInfo:

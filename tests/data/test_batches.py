@@ -1,0 +1,53 @@
+"""``get_batch`` (one vectorised gather) equals collating ``dataset[i]`` one by one, for every in-memory dataset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from data_fixtures import make_idx
+
+from xbyol.config import DataCfg
+from xbyol.data import create_dataset
+from xbyol.data.base import batch_loader, collate
+
+# repeated, unsorted and negative indices: the batch must follow the list exactly
+INDICES = [3, 0, 7, 3, -1, 5]
+
+
+def _datasets(tmp_path):
+    fm = make_idx(tmp_path / "fm", n_train=10, n_test=4, side=6, gz=False)
+    return {
+        "shapes": create_dataset(DataCfg(name="shapes", num_train=12, num_test=4, image_size=24), "train"),
+        "digits": create_dataset(DataCfg(name="digits", image_size=8), "test"),
+        "fashion-mnist": create_dataset(DataCfg(name="fashion-mnist", root=str(fm), image_size=6), "train"),
+    }
+
+
+@pytest.mark.parametrize("name", ["shapes", "digits", "fashion-mnist"])
+def test_get_batch_equals_collated_samples(tmp_path, name):
+    ds = _datasets(tmp_path)[name]
+    fast = ds.get_batch(INDICES)
+    slow = collate([ds[i] for i in INDICES])
+    assert fast.keys() == slow.keys()
+    for key, expected in slow.items():
+        got = fast[key]
+        if isinstance(expected, torch.Tensor):
+            assert got.dtype == expected.dtype and got.shape == expected.shape, key
+            assert torch.equal(got, expected), key
+        else:
+            assert got == expected, key
+    assert fast["index"].tolist() == [3, 0, 7, 3, len(ds) - 1, 5]
+
+
+@pytest.mark.parametrize("name", ["shapes", "digits", "fashion-mnist"])
+def test_get_batch_rejects_an_index_out_of_range(tmp_path, name):
+    ds = _datasets(tmp_path)[name]
+    with pytest.raises(IndexError, match=f"index {len(ds)} out of range for {len(ds)} images"):
+        ds.get_batch([0, len(ds)])
+
+
+def test_batch_loader_yields_each_index_list_in_order(tmp_path):
+    ds = _datasets(tmp_path)["shapes"]
+    batches = [[0, 1, 2], [5, 4], [11]]
+    got = [b["index"].tolist() for b in batch_loader(ds, batches)]
+    assert got == batches
