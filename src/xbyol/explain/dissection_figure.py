@@ -11,6 +11,7 @@ from torch import nn
 from xbyol.augment import preprocess
 from xbyol.data.base import SampleDataset
 from xbyol.explain.dissection import DissectionResult, features_forward, unit_masks
+from xbyol.explain.figure_files import pyplot, save_png
 from xbyol.explain.hooks import ActivationsAndGradients, resolve_layer
 
 
@@ -31,11 +32,7 @@ def plot_top_units(
     Returns:
         The PNG path.
     """
-    import matplotlib  # heavy: loaded only when a figure is drawn
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     best_iou, best = result.best()
     units = best_iou.argsort(descending=True)[:n_units].tolist()
     n_images = min(n_images, result.top_images.shape[1])
@@ -74,8 +71,4 @@ def plot_top_units(
         backbone.train(was_training)
     fig.suptitle(title or f"{result.layer}: top units (bright: unit mask, cyan outline: concept mask)", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

@@ -17,6 +17,7 @@ from torch.utils.data import Subset
 
 from xbyol.data.sampling import dataset_labels, stratified_indices
 from xbyol.eval.features import extract_features
+from xbyol.explain.figure_files import pyplot, save_png
 
 __all__ = ["METHODS", "category_colours", "color_values", "embed_2d", "embedding_map", "group_columns", "plot_map",
            "same_partition", "scatter_categories", "write_map_csv"]
@@ -198,20 +199,11 @@ def scatter_categories(ax: Any, coords: np.ndarray, values: Sequence[str], legen
 
 def plot_map(coords: torch.Tensor, values: Sequence[str], path: str | Path, title: str = "", legend_title: str = "") -> Path:
     """Scatter plot of ``[N, 2]`` coordinates coloured by categorical ``values``; saved as PNG."""
-    import matplotlib  # heavy: imported on first use
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # heavy: imported on first use
-
-    fig, ax = plt.subplots(figsize=(7.2, 5.2))
+    fig, ax = pyplot().subplots(figsize=(7.2, 5.2))
     scatter_categories(ax, coords.numpy(), values, legend_title)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def embedding_map(

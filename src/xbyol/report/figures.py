@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from xbyol.explain.embedding_maps import scatter_categories
+from xbyol.explain.figure_files import pyplot
 
 __all__ = [
     "confusion_figure",
@@ -25,22 +26,13 @@ __all__ = [
 ]
 
 
-def _plt():
-    import matplotlib  # heavy: imported on first use
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # heavy: imported on first use
-
-    return plt
-
-
 def png_data_uri(png: bytes) -> str:
     """``data:`` URI of PNG bytes."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _figure_uri(fig, dpi: int = 100) -> str:
-    plt = _plt()
+    plt = pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
@@ -86,7 +78,7 @@ def curves_figure(panels: Sequence[dict], steps_label: str = "step") -> str:
             "log": bool}``.
         steps_label: x-axis label.
     """
-    plt = _plt()
+    plt = pyplot()
     n = len(panels)
     if n == 0:
         raise ValueError("curves_figure: no panels")
@@ -121,7 +113,7 @@ def embedding_map_figure(coords: torch.Tensor, values: Sequence[str], name: str,
     One figure per colouring, about 700 px wide, so that the page never shrinks it and
     the legend (9 pt, beside the axes) stays readable.
     """
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
     scatter_categories(ax, coords.detach().cpu().numpy(), values, legend_title=name)
     ax.set_title(f"{title}, coloured by {name}", fontsize=10)
@@ -132,7 +124,7 @@ def embedding_map_figure(coords: torch.Tensor, values: Sequence[str], name: str,
 def confusion_figure(matrix: np.ndarray, labels: Sequence[str], title: str,
                      xlabel: str = "predicted (highest cosine)", ylabel: str = "true concept") -> str:
     """Row-normalised confusion matrix (true rows, predicted columns) with counts."""
-    plt = _plt()
+    plt = pyplot()
     m = np.asarray(matrix, dtype=float)
     totals = m.sum(axis=1, keepdims=True)
     rates = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
