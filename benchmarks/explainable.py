@@ -329,15 +329,10 @@ def split_features(encode_fn: Callable[[torch.Tensor], torch.Tensor], run: Any, 
 def map_scores(cmap: Any, test: SplitFeatures, bank: Any, kind: str) -> dict[str, Any]:
     """SCS and concept accuracy of a concept map ``[N, D] -> [N, E]`` on test features: the entries of
     ``concept_scores`` for data without masks (no SSCS)."""
-    import torch.nn.functional as F
+    from xbyol.eval.concept_eval import scores_of_representations
 
-    from xbyol.eval.concept_scores import concept_accuracy, semantic_consistency
-
-    reps = cmap.eval()(test.x).float()  # (N, E)
     out: dict[str, Any] = {"map": kind, "n_concepts": len(bank)}
-    out.update(semantic_consistency(reps, bank.embeddings, test.t))
-    groups = bank.groups or {"all": list(range(len(bank)))}
-    out["concept_accuracy"] = concept_accuracy(F.normalize(reps, dim=-1) @ bank.embeddings.T, test.t, groups)
+    out.update(scores_of_representations(cmap.eval()(test.x).float(), test.t, bank))  # reps (N, E)
     return out
 
 

@@ -48,6 +48,20 @@ def _mask_groups(bank_groups: dict[str, list[int]], vocab_cols: dict[int, int], 
 
 
 @torch.no_grad()
+def scores_of_representations(reps: torch.Tensor, targets: torch.Tensor, bank: Any) -> dict[str, Any]:
+    """SCS (``scs``, ``scs_nonmatch``, ``scs_margin``) and ``concept_accuracy`` per concept group.
+
+    Args:
+        reps: ``[N, E]`` concept-space vectors (a concept map's outputs).
+        targets: ``[N, K]`` bool, the concepts each image has.
+        bank: the concept bank (``embeddings [K, E]``, ``groups``).
+    """
+    groups = bank.groups or {"all": list(range(len(bank)))}
+    out: dict[str, Any] = dict(semantic_consistency(reps, bank.embeddings, targets))
+    out["concept_accuracy"] = concept_accuracy(F.normalize(reps, dim=-1) @ bank.embeddings.T, targets, groups)
+    return out
+
+
 def concept_scores(
     run: Any, split: str = "test", batch_size: int = 256, background: float | None = None, use_projector: bool = True,
     class_concepts: bool = False,
@@ -84,7 +98,6 @@ def concept_scores(
         return None
     level = run.cfg.method.semantic.sscs_background if background is None else background
     emb = bank.embeddings.to(run.device)  # (K, E)
-    groups = bank.groups or {"all": list(range(len(bank)))}
     mask_groups = _mask_groups(bank.groups, dict(labeler.vocab_cols), set(getattr(dataset, "mask_concepts", []) or []))
     # (variant, source, group) -> [intersection [G + 1], union [G + 1]] summed over batches
     counts: dict[tuple[str, str, str], list[Any]] = {}
@@ -115,8 +128,7 @@ def concept_scores(
     reps_t, targets_t = torch.cat(reps), torch.cat(targets)
     result: dict[str, Any] = {"map": "learned" if learned else "post-hoc",
                               "n_concepts": len(bank)}
-    result.update({k: v for k, v in semantic_consistency(reps_t, bank.embeddings, targets_t).items()})
-    result["concept_accuracy"] = concept_accuracy(F.normalize(reps_t, dim=-1) @ bank.embeddings.T, targets_t, groups)
+    result.update(scores_of_representations(reps_t, targets_t, bank))
     if counts:
         result.update(_sscs_tables(counts, list(mask_groups)))
         result["sscs_background_level"] = level
