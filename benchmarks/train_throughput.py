@@ -1,28 +1,29 @@
 """Images/s of a full BYOL training step next to the bare arithmetic of the same step.
 
 For each backbone (ResNet-18 with the CIFAR stem and the small ``resnet10_16``, 32x32
-``shapes`` images) and batch size (128, 256) two things are timed, alternately, for
-``--reps`` repetitions (a shared machine's load changes from minute to minute; the
-interleaving gives both the same conditions):
+``shapes`` images), batch size and setting (precision, memory format, separate or
+concatenated views: :data:`SETTINGS`) two things are timed, alternately, for ``--reps``
+repetitions (a shared machine's speed changes from minute to minute; the interleaving
+gives both the same conditions):
 
-- **full**: ``xbyol.train`` itself on the ``configs/shapes_byol.yaml`` preset (bf16
-  autocast, channels_last, AdamW, its logging and collapse-monitor intervals). A step is
-  the time between two consecutive ``after_optimizer_step`` calls of the method, so it
-  holds everything the trainer does per step: reading and collating the batch, both
-  augmented views, the forward and backward passes, the optimiser, the EMA update,
-  logging and monitors.
-- **limit**: the same modules, optimiser and precision on two views made once before
-  timing: online forward + backward and target forward of both views, the loss, the
-  optimiser step and both EMA updates, and nothing else.
+- **full**: ``xbyol.train`` itself on the ``configs/shapes_byol.yaml`` preset (AdamW, its
+  logging and collapse-monitor intervals) with the setting's overrides. A step is the time
+  between two consecutive ``after_optimizer_step`` calls of the method, so it holds
+  everything the trainer does per step: reading the batch, both augmented views, the
+  forward and backward passes, the optimiser, the EMA update, logging and monitors.
+- **limit**: the same modules, optimiser, precision and allocator setting on views made
+  once before timing: online forward + backward and target forward of both views, the
+  loss, the optimiser step and both EMA updates, and nothing else.
 
 Both are timed in wall-clock seconds (images/s, the headline) and in process CPU
-seconds (images per CPU-second: less sensitive to other jobs on a shared machine). The
-first ``--warmup`` steps of every run are discarded (oneDNN kernel creation); each run's
-figure is the median over its remaining steps; the table shows the median over
-repetitions and ``ratio = full / limit`` (target: at least 0.85).
+seconds. The first ``--warmup`` steps of every run are discarded (oneDNN kernel
+creation); each run's figure is the median over its remaining steps; the table shows the
+median over repetitions and ``ratio`` = the median of the per-repetition full / limit
+(target: at least 0.95). ``--stages`` adds one run per setting that times each stage of
+the step separately.
 
-    python benchmarks/train_throughput.py                       # the table in BENCHMARKS.md
-    python benchmarks/train_throughput.py --backbones resnet10_16 --batch-sizes 256 --reps 5
+    python benchmarks/train_throughput.py --backbones resnet18_cifar --batch-sizes 128 --reps 3 --stages
+    python benchmarks/train_throughput.py --backbones resnet10_16 --batch-sizes 256 --reps 5 --steps 15 --stages
 
 The functions take the device and precision from the config (``train.device``,
 ``train.precision``, ``train.channels_last``), so ``benchmarks/gpu_check.py`` reuses them
