@@ -128,7 +128,7 @@ def test_resume_refuses_keys_that_change_the_run_unless_extended(tiny_cfg):
         resume_run(cfg.run_dir, ["train.steps=10"])
     with pytest.raises(ConfigError, match=r"train\.lr"):
         resume_run(cfg.run_dir, ["train.lr=0.5", "train.log_every=3"])
-    resume_run(cfg.run_dir, ["train.log_every=3", "train.progress=false"], stop_after=3)  # runtime keys are free
+    resume_run(cfg.run_dir, ["train.log_every=3", "train.progress=false", "train.retain_freed_memory=false"], stop_after=3)  # runtime keys are free
     resume_run(cfg.run_dir, ["train.steps=10"], extend=True)
     assert load_checkpoint(cfg.run_dir / "checkpoints" / "last.pt")["step"] == 10
     info = json.loads((cfg.run_dir / "run.json").read_text())

@@ -2,8 +2,8 @@
 
 A checkpoint stores the config it was trained with. Resuming compares the config it is
 given against that one, key by key. Keys that only change how a run is watched or where
-it runs (progress bar, logging cadence, checkpoint cadence, workers, device, evaluation
-settings) may differ freely. Every other key changes the maths of the run (its schedules,
+it runs (progress bar, logging cadence, checkpoint cadence, workers, device, host-memory
+allocator, evaluation settings) may differ freely. Every other key changes the maths of the run (its schedules,
 data, model or objective), so a difference is refused unless the caller extends the run
 on purpose (``--extend``), in which case the changes are listed in the log and run.json.
 """
@@ -23,6 +23,7 @@ RUNTIME_KEYS = frozenset(
         "train.ckpt_minutes",
         "train.max_abs_weight",
         "train.device",
+        "train.retain_freed_memory",
         "data.num_workers",
     }
 )
