@@ -9,11 +9,19 @@ same machine load. Each figure is the median step of one run after its warm-up s
 repetitions of images/s and of the per-repetition ratio kept / default.
 
     python benchmarks/host_memory.py --json benchmarks/results/host_memory.json
+
+``--micro`` times three single operations instead, each arm in a fresh process (median of
+60 calls, 2 threads): a ReLU over a 33 MB bf16 activation (ResNet-18 at batch 256), the two
+augmented views of a 256-image ``shapes`` batch (the ``shapes_byol`` preset), and reading
+that batch with ``dataset.get_batch`` vs collating ``dataset[i]`` one by one.
+
+    python benchmarks/host_memory.py --micro --reps 3 --json benchmarks/results/host_memory_micro.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -38,6 +46,44 @@ def child(backbone: str, batch_size: int, setting: str, keep: bool, warmup: int,
         return statistics.median(t[0] for t in full_step_times(cfg, warmup))
 
 
+def micro(keep: bool, threads: int) -> dict[str, float]:
+    """Median milliseconds of the three single operations of ``--micro``, in this process."""
+    import random
+    import time
+
+    import xbyol
+    from xbyol.augment import ByolViews
+    from xbyol.data import build_dataset
+    from xbyol.data.base import collate
+    from xbyol.training.host_memory import retain_freed_memory
+
+    if keep:
+        retain_freed_memory()
+    torch.set_num_threads(threads)
+
+    def ms(fn) -> float:  # type: ignore[no-untyped-def]
+        fn()
+        times = []
+        for _ in range(60):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return 1e3 * statistics.median(times)
+
+    cfg = xbyol.load_config(HERE.parent / "configs" / "shapes_byol.yaml", [])
+    dataset = build_dataset(cfg, "train")
+    idx = random.Random(0).sample(range(len(dataset)), 256)
+    images = dataset.get_batch(idx)["image"].contiguous(memory_format=torch.channels_last)  # (256, 3, 32, 32)
+    views = ByolViews(cfg.aug, cfg.data.image_size)
+    activation = torch.randn(256, 64, 32, 32, dtype=torch.bfloat16)  # 33.5 MB
+    return {
+        "relu_33mb_bf16_ms": ms(lambda: torch.relu(activation)),
+        "two_views_256_ms": ms(lambda: views(images)),
+        "get_batch_256_ms": ms(lambda: dataset.get_batch(idx)),
+        "collate_256_ms": ms(lambda: collate([dataset[i] for i in idx])),
+    }
+
+
 def run_arm(args: argparse.Namespace, backbone: str, keep: bool, warmup: int, steps: int) -> float:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "keep" if keep else "default",
            "--backbones", backbone, "--batch-size", str(args.batch_size), "--setting", args.setting,
@@ -56,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default as train_throughput.py)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="write the rows here")
+    p.add_argument("--micro", action="store_true", help="time single operations (see the module docstring) instead of training steps")
     p.add_argument("--child", choices=["keep", "default"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child and args.micro:
+        print(json.dumps(micro(args.child == "keep", args.threads)))
+        return 0
+    if args.micro:
+        return main_micro(args)
     if args.child:
         w, s = args.warmup, args.steps
         print(child(args.backbones[0], args.batch_size, args.setting, args.child == "keep", w, s, args.threads))
@@ -92,6 +144,27 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.reps} alternating repetitions")
     if args.json:
         write_results(args.json, {"threads": args.threads, "load": [load0, load1], "rows": rows})
+    return 0
+
+
+def main_micro(args: argparse.Namespace) -> int:
+    """``--micro``: both arms in fresh processes, alternating, ``--reps`` times; medians over repetitions."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--micro", "--threads", str(args.threads), "--child"]
+    arms: dict[str, list[dict[str, float]]] = {"keep": [], "default": []}
+    load0 = os.getloadavg()[0]
+    for rep in range(args.reps):
+        for arm in (("keep", "default") if rep % 2 == 0 else ("default", "keep")):
+            out = subprocess.run([*cmd, arm], capture_output=True, text=True, check=True, cwd=HERE.parent)
+            arms[arm].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"  rep {rep + 1} {arm}: " + ", ".join(f"{k} {v:.2f}" for k, v in arms[arm][-1].items()), flush=True)
+    med = {arm: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for arm, runs in arms.items()}
+    print("\n| operation (ms, median) | memory kept | glibc defaults |\n|---|---|---|")
+    for k in med["keep"]:
+        print(f"| {k} | {med['keep'][k]:.2f} | {med['default'][k]:.2f} |")
+    load1 = os.getloadavg()[0]
+    print(f"\nload average {load0:.1f} at the start, {load1:.1f} at the end; {args.threads} torch threads; {args.reps} alternating repetitions")
+    if args.json:
+        write_results(args.json, {"threads": args.threads, "load": [load0, load1], "median": med, "runs": arms})
     return 0
 
 

@@ -5,9 +5,9 @@ frees them at its end. With its defaults, glibc's ``malloc`` serves blocks above
 threshold (128 KiB, raised at run time to at most 32 MiB) with fresh ``mmap`` pages that
 it unmaps on ``free``, and trims the free top of its heap back to the kernel. The next step
 then touches pages the kernel has to zero and map again, one fault per 4 KiB page: on the
-2-core test machine a ReLU over a 33 MB bf16 activation took 13-15 ms that way and 1.8 ms
-with the memory kept, and the two augmented views of a 256-image batch 32-44 ms against
-15-19 ms (benchmarks/BENCHMARKS.md, "Training throughput").
+2-core test machine a ReLU over a 33 MB bf16 activation took 12.6 ms that way and 1.8 ms
+with the memory kept, and the two augmented views of a 256-image batch 30 ms against 13 ms
+(``benchmarks/host_memory.py --micro``; "Training throughput" in benchmarks/BENCHMARKS.md).
 
 :func:`retain_freed_memory` switches both hand-backs off with ``mallopt``: no block is
 served from ``mmap`` (``M_MMAP_MAX = 0``) and the heap is trimmed only above 1 GiB of free
