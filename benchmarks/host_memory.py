@@ -30,7 +30,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from bench_seeds import write_results
 from train_throughput import DEFAULT_STEPS, SETTINGS, full_step_times, make_cfg
 
