@@ -548,3 +548,17 @@ def test_explainable_threads_bound_numpy_and_openmp_pools(explainable, tmp_path,
         {d["user_api"]: d["num_threads"] for d in threadpoolctl.threadpool_info()}))
     assert explainable.main(["--json", str(tmp_path / "r.json"), "--threads", "1"]) == 0
     assert seen and "blas" in seen[0] and set(seen[0].values()) == {1}, seen
+
+
+def test_step_profile_finds_every_part_of_the_step(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the script imports its siblings as run from there
+    step_profile = _load("step_profile")
+    out = tmp_path / "profile.json"
+    assert step_profile.main(["--batch-size", "16", "--steps", "3", "--threads", "1", "--json", str(out)]) == 0
+    ms = json.loads(out.read_text())["ms_per_step"]
+    # each part's function was found in the profile (a renamed function would read 0 ms)
+    assert set(ms) == {"views", "batches", "forward", "backward", "optimizer", "ema", "rest of the loop"}
+    assert all(ms[part] > 0 for part in ("views", "batches", "forward", "backward", "optimizer", "ema"))
+    # the forward is reported without the views it contains, and the parts add up to the step
+    assert ms["forward"] > 0 and sum(ms.values()) == pytest.approx(json.loads(out.read_text())["step_ms"], rel=1e-6)
