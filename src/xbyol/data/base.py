@@ -108,6 +108,51 @@ def one_hot_concepts(labels: torch.Tensor, n_concepts: int) -> torch.Tensor:
     return out  # (B, V)
 
 
+class GrayClassDataset(SampleDataset):
+    """In-memory single-channel images, one class label each, read as 3 channels; the concepts are the class names.
+
+    Subclasses set ``name`` (used in errors), ``images`` (``[N, 1, S, S]`` uint8), ``labels``
+    (``[N]`` int64), ``concept_names`` and :meth:`caption`.
+    """
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def caption(self, label: int) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Sample:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"{self.name}: index {i} out of range for {len(self)} images")
+        i = int(i) % len(self)
+        y = int(self.labels[i])
+        concepts = torch.zeros(len(self.concept_names), dtype=torch.bool)
+        concepts[y] = True
+        return {
+            "image": self.images[i].expand(3, -1, -1).clone(),  # (3, S, S)
+            "label": y,
+            "concepts": concepts,
+            "caption": self.caption(y),
+            "index": i,
+        }
+
+    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        """``collate([self[i] for i in indices])`` in one gather per key (see :meth:`SampleDataset.get_batch`)."""
+        idx = torch.from_numpy(checked_indices(indices, len(self), self.name))  # (B,)
+        labels = self.labels[idx]  # (B,)
+        return {
+            "image": self.images[idx].expand(-1, 3, -1, -1).contiguous(),  # (B, 3, S, S)
+            "label": labels,
+            "concepts": one_hot_concepts(labels, len(self.concept_names)),  # (B, V)
+            "caption": [self.caption(y) for y in labels.tolist()],
+            "index": idx,
+        }
+
+
 class _BatchFetch(Dataset):
     """A dataset indexed by a whole list of indices: ``self[indices] = dataset.get_batch(indices)``."""
 

@@ -10,15 +10,12 @@ names (group ``"digit"``, one-hot); captions read "a handwritten digit seven".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from xbyol.config import DataCfg
-from xbyol.data.base import DATASETS, Sample, SampleDataset, checked_indices, one_hot_concepts
+from xbyol.data.base import DATASETS, GrayClassDataset
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEST_FRACTION = 0.2
@@ -41,7 +38,7 @@ def resize_digits(images: np.ndarray, image_size: int) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
-class DigitsDataset(SampleDataset):
+class DigitsDataset(GrayClassDataset):
     """scikit-learn digits as 3-channel uint8 images.
 
     Args:
@@ -50,6 +47,7 @@ class DigitsDataset(SampleDataset):
         seed: seed of the stratified split.
     """
 
+    name = "digits"
     class_names = list(DIGIT_NAMES)
     concept_names = list(DIGIT_NAMES)
     concept_groups = {"digit": list(range(10))}
@@ -71,35 +69,8 @@ class DigitsDataset(SampleDataset):
         self.images = resize_digits(bunch.images[self.source_indices], image_size)  # (N, 1, S, S)
         self.labels = torch.from_numpy(bunch.target[self.source_indices].astype(np.int64))
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> Sample:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"digits: index {i} out of range for {len(self)} images")
-        i = int(i) % len(self)
-        y = int(self.labels[i])
-        concepts = torch.zeros(len(DIGIT_NAMES), dtype=torch.bool)
-        concepts[y] = True
-        return {
-            "image": self.images[i].expand(3, -1, -1).clone(),  # (3, S, S)
-            "label": y,
-            "concepts": concepts,
-            "caption": f"a handwritten digit {DIGIT_NAMES[y]}",
-            "index": i,
-        }
-
-    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
-        """``collate([self[i] for i in indices])`` in one gather per key (see :meth:`SampleDataset.get_batch`)."""
-        idx = torch.from_numpy(checked_indices(indices, len(self), "digits"))  # (B,)
-        labels = self.labels[idx]  # (B,)
-        return {
-            "image": self.images[idx].expand(-1, 3, -1, -1).contiguous(),  # (B, 3, S, S)
-            "label": labels,
-            "concepts": one_hot_concepts(labels, len(DIGIT_NAMES)),  # (B, V)
-            "caption": [f"a handwritten digit {DIGIT_NAMES[y]}" for y in labels.tolist()],
-            "index": idx,
-        }
+    def caption(self, label: int) -> str:
+        return f"a handwritten digit {DIGIT_NAMES[label]}"
 
     def describe(self) -> str:
         return f"digits[{self.split}]: {len(self)} images {self.image_size}px, split seed {self.seed}"

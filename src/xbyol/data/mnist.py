@@ -17,17 +17,16 @@ names, MNIST's digit names. Captions read "a photo of an ankle boot" (Fashion-MN
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from xbyol.config import DataCfg
-from xbyol.data.base import DATASETS, Sample, SampleDataset, checked_indices, one_hot_concepts
+from xbyol.data.base import DATASETS, GrayClassDataset
 from xbyol.data.digits import DIGIT_NAMES
 from xbyol.data.folder import article, check_root
 from xbyol.data.idx import read_idx
@@ -100,7 +99,7 @@ def resize_gray(images: np.ndarray, image_size: int, chunk: int = 4096) -> torch
     return out
 
 
-class IdxDataset(SampleDataset):
+class IdxDataset(GrayClassDataset):
     """One split of an MNIST-format dataset as 3-channel uint8 images.
 
     Args:
@@ -142,39 +141,9 @@ class IdxDataset(SampleDataset):
         self.images = resize_gray(images, image_size)  # (N, 1, S, S)
         self.labels = torch.from_numpy(labels.astype(np.int64))
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
     def caption(self, label: int) -> str:
         noun = self.class_names[label].lower()
         return self._caption.format(noun, article=article(noun))
-
-    def __getitem__(self, i: int) -> Sample:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"{self.name}: index {i} out of range for {len(self)} images")
-        i = int(i) % len(self)
-        y = int(self.labels[i])
-        concepts = torch.zeros(len(self.concept_names), dtype=torch.bool)
-        concepts[y] = True
-        return {
-            "image": self.images[i].expand(3, -1, -1).clone(),  # (3, S, S)
-            "label": y,
-            "concepts": concepts,
-            "caption": self.caption(y),
-            "index": i,
-        }
-
-    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
-        """``collate([self[i] for i in indices])`` in one gather per key (see :meth:`SampleDataset.get_batch`)."""
-        idx = torch.from_numpy(checked_indices(indices, len(self), self.name))  # (B,)
-        labels = self.labels[idx]  # (B,)
-        return {
-            "image": self.images[idx].expand(-1, 3, -1, -1).contiguous(),  # (B, 3, S, S)
-            "label": labels,
-            "concepts": one_hot_concepts(labels, len(self.concept_names)),  # (B, V)
-            "caption": [self.caption(y) for y in labels.tolist()],
-            "index": idx,
-        }
 
     def describe(self) -> str:
         return f"{self.name}[{self.split}] {self.root}: {len(self)} images {self.image_size}px"
