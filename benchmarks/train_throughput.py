@@ -56,7 +56,7 @@ from xbyol.methods import create_method
 from xbyol.methods.byol import BYOL, resolve_concat_views
 from xbyol.models import create_backbone
 from xbyol.models.ema import update_momentum
-from xbyol.training.host_memory import retain_freed_memory
+from xbyol.training.host_memory import apply_run_setting
 from xbyol.training.optim import build_optimizer
 from xbyol.training.precision import resolve_channels_last, resolve_precision
 from xbyol.training.schedules import tau_at
@@ -150,8 +150,7 @@ def _setup(cfg: Config, dataset: SampleDataset | None = None):  # type: ignore[n
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     cfg = resolved(cfg, device)
-    if device.type == "cpu" and cfg.train.retain_freed_memory:  # as the trainer does (process-wide)
-        retain_freed_memory()
+    apply_run_setting(device, cfg.train.retain_freed_memory)  # as the trainer does (process-wide)
     dataset = build_dataset(cfg, "train") if dataset is None else dataset
     method = create_method(cfg, dataset).to(device)
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format

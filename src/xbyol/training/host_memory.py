@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import platform
 import sys
+from typing import Any
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_MAX = -4
@@ -47,3 +48,9 @@ def retain_freed_memory() -> bool:
         return False
     _retained = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
     return _retained
+
+
+def apply_run_setting(device: Any, wanted: bool) -> bool:
+    """A run's ``train.retain_freed_memory`` on its ``device`` (a ``torch.device``): kept only for CPU runs
+    that ask for it, as other devices' tensors are not served by ``malloc``. Returns whether memory is kept."""
+    return device.type == "cpu" and wanted and retain_freed_memory()

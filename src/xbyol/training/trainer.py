@@ -41,7 +41,7 @@ from xbyol.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from xbyol.training.host_memory import retain_freed_memory
+from xbyol.training.host_memory import apply_run_setting
 from xbyol.training.init_from import initialise_from
 from xbyol.training.interrupt import StopRequest
 from xbyol.training.monitors import monitor_stats
@@ -282,7 +282,7 @@ class Trainer:
         self.precision = resolve_precision(t.precision, self.device)
         self.channels_last = resolve_channels_last(t.channels_last, self.method.backbone)
         self.concat_views = concat
-        self.retain_freed_memory = self.device.type == "cpu" and t.retain_freed_memory and retain_freed_memory()
+        self.retain_freed_memory = apply_run_setting(self.device, t.retain_freed_memory)
         if self.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
         bs = cfg.data.batch_size
