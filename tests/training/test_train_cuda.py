@@ -15,7 +15,7 @@ import torch
 
 from xbyol.config import from_dict, to_dict
 from xbyol.training import train
-from xbyol.training.checkpoint import load_checkpoint
+from xbyol.training.checkpoint import first_bad_tensor, load_checkpoint
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -94,7 +94,7 @@ def test_resume_on_cuda_continues_to_the_last_step(tiny_cfg):
 _LOAD_ON_CPU = r"""
 import sys, torch
 from xbyol.run import load_run
-from xbyol.training.checkpoint import load_checkpoint
+from xbyol.training.checkpoint import first_bad_tensor, load_checkpoint
 assert not torch.cuda.is_available(), "CUDA must be hidden for this check"
 ckpt = load_checkpoint(sys.argv[1] + "/checkpoints/last.pt")
 devices = {v.device.type for v in ckpt["method"].values()}
@@ -113,3 +113,14 @@ def test_checkpoint_written_on_cuda_loads_where_there_is_no_cuda(tiny_cfg):
     done = subprocess.run([sys.executable, "-c", _LOAD_ON_CPU, str(run_dir)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "loaded 2"
+
+
+def test_first_bad_tensor_takes_tensors_on_the_cpu_and_the_gpu_together():
+    # AdamW on CUDA keeps its `step` counters on the CPU beside moments on the GPU; every checkpoint
+    # save checks both kinds in one call (the first GPU run crashed here: a foreach kernel takes one device)
+    step = torch.tensor(3.0)
+    moment = torch.tensor([1.0, -4.0], device=DEVICE)
+    assert first_bad_tensor([("step", step), ("moment", moment)]) is None
+    assert first_bad_tensor([("step", step), ("moment", moment)], max_abs=3.5) == ("moment", 4.0)
+    assert first_bad_tensor([("moment", moment), ("step", torch.tensor(float("nan")))])[0] == "step"
+    assert first_bad_tensor([("bad", torch.tensor([float("inf")], device=DEVICE)), ("step", step)]) == ("bad", float("inf"))

@@ -142,13 +142,21 @@ def first_bad_tensor(named: Iterable[tuple[str, torch.Tensor]], max_abs: float |
     """The first tensor holding NaN/Inf (or a value above ``max_abs``), with its largest |value|.
 
     One fused max-|x| per tensor (``torch._foreach_norm`` with ord=inf; NaN propagates)
-    and a single host sync for the whole list. Returns None when every tensor is healthy.
+    and one host sync per device: the tensors may live on several devices (on CUDA, AdamW
+    keeps its ``step`` counters on the CPU beside moments on the GPU), and a foreach kernel
+    takes one device's tensors. Returns None when every tensor is healthy.
     """
     items = list(_float_tensors(named))
     if not items:
         return None
     names, tensors = zip(*items)
-    peaks = torch.stack([p.float() for p in torch._foreach_norm(list(tensors), float("inf"))])
+    on_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        on_device.setdefault(t.device, []).append(i)
+    peaks = torch.empty(len(tensors))  # (N,) on the CPU, in the order given
+    for positions in on_device.values():
+        norms = torch._foreach_norm([tensors[i] for i in positions], float("inf"))
+        peaks[positions] = torch.stack([n.float() for n in norms]).cpu()
     bad = ~torch.isfinite(peaks)
     if max_abs is not None:
         bad |= peaks > max_abs
