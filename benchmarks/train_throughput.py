@@ -24,6 +24,7 @@ the step separately.
 
     python benchmarks/train_throughput.py --backbones resnet18_cifar --batch-sizes 128 --reps 3 --stages
     python benchmarks/train_throughput.py --backbones resnet10_16 --batch-sizes 256 --reps 5 --steps 15 --stages
+    python benchmarks/train_throughput.py --device cuda --settings "bf16 CL separate" "bf16 CL concat" --steps 30 --warmup 5
 
 The functions take the device and precision from the config (``train.device``,
 ``train.precision``, ``train.channels_last``), so ``benchmarks/gpu_check.py`` reuses them
@@ -48,7 +49,7 @@ from pathlib import Path
 import torch
 
 import xbyol
-from xbyol.config import Config
+from xbyol.config import Config, ConfigError
 from xbyol.data import build_dataset
 from xbyol.data.base import SampleDataset
 from xbyol.losses.byol import byol_loss
@@ -297,13 +298,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 12 small net, 2 ResNet-18)")
     p.add_argument("--warmup", type=int, default=None, help="discarded steps at the start of every run (default: 3 small net, 1 ResNet-18)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="train.device of every run (default cpu; e.g. cuda)")
     p.add_argument("--json", type=Path, help="write every row here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if torch.cuda.is_available():
-        print("note: CUDA is available but this benchmark times the CPU (train.device=cpu)")
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as e:
+        print(f"train_throughput.py: --device: {e}", file=sys.stderr)
+        return 2
+    if torch.cuda.is_available() and device.type == "cpu":
+        print("note: CUDA is available but this benchmark times the CPU (--device cuda times the GPU)")
     load0 = os.getloadavg()
-    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, load average {load0[0]:.1f}", flush=True)
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"torch {torch.__version__}, {card}, {args.threads} threads, {os.cpu_count()} CPUs, load average {load0[0]:.1f}", flush=True)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in args.backbones:
@@ -312,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             steps = steps if args.steps is None else args.steps
             for bs in args.batch_sizes:
                 for setting in args.settings:
-                    cfg = make_cfg(backbone, bs, warmup + steps, tmp, SETTINGS[setting])
+                    cfg = make_cfg(backbone, bs, warmup + steps, tmp, (*SETTINGS[setting], f"train.device={args.device}"))
                     reps = []
                     for rep in range(args.reps):
                         lim = limit_step_times(cfg, warmup, steps)
@@ -351,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} torch threads; {args.reps} alternating repetitions")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"threads": args.threads, "load": [load0[0], load1[0]], "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"device": card, "threads": args.threads, "load": [load0[0], load1[0]], "rows": rows}, indent=2))
     ok = all(r["ratio"] >= TARGET for r in rows)
     print(f"target: full / limit (wall) >= {TARGET} for every setting: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1

@@ -163,6 +163,23 @@ def test_throughput_main_runs_every_setting_end_to_end(throughput, capsys, monke
     assert code in (0, 1)  # PASS or FAIL depends on this machine's timing; the verdict is checked below
 
 
+
+def test_throughput_device_reaches_every_run_and_a_missing_one_is_one_line(throughput, capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr(throughput, "limit_step_times", lambda cfg, warmup, steps: seen.append(cfg.train.device) or [(0.1, 0.1)])
+    monkeypatch.setattr(throughput, "full_step_times", lambda cfg, warmup: seen.append(cfg.train.device) or [(0.1, 0.1)])
+    threads = torch.get_num_threads()
+    try:
+        code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "1", "--threads", "1",
+                                "--device", "cpu", "--settings", "bf16 CL separate", "bf16 CL concat"])
+        assert code == 0 and seen == ["cpu"] * 4
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        assert throughput.main(["--device", "cuda", "--threads", "1"]) == 2
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["train_throughput.py: --device: train.device: 'cuda' requested but CUDA is not available"]
+
 def _timings(throughput, monkeypatch, limit, full):
     """Make the benchmark's clocks return fixed step times: ``limit`` and ``full`` list, per repetition,
     the (wall, CPU) seconds of each timed step; stage_times gives fixed per-stage seconds."""
