@@ -10,6 +10,14 @@ every Python call, so the shares are approximate; "Training throughput" in
 benchmarks/BENCHMARKS.md quotes them next to the stage split of ``train_throughput.py``.
 
     python benchmarks/step_profile.py --json benchmarks/results/step_profile.json
+
+``--views`` times each step of the two views instead, without the profiler (whose per-call
+cost inflates many small calls): the median milliseconds of the crop + flip, each
+photometric step of each view and the final normalisation, fed the previous step's
+output as in a run, then each of the four colour-jitter adjustments on all images, and
+both views end to end; the allocator setting of a run is applied first.
+
+    python benchmarks/step_profile.py --views --json benchmarks/results/view_steps.json
 """
 
 from __future__ import annotations
@@ -19,8 +27,11 @@ import cProfile
 import inspect
 import os
 import pstats
+import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,8 +39,15 @@ from bench_seeds import write_results
 from train_throughput import SETTINGS, make_cfg
 
 from xbyol.augment import ByolViews
+from xbyol.augment.preprocessing import to_unit_float
+from xbyol.augment.views import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation
+from xbyol.config import Config
+from xbyol.data import build_dataset
 from xbyol.methods.byol import BYOL
+from xbyol.models import create_backbone
 from xbyol.training import train, trainer
+from xbyol.training.host_memory import apply_run_setting
+from xbyol.training.precision import resolve_channels_last
 
 
 def _key(fn) -> tuple[str, int, str]:  # type: ignore[no-untyped-def]
@@ -50,6 +68,63 @@ PARTS = {
 }
 
 
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    for _ in range(3):  # warm-up: first-call allocations
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def view_step_times(cfg: Config, repeats: int = 30) -> dict[str, float]:
+    """Median ms of each step of the two views of one batch (``cfg.data.batch_size`` images), timed apart.
+
+    Keys: ``both views`` (``ByolViews`` end to end), ``to float``, then per view ``view1: crop + flip``,
+    ``view1: ColorJitter``, ... and ``view1: normalise``, then ``adjust_hue`` etc. (each on every image).
+    """
+    apply_run_setting(trainer.resolve_device(cfg.train.device), cfg.train.retain_freed_memory)
+    dataset = build_dataset(cfg, "train")
+    images = dataset.get_batch(range(cfg.data.batch_size))["image"]  # (B, 3, H, W) uint8
+    views = ByolViews(cfg.aug, cfg.data.image_size)
+    # the memory format a run gives the images, so the views see the same layout
+    fmt = torch.channels_last if resolve_channels_last(cfg.train.channels_last, create_backbone(cfg.model.backbone)) \
+        else torch.contiguous_format
+    images = images.contiguous(memory_format=fmt)
+    out = {"both views": _median_ms(lambda: views(images), repeats),
+           "to float": _median_ms(lambda: to_unit_float(images.contiguous()), repeats)}
+    x = to_unit_float(images.contiguous())  # (B, 3, H, W) in [0, 1]
+    for name, pipeline in (("view1", views.view1), ("view2", views.view2)):
+        out[f"{name}: crop + flip"] = _median_ms(lambda: pipeline.geometry(x), repeats)  # noqa: B023
+        v, _ = pipeline.geometry(x)
+        for op in pipeline.photometric:
+            out[f"{name}: {type(op).__name__}"] = _median_ms(lambda: op(v), repeats)  # noqa: B023 (timed at once)
+            v = op(v)
+        out[f"{name}: normalise"] = _median_ms(lambda: views._finish(v, fmt), repeats)  # noqa: B023
+    v, _ = views.view1.geometry(x)
+    factor = torch.full((v.shape[0],), 0.9)
+    for fn in (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue):
+        out[fn.__name__] = _median_ms(lambda: fn(v, factor), repeats)  # noqa: B023
+    return out
+
+
+def main_views(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = make_cfg(args.backbone, args.batch_size, 1, tmp, SETTINGS[args.setting])
+    ms = view_step_times(cfg, args.repeats)
+    print(f"{args.backbone} setting {args.setting!r}: the two views of {args.batch_size} images, median of {args.repeats} "
+          f"(load average {os.getloadavg()[0]:.1f})\n")
+    print("| step | ms |\n|---|---|")
+    for name, v in ms.items():
+        print(f"| {name} | {v:.2f} |")
+    if args.json:
+        write_results(args.json, {"backbone": args.backbone, "batch_size": args.batch_size, "setting": args.setting,
+                                  "repeats": args.repeats, "threads": args.threads, "ms": ms})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backbone", default="resnet10_16")
@@ -58,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path)
+    p.add_argument("--views", action="store_true", help="time each step of the two views instead (no profiler)")
+    p.add_argument("--repeats", type=int, default=30, help="--views: timed repetitions of each step")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.views:
+        return main_views(args)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_cfg(args.backbone, args.batch_size, args.steps, tmp, SETTINGS[args.setting])
         train(cfg, overwrite=True)  # warm-up: oneDNN kernels, allocator pages

@@ -579,3 +579,17 @@ def test_step_profile_finds_every_part_of_the_step(tmp_path, monkeypatch):
     assert all(ms[part] > 0 for part in ("views", "batches", "forward", "backward", "optimizer", "ema"))
     # the forward is reported without the views it contains, and the parts add up to the step
     assert ms["forward"] > 0 and sum(ms.values()) == pytest.approx(json.loads(out.read_text())["step_ms"], rel=1e-6)
+
+
+def test_step_profile_views_times_every_step_of_both_views(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    step_profile = _load("step_profile")
+    out = tmp_path / "views.json"
+    assert step_profile.main(["--views", "--batch-size", "8", "--repeats", "2", "--threads", "1", "--json", str(out)]) == 0
+    ms = json.loads(out.read_text())["ms"]
+    # the shapes preset: jitter and grayscale in both views, solarisation in view 2 only, no blur at 32 px
+    steps = [f"{v}: {op}" for v in ("view1", "view2") for op in ("crop + flip", "ColorJitter", "RandomGrayscale")]
+    assert set(ms) == {"both views", "to float", *steps, "view2: RandomSolarize", "view1: normalise", "view2: normalise",
+                       "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue"}
+    assert all(v > 0 for v in ms.values())
