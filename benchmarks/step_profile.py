@@ -114,14 +114,20 @@ def main_views(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_cfg(args.backbone, args.batch_size, 1, tmp, SETTINGS[args.setting])
     ms = view_step_times(cfg, args.repeats)
-    print(f"{args.backbone} setting {args.setting!r}: the two views of {args.batch_size} images, median of {args.repeats} "
-          f"(load average {os.getloadavg()[0]:.1f})\n")
-    print("| step | ms |\n|---|---|")
-    for name, v in ms.items():
-        print(f"| {name} | {v:.2f} |")
+    return _report(args, f"setting {args.setting!r}: the two views of {args.batch_size} images, median of {args.repeats}",
+                   "| step | ms |", [f"| {name} | {v:.2f} |" for name, v in ms.items()], {"repeats": args.repeats, "ms": ms})
+
+
+def _report(args: argparse.Namespace, title: str, header: str, rows: list[str], results: dict) -> int:
+    """Print a Markdown table under ``title`` and write ``results`` with the run's setting to ``--json``."""
+    print(f"{args.backbone}, batch {args.batch_size}, {title} (load average {os.getloadavg()[0]:.1f})\n")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for row in rows:
+        print(row)
     if args.json:
         write_results(args.json, {"backbone": args.backbone, "batch_size": args.batch_size, "setting": args.setting,
-                                  "repeats": args.repeats, "threads": args.threads, "ms": ms})
+                                  "threads": args.threads, **results})
     return 0
 
 
@@ -154,16 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds["rest of the loop"] = seconds["loop"] - sum(v for k, v in seconds.items() if k != "loop")
     loop = seconds.pop("loop")
     step_ms = 1e3 * loop / args.steps
-    print(f"{args.backbone}, batch {args.batch_size}, {args.setting}: {step_ms:.0f} ms per step under cProfile "
-          f"(load average {os.getloadavg()[0]:.1f})\n")
-    print("| part | ms per step | % of the step |\n|---|---|---|")
-    for part, sec in seconds.items():
-        print(f"| {part} | {1e3 * sec / args.steps:.1f} | {100 * sec / loop:.1f} |")
-    if args.json:
-        write_results(args.json, {"backbone": args.backbone, "batch_size": args.batch_size, "setting": args.setting,
-                                  "steps": args.steps, "threads": args.threads, "step_ms": step_ms,
-                                  "ms_per_step": {k: 1e3 * v / args.steps for k, v in seconds.items()}})
-    return 0
+    return _report(args, f"{args.setting}: {step_ms:.0f} ms per step under cProfile", "| part | ms per step | % of the step |",
+                   [f"| {part} | {1e3 * sec / args.steps:.1f} | {100 * sec / loop:.1f} |" for part, sec in seconds.items()],
+                   {"steps": args.steps, "step_ms": step_ms, "ms_per_step": {k: 1e3 * v / args.steps for k, v in seconds.items()}})
 
 
 if __name__ == "__main__":
