@@ -13,7 +13,8 @@ repetitions of images/s and of the per-repetition ratio kept / default.
 ``--micro`` times three single operations instead, each arm in a fresh process (median of
 60 calls, 2 threads): a ReLU over a 33 MB bf16 activation (ResNet-18 at batch 256), the two
 augmented views of a 256-image ``shapes`` batch (the ``shapes_byol`` preset), and reading
-that batch with ``dataset.get_batch`` vs collating ``dataset[i]`` one by one.
+that batch with ``dataset.get_batch`` (with and without the concept masks, which training
+leaves out) vs collating ``dataset[i]`` one by one.
 
     python benchmarks/host_memory.py --micro --reps 3 --json benchmarks/results/host_memory_micro.json
 """
@@ -79,6 +80,7 @@ def micro(keep: bool, threads: int) -> dict[str, float]:
         "relu_33mb_bf16_ms": ms(lambda: torch.relu(activation)),
         "two_views_256_ms": ms(lambda: views(images)),
         "get_batch_256_ms": ms(lambda: dataset.get_batch(idx)),
+        "get_batch_256_no_masks_ms": ms(lambda: dataset.get_batch(idx, masks=False)),  # as the trainer reads it
         "collate_256_ms": ms(lambda: collate([dataset[i] for i in idx])),
     }
 

@@ -87,7 +87,7 @@ def view_step_times(cfg: Config, repeats: int = 30) -> dict[str, float]:
     """
     apply_run_setting(trainer.resolve_device(cfg.train.device), cfg.train.retain_freed_memory)
     dataset = build_dataset(cfg, "train")
-    images = dataset.get_batch(range(cfg.data.batch_size))["image"]  # (B, 3, H, W) uint8
+    images = dataset.get_batch(range(cfg.data.batch_size), masks=False)["image"]  # (B, 3, H, W) uint8
     views = ByolViews(cfg.aug, cfg.data.image_size)
     # the memory format a run gives the images, so the views see the same layout
     fmt = torch.channels_last if resolve_channels_last(cfg.train.channels_last, create_backbone(cfg.model.backbone)) \

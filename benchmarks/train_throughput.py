@@ -181,7 +181,7 @@ def limit_step_times(
     """
     device, fmt, method, optimizer, scaler, dataset, cfg = _setup(cfg, dataset)
     bs = cfg.data.batch_size
-    images = dataset.get_batch(range(bs))["image"].to(device).contiguous(memory_format=fmt)  # (B, 3, H, W)
+    images = dataset.get_batch(range(bs), masks=False)["image"].to(device).contiguous(memory_format=fmt)  # (B, 3, H, W)
     with torch.no_grad():
         v1, v2 = method.views(images, seed=0)
     v1, v2 = v1.contiguous(memory_format=fmt), v2.contiguous(memory_format=fmt)  # (B, 3, S, S)
@@ -219,8 +219,8 @@ STAGES = ("data", "to_device", "augment", "forward_backward", "optimizer", "ema"
 def stage_times(cfg: Config, warmup: int, steps: int, dataset: SampleDataset | None = None) -> dict[str, list[float]]:
     """Wall seconds of each stage of the trainer's BYOL step, the device synchronised between stages.
 
-    The stages, in the trainer's order: ``data`` (``dataset.get_batch``, as the trainer's
-    ``DataLoader`` with ``data.num_workers=0`` does),
+    The stages, in the trainer's order: ``data`` (``dataset.get_batch`` without the concept
+    masks, as the trainer's ``DataLoader`` with ``data.num_workers=0`` does),
     ``to_device`` (the non-blocking copy, channels_last), ``augment`` (both views,
     ``method.views``), ``forward_backward`` (online and target forwards, the loss, the
     backward), ``optimizer`` (the step) and ``ema`` (``method.after_optimizer_step``). The
@@ -244,7 +244,7 @@ def stage_times(cfg: Config, warmup: int, steps: int, dataset: SampleDataset | N
             marks.append(time.perf_counter())
 
         idx = order[(step % n_batches) * bs : (step % n_batches + 1) * bs].tolist()
-        batch = dataset.get_batch(idx)
+        batch = dataset.get_batch(idx, masks=False)  # as the trainer reads it
         mark()
         images = batch["image"].to(device, non_blocking=True)
         if cfg.train.channels_last:

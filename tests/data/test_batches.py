@@ -40,6 +40,33 @@ def test_get_batch_equals_collated_samples(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["shapes", "digits", "fashion-mnist"])
+def test_get_batch_without_masks_is_the_same_batch_less_the_masks(tmp_path, name):
+    ds = _datasets(tmp_path)[name]
+    full, lean = ds.get_batch(INDICES), ds.get_batch(INDICES, masks=False)
+    assert "masks" not in lean and lean.keys() == full.keys() - {"masks"}
+    assert ("masks" in full) == (name == "shapes")  # the digit images have no masks
+    for key, value in lean.items():
+        assert torch.equal(value, full[key]) if isinstance(value, torch.Tensor) else value == full[key], key
+
+
+def test_get_batch_without_masks_on_a_dataset_without_a_fast_path(tmp_path):
+    # the base class collates dataset[i] and drops the masks
+    from xbyol.data.base import SampleDataset
+
+    class Two(SampleDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"image": torch.full((3, 2, 2), i, dtype=torch.uint8), "masks": torch.ones(1, 2, 2, dtype=torch.bool),
+                    "index": i}
+
+    lean = Two().get_batch([1, 0], masks=False)
+    assert set(lean) == {"image", "index"} and lean["index"].tolist() == [1, 0]
+    assert set(Two().get_batch([1])) == {"image", "masks", "index"}
+
+
+@pytest.mark.parametrize("name", ["shapes", "digits", "fashion-mnist"])
 def test_get_batch_rejects_an_index_out_of_range(tmp_path, name):
     ds = _datasets(tmp_path)[name]
     with pytest.raises(IndexError, match=f"index {len(ds)} out of range for {len(ds)} images"):
@@ -51,3 +78,21 @@ def test_batch_loader_yields_each_index_list_in_order(tmp_path):
     batches = [[0, 1, 2], [5, 4], [11]]
     got = [b["index"].tolist() for b in batch_loader(ds, batches)]
     assert got == batches
+
+
+def test_batch_loader_can_leave_out_the_masks(tmp_path):
+    ds = _datasets(tmp_path)["shapes"]
+    assert all("masks" in b for b in batch_loader(ds, [[0, 1]]))
+    assert all("masks" not in b for b in batch_loader(ds, [[0, 1], [2]], masks=False))
+
+
+def test_training_batches_come_without_masks(tmp_path):
+    # no method's training step reads the masks, and on shapes they are most of a batch's cost
+    from xbyol.config import Config
+    from xbyol.training.trainer import _batches
+
+    cfg = Config()
+    cfg.data.batch_size = 4
+    ds = _datasets(tmp_path)["shapes"]
+    got = list(_batches(ds, cfg, start_step=0, total=2, rank=0, world=1))
+    assert len(got) == 2 and all("masks" not in b and b["image"].shape[0] == 4 for b in got)

@@ -330,24 +330,29 @@ class ShapesDataset(SampleDataset):
             "index": i,
         }
 
-    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
+    def get_batch(self, indices: Sequence[int], masks: bool = True) -> dict[str, Any]:
         """``collate([self[i] for i in indices])`` in one gather per key (see :meth:`SampleDataset.get_batch`)."""
         idx = checked_indices(indices, self._n, "shapes")  # (B,)
-        # masks[b, k] = concept k's membership of the slot each pixel shows: one table lookup,
-        # row (J b + slot) of a (J B, V) table, read as a (B, S, S, V) array and viewed as (B, V, S, S)
-        to_concepts = self._id_to_concepts[idx]  # (B, V, J) slot -> concept membership, J = MAX_OBJECTS + 1
-        b, v, j = to_concepts.shape
-        table = to_concepts.transpose(0, 2, 1).reshape(j * b, v)  # (J B, V)
-        rows = self._ids[idx].astype(np.intp) + j * np.arange(b)[:, None, None]  # (B, S, S)
-        masks = table[rows].transpose(0, 3, 1, 2)  # (B, V, S, S), a view
         return {
             "image": torch.from_numpy(self._images[idx]),  # (B, 3, S, S)
             "label": self.labels[torch.from_numpy(idx)],  # (B,)
             "concepts": torch.from_numpy(self._concepts[idx]),  # (B, V)
-            "masks": torch.from_numpy(masks),  # (B, V, S, S)
+            **({"masks": self._batch_masks(idx)} if masks else {}),  # (B, V, S, S)
             "caption": [self.captions[i] for i in idx.tolist()],
             "index": torch.from_numpy(idx),  # (B,)
         }
+
+    def _batch_masks(self, idx: np.ndarray) -> torch.Tensor:
+        """``[B, V, S, S]`` bool: concept k's membership of the slot each pixel shows, for images ``idx [B]``.
+
+        One table lookup: row ``J b + slot`` of a ``(J B, V)`` table, read as a ``(B, S, S, V)``
+        array and viewed as ``(B, V, S, S)``.
+        """
+        to_concepts = self._id_to_concepts[idx]  # (B, V, J) slot -> concept membership, J = MAX_OBJECTS + 1
+        b, v, j = to_concepts.shape
+        table = to_concepts.transpose(0, 2, 1).reshape(j * b, v)  # (J B, V)
+        rows = self._ids[idx].astype(np.intp) + j * np.arange(b)[:, None, None]  # (B, S, S)
+        return torch.from_numpy(table[rows].transpose(0, 3, 1, 2))  # (B, V, S, S), a view
 
     def describe(self) -> str:
         return f"shapes[{self.split}]: {len(self)} images {self.image_size}px, seed {self.seed}"

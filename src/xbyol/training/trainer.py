@@ -641,9 +641,10 @@ def _batches(dataset: SampleDataset, cfg: Config, start_step: int, total: int, r
 
     The loader gets a generator of its own (seeded by ``train.seed``): its base-seed draw
     for workers would otherwise consume the global torch RNG that the augmentations use.
+    Batches come without per-pixel concept masks, which no method's training step reads.
     """
     sampler = _StepBatches(len(dataset), cfg.data.batch_size, cfg.train.seed, start_step, total, rank, world)
-    yield from batch_loader(dataset, sampler, cfg.data.num_workers, torch.Generator().manual_seed(cfg.train.seed))
+    yield from batch_loader(dataset, sampler, cfg.data.num_workers, torch.Generator().manual_seed(cfg.train.seed), masks=False)
 
 
 class _RunInfo:
