@@ -66,7 +66,6 @@ import xbyol
 from xbyol.augment import ByolViews
 from xbyol.config import Config
 from xbyol.data import build_dataset
-from xbyol.data.base import collate
 from xbyol.eval.evaluate import probe_and_knn, raw_pixel_scores
 from xbyol.models import create_backbone
 from xbyol.run import load_run
@@ -159,7 +158,7 @@ def train_supervised(cfg: Config, num_outputs: int | None = None,
         for idx in batch_indices(len(dataset), bs, t.seed, step // spe, 0, 1):
             if step >= total:
                 break
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in collate([dataset[i] for i in idx]).items()}
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in dataset.get_batch(idx, masks=False).items()}
             x, _ = views(batch["image"].contiguous(memory_format=fmt))  # (B, 3, S, S), one light view
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, base_lr, warmup)
