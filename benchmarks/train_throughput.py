@@ -3,8 +3,9 @@
 For each backbone (ResNet-18 with the CIFAR stem and the small ``resnet10_16``, 32x32
 ``shapes`` images), batch size and setting (precision, memory format, separate or
 concatenated views: :data:`SETTINGS`) two things are timed, alternately, for ``--reps``
-repetitions (a shared machine's speed changes from minute to minute; the interleaving
-gives both the same conditions):
+repetitions, limit first in odd repetitions and full first in even ones (a shared
+machine's speed changes from minute to minute; the interleaving gives both the same
+conditions, and the swapped order cancels a steady drift):
 
 - **full**: ``xbyol.train`` itself on the ``configs/shapes_byol.yaml`` preset (AdamW, its
   logging and collapse-monitor intervals) with the setting's overrides. A step is the time
@@ -323,8 +324,12 @@ def main(argv: list[str] | None = None) -> int:
                     cfg = make_cfg(backbone, bs, warmup + steps, tmp, (*SETTINGS[setting], f"train.device={args.device}"))
                     reps = []
                     for rep in range(args.reps):
-                        lim = limit_step_times(cfg, warmup, steps)
-                        ful = full_step_times(cfg, warmup)
+                        if rep % 2 == 0:  # the order swaps every repetition, so a drift of the machine's speed favours neither
+                            lim = limit_step_times(cfg, warmup, steps)
+                            ful = full_step_times(cfg, warmup)
+                        else:
+                            ful = full_step_times(cfg, warmup)
+                            lim = limit_step_times(cfg, warmup, steps)
                         r = {k: (bs / statistics.median(t[i] for t in ful), bs / statistics.median(t[i] for t in lim))
                              for i, k in enumerate(("wall", "cpu"))}
                         reps.append(r)

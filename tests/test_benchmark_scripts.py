@@ -180,6 +180,19 @@ def test_throughput_device_reaches_every_run_and_a_missing_one_is_one_line(throu
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["train_throughput.py: --device: train.device: 'cuda' requested but CUDA is not available"]
 
+
+def test_throughput_swaps_which_arm_runs_first_every_repetition(throughput, monkeypatch):
+    order = []
+    monkeypatch.setattr(throughput, "limit_step_times", lambda cfg, warmup, steps: order.append("limit") or [(0.1, 0.1)])
+    monkeypatch.setattr(throughput, "full_step_times", lambda cfg, warmup: order.append("full") or [(0.1, 0.1)])
+    threads = torch.get_num_threads()
+    try:
+        throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "3", "--threads", "1",
+                         "--settings", "bf16 CL concat"])
+    finally:
+        torch.set_num_threads(threads)
+    assert order == ["limit", "full", "full", "limit", "limit", "full"]
+
 def _timings(throughput, monkeypatch, limit, full):
     """Make the benchmark's clocks return fixed step times: ``limit`` and ``full`` list, per repetition,
     the (wall, CPU) seconds of each timed step; stage_times gives fixed per-stage seconds."""
