@@ -69,7 +69,7 @@ class SampleDataset(Dataset):
 
         ``masks=False`` leaves out the per-pixel concept masks ``[B, V, H, W]`` where a
         dataset has them: no training step reads them (they serve explanation metrics),
-        and on ``shapes`` they are most of a batch's cost (3.4 of 3.5 ms per 256 images).
+        and on ``shapes`` they are nearly all of a batch's cost (3.60 of 3.66 ms per 256 images).
         In-memory datasets override this with one vectorised gather; the result must stay
         equal to the per-sample path (``tests/data/test_batches.py`` checks every dataset).
         """
