@@ -6,9 +6,10 @@ import pytest
 import torch
 from data_fixtures import make_idx
 
-from xbyol.config import DataCfg
+from xbyol.config import Config, DataCfg
 from xbyol.data import create_dataset
-from xbyol.data.base import batch_loader, collate
+from xbyol.data.base import SampleDataset, batch_loader, collate
+from xbyol.training.trainer import _batches
 
 # repeated, unsorted and negative indices: the batch must follow the list exactly
 INDICES = [3, 0, 7, 3, -1, 5]
@@ -51,8 +52,6 @@ def test_get_batch_without_masks_is_the_same_batch_less_the_masks(tmp_path, name
 
 def test_get_batch_without_masks_on_a_dataset_without_a_fast_path(tmp_path):
     # the base class collates dataset[i] and drops the masks
-    from xbyol.data.base import SampleDataset
-
     class Two(SampleDataset):
         def __len__(self):
             return 2
@@ -88,9 +87,6 @@ def test_batch_loader_can_leave_out_the_masks(tmp_path):
 
 def test_training_batches_come_without_masks(tmp_path):
     # no method's training step reads the masks, and on shapes they are most of a batch's cost
-    from xbyol.config import Config
-    from xbyol.training.trainer import _batches
-
     cfg = Config()
     cfg.data.batch_size = 4
     ds = _datasets(tmp_path)["shapes"]
