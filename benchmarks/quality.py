@@ -37,7 +37,7 @@ Fashion-MNIST (needs ``apt-get install dataset-fashion-mnist``; BENCHMARKS.md ha
 
     python benchmarks/quality.py --threads 1 train.seed=0 --datasets fashion-mnist
 
-shapes at the budget where BYOL beats raw pixels (BENCHMARKS.md; about 2 h of BYOL per seed on two cores, 75 s
+shapes at the larger budget where BYOL beats raw pixels on the probe (BENCHMARKS.md; about 2 h of BYOL per seed on two cores, 75 s
 on an H200 with ``train.device=cuda``, which moves BYOL, the supervised model and the encoders' forward passes to
 the GPU; the probe and kNN stay on the CPU):
 
