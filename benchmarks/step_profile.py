@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 from bench_seeds import write_results
-from train_throughput import SETTINGS, make_cfg
+from train_throughput import SETTINGS, make_cfg, resolved
 
 from xbyol.augment import ByolViews
 from xbyol.augment.preprocessing import to_unit_float
@@ -44,10 +44,8 @@ from xbyol.augment.views import adjust_brightness, adjust_contrast, adjust_hue, 
 from xbyol.config import Config
 from xbyol.data import build_dataset
 from xbyol.methods.byol import BYOL
-from xbyol.models import create_backbone
 from xbyol.training import train, trainer
 from xbyol.training.host_memory import apply_run_setting
-from xbyol.training.precision import resolve_channels_last
 
 
 def _key(fn) -> tuple[str, int, str]:  # type: ignore[no-untyped-def]
@@ -85,13 +83,13 @@ def view_step_times(cfg: Config, repeats: int = 30) -> dict[str, float]:
     Keys: ``both views`` (``ByolViews`` end to end), ``to float``, then per view ``view1: crop + flip``,
     ``view1: ColorJitter``, ... and ``view1: normalise``, then ``adjust_hue`` etc. (each on every image).
     """
-    apply_run_setting(trainer.resolve_device(cfg.train.device), cfg.train.retain_freed_memory)
+    device = trainer.resolve_device(cfg.train.device)
+    cfg = resolved(cfg, device)  # channels_last made concrete, so the views see a run's memory format
+    apply_run_setting(device, cfg.train.retain_freed_memory)
     dataset = build_dataset(cfg, "train")
     images = dataset.get_batch(range(cfg.data.batch_size), masks=False)["image"]  # (B, 3, H, W) uint8
     views = ByolViews(cfg.aug, cfg.data.image_size)
-    # the memory format a run gives the images, so the views see the same layout
-    fmt = torch.channels_last if resolve_channels_last(cfg.train.channels_last, create_backbone(cfg.model.backbone)) \
-        else torch.contiguous_format
+    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     images = images.contiguous(memory_format=fmt)
     out = {"both views": _median_ms(lambda: views(images), repeats),
            "to float": _median_ms(lambda: to_unit_float(images.contiguous()), repeats)}
