@@ -11,6 +11,7 @@ from xbyol.augment.blur import gaussian_blur, gaussian_taps, separable_blur
 from xbyol.augment.views import (
     ColorJitter,
     RandomResizedCropFlip,
+    _on_subset,
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
@@ -104,6 +105,41 @@ def test_crop_grid_reads_the_box_corners_worked_by_hand(monkeypatch):
 def test_solarize_threshold():
     x = torch.tensor([0.0, 0.25, 0.4999, 0.5, 0.75, 1.0]).view(1, 1, 1, 6)
     torch.testing.assert_close(solarize(x).flatten(), torch.tensor([0.0, 0.25, 0.4999, 0.5, 0.25, 0.0]))
+    # min(x, 1 - x) is exactly the thresholded form on [0, 1], ties and quantised values included
+    y = torch.cat([rand_images(), rand_images(quantised=True)])
+    assert torch.equal(solarize(y), torch.where(y < 0.5, y, 1.0 - y))
+
+
+def test_hue_stays_in_range_without_a_clamp():
+    # the turned channels are M - C w with C <= M and w in [0, 1]: never below 0 or above the pixel's max
+    x = torch.cat([rand_images(b=64, seed=s) for s in range(4)] + [rand_images(quantised=True)])
+    for f in (-0.5, -0.25, 1 / 6, 0.5):
+        out = adjust_hue(x, torch.full((x.shape[0],), f))
+        assert out.min() >= 0.0
+        assert (out <= x.amax(dim=1, keepdim=True)).all()
+
+
+@pytest.mark.parametrize("p", [0.3, 0.8])  # a small subset (gathered) and a large one (whole batch, then lerp)
+def test_ops_on_a_subset_change_exactly_those_samples(p):
+    x = rand_images(b=40)
+    apply = torch.rand(40, generator=torch.Generator().manual_seed(7)) < p
+    assert 0 < int(apply.sum()) < 40 and (2 * int(apply.sum()) > 40) == (p > 0.5)
+    f = factors(-0.5, 0.5, b=40)
+    seen = []
+
+    def turn(xs, idx):
+        seen.append(idx.numel())
+        return adjust_hue(xs, f[idx])
+
+    out = _on_subset(x, apply, turn)
+    for i in range(40):
+        expected = adjust_hue(x[i : i + 1], f[i : i + 1])[0] if apply[i] else x[i]
+        assert torch.equal(out[i], expected), i  # bit for bit: per-sample ops do not see the rest of the batch
+    assert seen == [40 if p > 0.5 else int(apply.sum())]
+    # an op whose result broadcasts over the channels (grayscale) merges the same way
+    grey_out = _on_subset(x, apply, lambda xs, _: xs.mean(1, keepdim=True).expand_as(xs))
+    assert torch.equal(grey_out[apply], x[apply].mean(1, keepdim=True).expand(-1, 3, -1, -1))
+    assert torch.equal(grey_out[~apply], x[~apply])
 
 
 def test_crop_matches_kornia_crop_and_resize_on_the_drawn_boxes():

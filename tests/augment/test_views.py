@@ -52,6 +52,19 @@ def test_views_on_cuda_are_seeded_and_stay_on_device():
     assert torch.equal(a1, b1) and torch.equal(a2, b2)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_views_on_cuda_equal_the_views_on_the_cpu():
+    # parameters are drawn on the CPU for both, so only float rounding may differ (the blur's convolution
+    # may run in TF32 on the GPU: up to ~1e-3); a sample merged into the wrong row would differ by far more
+    cfg = dataclasses.replace(AugCfg(), jitter_p=0.6, grayscale_p=0.3, solarize_p=(0.3, 0.7))  # subsets on both merge paths
+    views = ByolViews(cfg, image_size=32)
+    x = images(b=64)
+    for cpu, gpu in zip(views(x, seed=4), views(x.cuda(), seed=4)):
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=5e-3)
+        assert (gpu.cpu() - cpu).abs().mean() < 1e-4
+
+
 def test_same_seed_same_views_and_global_rng_untouched():
     views = ByolViews(AugCfg(), image_size=32)
     x = images()

@@ -46,7 +46,7 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] ``[B, 3, H, W]`` -> ``(x - IMAGE_MEAN) / IMAGE_STD``."""
     _check_batch(x, "x")
     mean, std = _stats(x)
-    return (x - mean) / std
+    return (x - mean).div_(std)
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
