@@ -18,6 +18,14 @@ output as in a run, then each of the four colour-jitter adjustments on all image
 both views end to end; the allocator setting of a run is applied first.
 
     python benchmarks/step_profile.py --views --json benchmarks/results/view_steps.json
+
+``--views --against REV`` times both views end to end with this checkout's ``ByolViews``
+and with the one in ``src/xbyol/augment/views.py`` at git revision ``REV``, in turn for
+``--reps`` repetitions (each the median of ``--repeats`` calls; the first of the two
+swaps every repetition), and reports the per-repetition ratio ``then / now`` and the
+largest difference between the two versions' views for the same seed.
+
+    python benchmarks/step_profile.py --views --against feaa5af --reps 10 --json benchmarks/results/views_against.json
 """
 
 from __future__ import annotations
@@ -28,15 +36,17 @@ import inspect
 import os
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from bench_seeds import write_results
-from train_throughput import SETTINGS, make_cfg, resolved
+from train_throughput import ROOT, SETTINGS, make_cfg, resolved
 
 from xbyol.augment import ByolViews
 from xbyol.augment.preprocessing import to_unit_float
@@ -108,9 +118,63 @@ def view_step_times(cfg: Config, repeats: int = 30) -> dict[str, float]:
     return out
 
 
+def views_module_at(rev: str) -> types.ModuleType:
+    """``xbyol.augment.views`` as it was at git revision ``rev``, loaded as a separate module.
+
+    Raises:
+        ValueError: ``rev`` is not a revision of this repository or has no such file.
+    """
+    shown = subprocess.run(["git", "show", f"{rev}:src/xbyol/augment/views.py"], cwd=ROOT, capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise ValueError(f"--against {rev}: git cannot show src/xbyol/augment/views.py there ({shown.stderr.strip()})")
+    module = types.ModuleType(f"views_at_{rev}")
+    exec(compile(shown.stdout, f"{rev}:src/xbyol/augment/views.py", "exec"), module.__dict__)  # noqa: S102 (this repository's own code)
+    return module
+
+
+def views_against(cfg: Config, rev: str, repeats: int, reps: int) -> dict[str, object]:
+    """Both views end to end by this checkout's ``ByolViews`` and by the one at ``rev``, timed in turn.
+
+    Returns:
+        ``ms_now`` and ``ms_then`` (the median ms of each repetition), ``ratios`` (then / now per
+        repetition), ``ratio`` (their median) and ``max_abs_diff`` between the two versions'
+        views of one batch for the same seed.
+    """
+    device = trainer.resolve_device(cfg.train.device)
+    cfg = resolved(cfg, device)
+    apply_run_setting(device, cfg.train.retain_freed_memory)
+    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    images = build_dataset(cfg, "train").get_batch(range(cfg.data.batch_size), masks=False)["image"]
+    images = images.to(device).contiguous(memory_format=fmt)  # (B, 3, H, W) uint8
+    now = ByolViews(cfg.aug, cfg.data.image_size)
+    then = views_module_at(rev).ByolViews(cfg.aug, cfg.data.image_size)
+    diff = max(float((a - b).abs().max()) for a, b in zip(now(images, seed=0), then(images, seed=0)))
+    ms_now, ms_then = [], []
+    for rep in range(reps):
+        pair = [(ms_now, now), (ms_then, then)]
+        for times, views in pair if rep % 2 == 0 else pair[::-1]:
+            times.append(_median_ms(lambda: views(images), repeats))  # noqa: B023 (timed at once)
+    ratios = [t / n for n, t in zip(ms_now, ms_then)]
+    return {"against": rev, "ms_now": ms_now, "ms_then": ms_then, "ratios": ratios, "ratio": statistics.median(ratios),
+            "max_abs_diff": diff}
+
+
 def main_views(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_cfg(args.backbone, args.batch_size, 1, tmp, SETTINGS[args.setting])
+    if args.against:
+        try:
+            res = views_against(cfg, args.against, args.repeats, args.reps)
+        except ValueError as e:
+            print(f"step_profile.py: {e}", file=sys.stderr)
+            return 2
+        rows = [f"| {i + 1} | {n:.2f} | {t:.2f} | {r:.3f} |"
+                for i, (n, t, r) in enumerate(zip(res["ms_now"], res["ms_then"], res["ratios"]))]
+        return _report(args, f"setting {args.setting!r}: both views of {args.batch_size} images, this checkout against "
+                       f"{args.against} (median of {args.repeats} calls per repetition): {args.against} / now = "
+                       f"{res['ratio']:.3f}; largest difference between their views {res['max_abs_diff']:.2g}",
+                       f"| repetition | now (ms) | {args.against} (ms) | {args.against} / now |", rows,
+                       {"repeats": args.repeats, **res})
     ms = view_step_times(cfg, args.repeats)
     return _report(args, f"setting {args.setting!r}: the two views of {args.batch_size} images, median of {args.repeats}",
                    "| step | ms |", [f"| {name} | {v:.2f} |" for name, v in ms.items()], {"repeats": args.repeats, "ms": ms})
@@ -139,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path)
     p.add_argument("--views", action="store_true", help="time each step of the two views instead (no profiler)")
     p.add_argument("--repeats", type=int, default=30, help="--views: timed repetitions of each step")
+    p.add_argument("--against", metavar="REV", help="--views: time both views against ByolViews at git revision REV instead")
+    p.add_argument("--reps", type=int, default=10, help="--views --against: repetitions, the order swapped every time")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.views:

@@ -2,26 +2,32 @@
 
 For each backbone (ResNet-18 with the CIFAR stem and the small ``resnet10_16``, 32x32
 ``shapes`` images), batch size and setting (precision, memory format, separate or
-concatenated views: :data:`SETTINGS`) two things are timed, alternately, for ``--reps``
-repetitions, limit first in odd repetitions and full first in even ones (a shared
-machine's speed changes from minute to minute; the interleaving gives both the same
-conditions, and the swapped order cancels a steady drift):
+concatenated views: :data:`SETTINGS`) two things are timed side by side for ``--reps``
+repetitions. By default (``--pairing steps``) each repetition is one training run in
+which a full step and a bare step take turns: a shared machine's speed changes from
+second to second, and steps a few tenths of a second apart see the same machine. With
+``--pairing runs`` each repetition is a whole full run and a whole bare run, the bare
+one first in odd repetitions and second in even ones (the swap cancels a steady drift).
 
 - **full**: ``xbyol.train`` itself on the ``configs/shapes_byol.yaml`` preset (AdamW, its
   logging and collapse-monitor intervals) with the setting's overrides. A step is the time
-  between two consecutive ``after_optimizer_step`` calls of the method, so it holds
-  everything the trainer does per step: reading the batch, both augmented views, the
-  forward and backward passes, the optimiser, the EMA update, logging and monitors.
+  between two consecutive ``after_optimizer_step`` calls of the method (less the bare step
+  taken in between, with ``--pairing steps``), so it holds everything the trainer does per
+  step: reading the batch, both augmented views, the forward and backward passes, the
+  optimiser, the EMA update, logging and monitors.
 - **limit**: the same modules, optimiser, precision and allocator setting on views made
   once before timing: online forward + backward and target forward of both views, the
   loss, the optimiser step and both EMA updates, and nothing else.
 
 Both are timed in wall-clock seconds (images/s, the headline) and in process CPU
 seconds. The first ``--warmup`` steps of every run are discarded (oneDNN kernel
-creation); each run's figure is the median over its remaining steps; the table shows the
-median over repetitions and ``ratio`` = the median of the per-repetition full / limit
-(target: at least 0.95). ``--stages`` adds one run per setting that times each stage of
-the step separately.
+creation); each repetition's figure is the median over its remaining steps; the table
+shows the median over repetitions, ``ratio`` = the median of the per-repetition
+full / limit (target: at least 0.95; with ``--pairing steps`` a repetition's ratio is the
+median of its per-pair ratios), and the mean of those ratios with its 95%
+t-interval, whose position against 0.95 gives the verdict: ``met`` (wholly at or above),
+``missed`` (wholly below) or ``undecided``. ``--stages`` adds one run per setting that
+times each stage of the step separately.
 
     python benchmarks/train_throughput.py --backbones resnet18_cifar --batch-sizes 128 --reps 3 --stages
     python benchmarks/train_throughput.py --backbones resnet10_16 --batch-sizes 256 --reps 5 --steps 15 --stages
@@ -44,10 +50,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+from bench_seeds import interval95, seed_summary
 
 import xbyol
 from xbyol.config import Config, ConfigError
@@ -173,12 +180,14 @@ def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, sca
         scaler.update()
 
 
-def limit_step_times(
-    cfg: Config, warmup: int, steps: int, dataset: SampleDataset | None = None
-) -> list[tuple[float, float]]:
-    """(wall, CPU) seconds of the bare BYOL arithmetic on pre-made views, same modules/optimiser/precision.
+def _bare_step(cfg: Config, dataset: SampleDataset | None = None) -> Callable[[int, int], None]:
+    """The bare arithmetic of one BYOL step on views made once: ``step(i, total)`` runs step ``i`` of ``total``.
 
-    ``dataset``: the run's training split when already built (only its first batch is used).
+    Its own modules, optimiser and precision, built as the trainer builds them: online
+    forward + backward and target forward of both views (separate or concatenated, as
+    ``method.concat_views`` says), the loss, the optimiser step and both EMA updates
+    (``tau`` of step ``i`` of ``total``), and nothing else. ``dataset``: the run's
+    training split when already built (only its first batch is used).
     """
     device, fmt, method, optimizer, scaler, dataset, cfg = _setup(cfg, dataset)
     bs = cfg.data.batch_size
@@ -189,10 +198,8 @@ def limit_step_times(
     v = torch.cat([v1, v2]).contiguous(memory_format=fmt)  # (2B, 3, S, S)
     online = lambda x: method.projector(method.backbone(x))  # noqa: E731
     target = lambda x: method.target_projector(method.target_backbone(x))  # noqa: E731
-    times = []
-    for step in range(warmup + steps):
-        sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
+
+    def step(i: int, total: int) -> None:
         with _autocast(device, cfg.train.precision):
             if cfg.method.concat_views:
                 p1, p2 = method.predictor(online(v)).chunk(2)  # (B, P) each
@@ -205,13 +212,78 @@ def limit_step_times(
             loss = byol_loss(p1, p2, z1, z2)
         _backward_and_step(loss, optimizer, scaler)
         with torch.no_grad():
-            tau = tau_at(step, warmup + steps, cfg.method.tau_base)
+            tau = tau_at(i, total, cfg.method.tau_base)
             update_momentum(method.backbone, method.target_backbone, tau)
             update_momentum(method.projector, method.target_projector, tau)
+
+    return step
+
+
+def limit_step_times(
+    cfg: Config, warmup: int, steps: int, dataset: SampleDataset | None = None
+) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of the bare BYOL arithmetic (:func:`_bare_step`), ``steps`` after ``warmup``.
+
+    ``dataset``: the run's training split when already built (only its first batch is used).
+    """
+    device = resolve_device(cfg.train.device)
+    step = _bare_step(cfg, dataset)
+    times = []
+    for i in range(warmup + steps):
         sync(device)
-        if step >= warmup:
+        t0, c0 = time.perf_counter(), time.process_time()
+        step(i, warmup + steps)
+        sync(device)
+        if i >= warmup:
             times.append((time.perf_counter() - t0, time.process_time() - c0))
     return times
+
+
+def interleaved_step_times(cfg: Config, warmup: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(wall, CPU) seconds of full and bare steps taken in turn, within one ``xbyol.train`` run.
+
+    After each optimiser step of the run (at ``method.after_optimizer_step``, once the EMA
+    is done) one bare step (:func:`_bare_step`, on its own copy of the modules and
+    optimiser) runs and is timed; a full step is the time from the end of that bare step
+    to the end of the next optimiser step, so it holds everything the trainer does per
+    step and nothing of the bare one. The two kinds of step alternate every few tenths of
+    a second, so a shared machine's changes of speed reach both alike, which alternating
+    whole runs cannot promise. The bare steps draw no random numbers and touch none of
+    the run's modules, so the run trains exactly as it would alone (tested).
+
+    Returns:
+        ``(full, limit)``: each the steps after the first ``warmup`` of its kind,
+        ``cfg.train.steps - warmup`` entries.
+    """
+    if warmup < 1:
+        raise ValueError(f"warmup: expected at least 1 (the first full step has no start mark), got {warmup}")
+    device = resolve_device(cfg.train.device)
+    bare = _bare_step(cfg)
+    total = cfg.train.steps
+    full: list[tuple[float, float]] = []
+    limit: list[tuple[float, float]] = []
+    start: list[tuple[float, float]] = []  # end of the last bare step: where the next full step starts
+    original = BYOL.after_optimizer_step
+
+    def marked(self: BYOL, tau: float) -> dict[str, float]:
+        out = original(self, tau)
+        sync(device)
+        now = (time.perf_counter(), time.process_time())
+        if start:
+            full.append((now[0] - start[-1][0], now[1] - start[-1][1]))
+        bare(len(limit), total)
+        sync(device)
+        end = (time.perf_counter(), time.process_time())
+        limit.append((end[0] - now[0], end[1] - now[1]))
+        start.append(end)
+        return out
+
+    BYOL.after_optimizer_step = marked  # type: ignore[method-assign]
+    try:
+        train(cfg, overwrite=True)
+    finally:
+        BYOL.after_optimizer_step = original  # type: ignore[method-assign]
+    return full[warmup - 1 :], limit[warmup:]
 
 
 STAGES = ("data", "to_device", "augment", "forward_backward", "optimizer", "ema")
@@ -275,6 +347,41 @@ def stage_times(cfg: Config, warmup: int, steps: int, dataset: SampleDataset | N
     return times
 
 
+def repetition_figures(
+    full: list[tuple[float, float]], limit: list[tuple[float, float]], batch_size: int, paired: bool
+) -> dict[str, float]:
+    """One repetition's images/s (median step of each kind) and its full / limit ratio.
+
+    ``paired`` (the steps of ``full`` and ``limit`` taken in turn, :func:`interleaved_step_times`):
+    the ratio is the median over pairs of ``limit step / full step``, each pair timed a few
+    tenths of a second apart, so a change of the machine's speed during the run moves both
+    of a pair and leaves their ratio alone. Otherwise the ratio of the two medians.
+
+    Returns:
+        ``full_img_s``, ``limit_img_s``, ``ratio`` (wall clock) and ``ratio_cpu_time``.
+    """
+    out = {"full_img_s": batch_size / statistics.median(t[0] for t in full),
+           "limit_img_s": batch_size / statistics.median(t[0] for t in limit)}
+    for key, i in (("ratio", 0), ("ratio_cpu_time", 1)):
+        if paired:
+            out[key] = statistics.median(lim[i] / ful[i] for ful, lim in zip(full, limit, strict=True))
+        else:
+            out[key] = statistics.median(t[i] for t in limit) / statistics.median(t[i] for t in full)
+    return out
+
+
+def verdict(interval: tuple[float, float] | None) -> str:
+    """``met`` / ``missed`` where the 95% interval of the mean ratio lies wholly at or above / below
+    :data:`TARGET`, ``undecided`` where it contains it or is undefined (one repetition)."""
+    if interval is None:
+        return "undecided"
+    if interval[0] >= TARGET:
+        return "met"
+    if interval[1] < TARGET:
+        return "missed"
+    return "undecided"
+
+
 SETTINGS = {  # name -> overrides; "old defaults" is what xbyol ran before `auto` (fp32, NCHW, concatenated)
     "fp32 NCHW concat (old defaults)": ("train.precision=fp32", "train.channels_last=false", "method.concat_views=true"),
     "fp32 NCHW separate": ("train.precision=fp32", "train.channels_last=false", "method.concat_views=false"),
@@ -295,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), metavar="SETTING",
                    help="precision / memory format / views settings (default: all): " + "; ".join(SETTINGS))
     p.add_argument("--stages", action="store_true", help="also time each stage of the step (one extra run per setting)")
-    p.add_argument("--reps", type=int, default=3, help="alternating (limit, full) repetitions per setting")
+    p.add_argument("--reps", type=int, default=3, help="repetitions per setting (one training run each with --pairing steps)")
+    p.add_argument("--pairing", choices=("steps", "runs"), default="steps",
+                   help="steps (default): full and bare steps in turn within one training run per repetition; "
+                        "runs: a whole full run and a whole bare run per repetition, their order swapped each time")
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 12 small net, 2 ResNet-18)")
     p.add_argument("--warmup", type=int, default=None, help="discarded steps at the start of every run (default: 3 small net, 1 ResNet-18)")
     p.add_argument("--threads", type=int, default=2)
@@ -324,25 +434,29 @@ def main(argv: list[str] | None = None) -> int:
                     cfg = make_cfg(backbone, bs, warmup + steps, tmp, (*SETTINGS[setting], f"train.device={args.device}"))
                     reps = []
                     for rep in range(args.reps):
-                        if rep % 2 == 0:  # the order swaps every repetition, so a drift of the machine's speed favours neither
+                        if args.pairing == "steps":
+                            ful, lim = interleaved_step_times(cfg, warmup)
+                        elif rep % 2 == 0:  # the order swaps every repetition, so a drift of the machine's speed favours neither
                             lim = limit_step_times(cfg, warmup, steps)
                             ful = full_step_times(cfg, warmup)
                         else:
                             ful = full_step_times(cfg, warmup)
                             lim = limit_step_times(cfg, warmup, steps)
-                        r = {k: (bs / statistics.median(t[i] for t in ful), bs / statistics.median(t[i] for t in lim))
-                             for i, k in enumerate(("wall", "cpu"))}
+                        r = repetition_figures(ful, lim, bs, paired=args.pairing == "steps")
                         reps.append(r)
-                        print(f"  {backbone} batch {bs} {setting} rep {rep + 1}: full {r['wall'][0]:.1f} / limit "
-                              f"{r['wall'][1]:.1f} img/s = {r['wall'][0] / r['wall'][1]:.3f} (load {os.getloadavg()[0]:.1f})", flush=True)
+                        print(f"  {backbone} batch {bs} {setting} rep {rep + 1}: full {r['full_img_s']:.1f} / limit "
+                              f"{r['limit_img_s']:.1f} img/s, full / limit {r['ratio']:.3f} (load {os.getloadavg()[0]:.1f})", flush=True)
                     row = {
                         "backbone": backbone, "batch_size": bs, "setting": setting,
-                        "full_img_s": statistics.median(r["wall"][0] for r in reps),
-                        "limit_img_s": statistics.median(r["wall"][1] for r in reps),
-                        "ratio": statistics.median(r["wall"][0] / r["wall"][1] for r in reps),
-                        "ratio_cpu_time": statistics.median(r["cpu"][0] / r["cpu"][1] for r in reps),
-                        "ratios": [r["wall"][0] / r["wall"][1] for r in reps],
+                        "full_img_s": statistics.median(r["full_img_s"] for r in reps),
+                        "limit_img_s": statistics.median(r["limit_img_s"] for r in reps),
+                        "ratio": statistics.median(r["ratio"] for r in reps),
+                        "ratio_cpu_time": statistics.median(r["ratio_cpu_time"] for r in reps),
+                        "ratios": [r["ratio"] for r in reps],
                     }
+                    summary = seed_summary(row["ratios"])
+                    row["ratio_mean"], row["ratio_interval95"] = summary["mean"], interval95(summary)
+                    row["verdict"] = verdict(row["ratio_interval95"])
                     if args.stages:
                         st = stage_times(cfg, warmup, steps)
                         med = {k: statistics.median(v) for k, v in st.items()}
@@ -351,20 +465,25 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
     load1 = os.getloadavg()
     print()
-    print("| backbone | batch | setting | full (img/s) | limit (img/s) | **full / limit** | per repetition | ratio (CPU time) |"
-          + (" stages: " + ", ".join(STAGES) + " (% of step) |" if args.stages else ""))
-    print("|---|---|---|---|---|---|---|---|" + ("---|" if args.stages else ""))
+    print("| backbone | batch | setting | full (img/s) | limit (img/s) | **full / limit** | mean (95% interval) | verdict "
+          "| per repetition | ratio (CPU time) |" + (" stages: " + ", ".join(STAGES) + " (% of step) |" if args.stages else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.stages else ""))
     for r in rows:
+        ci = r["ratio_interval95"]
+        mean = f"{r['ratio_mean']:.3f}" + (f" ({ci[0]:.3f} to {ci[1]:.3f})" if ci else "")
         line = (f"| {r['backbone']} | {r['batch_size']} | {r['setting']} | {r['full_img_s']:.1f} | {r['limit_img_s']:.1f} | "
-                f"**{r['ratio']:.2f}** | {', '.join(f'{x:.2f}' for x in r['ratios'])} | {r['ratio_cpu_time']:.2f} |")
+                f"**{r['ratio']:.3f}** | {mean} | {r['verdict']} | {', '.join(f'{x:.2f}' for x in r['ratios'])} | "
+                f"{r['ratio_cpu_time']:.2f} |")
         if args.stages:
             line += " " + ", ".join(f"{100 * r['stage_share'][k]:.0f}" for k in STAGES) + " |"
         print(line)
+    pairing = "full and bare steps in turn" if args.pairing == "steps" else "whole runs alternated"
     print(f"\nload average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end ({os.cpu_count()} CPUs); "
-          f"{args.threads} torch threads; {args.reps} alternating repetitions")
+          f"{args.threads} torch threads; {args.reps} repetitions, {pairing}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"device": card, "threads": args.threads, "load": [load0[0], load1[0]], "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"device": card, "threads": args.threads, "load": [load0[0], load1[0]],
+                                         "pairing": args.pairing, "reps": args.reps, "rows": rows}, indent=2))
     ok = all(r["ratio"] >= TARGET for r in rows)
     print(f"target: full / limit (wall) >= {TARGET} for every setting: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1

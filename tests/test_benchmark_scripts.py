@@ -59,7 +59,11 @@ def quality():
 
 @pytest.fixture(scope="module")
 def throughput():
-    return _load("train_throughput")
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_seeds as run from there
+    try:
+        yield _load("train_throughput")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def test_quality_raw_pixel_baseline_on_digits_is_strong(quality, tmp_path):
@@ -171,7 +175,7 @@ def test_throughput_device_reaches_every_run_and_a_missing_one_is_one_line(throu
     threads = torch.get_num_threads()
     try:
         code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "1", "--threads", "1",
-                                "--device", "cpu", "--settings", "bf16 CL separate", "bf16 CL concat"])
+                                "--pairing", "runs", "--device", "cpu", "--settings", "bf16 CL separate", "bf16 CL concat"])
         assert code == 0 and seen == ["cpu"] * 4
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         assert throughput.main(["--device", "cuda", "--threads", "1"]) == 2
@@ -188,10 +192,11 @@ def test_throughput_swaps_which_arm_runs_first_every_repetition(throughput, monk
     threads = torch.get_num_threads()
     try:
         throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "3", "--threads", "1",
-                         "--settings", "bf16 CL concat"])
+                         "--pairing", "runs", "--settings", "bf16 CL concat"])
     finally:
         torch.set_num_threads(threads)
     assert order == ["limit", "full", "full", "limit", "limit", "full"]
+
 
 def _timings(throughput, monkeypatch, limit, full):
     """Make the benchmark's clocks return fixed step times: ``limit`` and ``full`` list, per repetition,
@@ -217,7 +222,7 @@ def test_throughput_main_medians_ratio_and_verdict_from_known_step_times(through
     out_json = tmp_path / "fail.json"
     try:
         code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "3", "--threads", "1",
-                                "--settings", "bf16 CL concat", "--stages", "--json", str(out_json)])
+                                "--pairing", "runs", "--settings", "bf16 CL concat", "--stages", "--json", str(out_json)])
     finally:
         torch.set_num_threads(threads)
     (row,) = json.loads(out_json.read_text())["rows"]
@@ -228,19 +233,107 @@ def test_throughput_main_medians_ratio_and_verdict_from_known_step_times(through
     assert row["ratio_cpu_time"] == pytest.approx(0.5)
     assert row["stage_share"] == pytest.approx({"data": 2 / 9, "to_device": 0.0, "augment": 2 / 9,
                                                 "forward_backward": 4 / 9, "optimizer": 1 / 9, "ema": 0.0})
+    # ratios 2.0, 0.4, 0.25: mean 0.88333, sample sd 0.96997 (squared deviations 1.24694, 0.23361, 0.40111, over 2);
+    # t(0.975, 2) = 4.30265, half-width 4.30265 * 0.96997 / sqrt(3) = 2.40954: the interval (-1.52620, 3.29287)
+    # holds 0.95
+    assert row["ratio_mean"] == pytest.approx(0.88333, abs=1e-5)
+    assert row["ratio_interval95"] == pytest.approx([-1.52620, 3.29287], abs=1e-4)
+    assert row["verdict"] == "undecided"
     out = capsys.readouterr().out
-    row_line = ("| resnet10_16 | 8 | bf16 CL concat | 40.0 | 80.0 | **0.40** | 2.00, 0.40, 0.25 | 0.50 | "
-                "22, 0, 22, 44, 11, 0 |")
+    row_line = ("| resnet10_16 | 8 | bf16 CL concat | 40.0 | 80.0 | **0.400** | 0.883 (-1.526 to 3.293) | undecided | "
+                "2.00, 0.40, 0.25 | 0.50 | 22, 0, 22, 44, 11, 0 |")
     assert row_line in out
     assert code == 1 and out.splitlines()[-1].endswith(": FAIL")  # 0.4 < 0.95
     # a full step as fast as the limit passes
     _timings(throughput, monkeypatch, [[(0.2, 0.2), (0.2, 0.2)]], [[(0.2, 0.2), (0.2, 0.2)]])
     try:
         code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "1", "--threads", "1",
-                                "--settings", "bf16 CL concat"])
+                                "--pairing", "runs", "--settings", "bf16 CL concat"])
     finally:
         torch.set_num_threads(threads)
     assert code == 0 and capsys.readouterr().out.splitlines()[-1].endswith(": PASS")
+
+
+def test_throughput_verdict_places_the_interval_against_the_target(throughput):
+    assert throughput.verdict((0.95, 1.2)) == "met"  # touching 0.95 from above counts
+    assert throughput.verdict((0.90, 0.949)) == "missed"
+    assert throughput.verdict((0.94, 0.96)) == "undecided"
+    assert throughput.verdict(None) == "undecided"  # one repetition: no interval
+
+
+def test_throughput_paired_ratio_is_the_median_of_the_pairs(throughput):
+    # wall: full 0.2, 0.1, 0.4 s and limit 0.18, 0.09, 0.1 s; pairs 0.9, 0.9, 0.25 -> median 0.9, while the
+    # medians alone (0.1 / 0.2 = 0.5) would compare steps taken at different moments
+    full = [(0.2, 1.0), (0.1, 1.0), (0.4, 1.0)]
+    limit = [(0.18, 0.5), (0.09, 2.0), (0.1, 1.0)]
+    paired = throughput.repetition_figures(full, limit, 8, paired=True)
+    assert paired["ratio"] == pytest.approx(0.9)
+    assert paired["ratio_cpu_time"] == pytest.approx(1.0)  # CPU pairs 0.5, 2.0, 1.0
+    assert paired["full_img_s"] == pytest.approx(8 / 0.2) and paired["limit_img_s"] == pytest.approx(8 / 0.1)
+    unpaired = throughput.repetition_figures(full, limit, 8, paired=False)
+    assert unpaired["ratio"] == pytest.approx(0.5) and unpaired["ratio_cpu_time"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):  # pairs need equal counts
+        throughput.repetition_figures(full, limit[:2], 8, paired=True)
+
+
+def _tiny_throughput_cfg(throughput, tmp_path, steps: int):
+    cfg = throughput.make_cfg("resnet10_16", 8, steps, str(tmp_path))
+    cfg.model.proj_hidden, cfg.model.proj_dim, cfg.model.pred_hidden = 32, 16, 32
+    return cfg
+
+
+def test_throughput_interleaved_clock_splits_full_and_bare_steps(throughput, tmp_path, monkeypatch):
+    cfg = _tiny_throughput_cfg(throughput, tmp_path, 4)
+    calls = []
+    monkeypatch.setattr(throughput, "_bare_step", lambda cfg: lambda i, total: calls.append((i, total)))
+    # each optimiser step reads the clock twice: when it ends and when the bare step after it ends
+    walls = iter([0.0, 1.0, 4.0, 5.0, 9.0, 12.0, 20.0, 21.0])
+    cpus = itertools.count(step=10)
+    monkeypatch.setattr(throughput, "time", types.SimpleNamespace(perf_counter=lambda: next(walls),
+                                                                  process_time=lambda: float(next(cpus))))
+    full, limit = throughput.interleaved_step_times(cfg, warmup=1)
+    # full steps 2-4 run from the end of the bare step before them: 4 - 1, 9 - 5, 20 - 12; the bare steps
+    # after steps 2-4 take 5 - 4, 12 - 9, 21 - 20; step 1 of each kind is the warm-up
+    assert full == [(3.0, 10.0), (4.0, 10.0), (8.0, 10.0)]
+    assert limit == [(1.0, 10.0), (3.0, 10.0), (1.0, 10.0)]
+    assert calls == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    assert throughput.BYOL.after_optimizer_step.__name__ == "after_optimizer_step"  # the hook is restored
+    with pytest.raises(ValueError, match="warmup"):
+        throughput.interleaved_step_times(cfg, warmup=0)
+
+
+def test_throughput_interleaved_bare_steps_leave_the_run_unchanged(throughput, tmp_path):
+    from xbyol.run import load_run
+    from xbyol.training.trainer import train
+
+    cfg = _tiny_throughput_cfg(throughput, tmp_path, 3)
+    full, limit = throughput.interleaved_step_times(cfg, warmup=1)
+    assert len(full) == len(limit) == 2 and all(w > 0 for w, _ in full + limit)
+    interleaved = load_run(cfg.out_dir + "/" + cfg.name).backbone.state_dict()
+    alone = load_run(train(cfg, overwrite=True)).backbone.state_dict()
+    assert interleaved.keys() == alone.keys()
+    assert all(torch.equal(interleaved[k], alone[k]) for k in alone)  # bit for bit: same data, same steps
+
+
+def test_throughput_main_pairs_steps_by_default(throughput, capsys, monkeypatch, tmp_path):
+    # two repetitions of three pairs: wall pair ratios 0.9, 0.9, 0.25 (median 0.9) and 1.0, 0.96, 0.96 (0.96)
+    reps = iter([([(0.2, 1.0), (0.1, 1.0), (0.4, 1.0)], [(0.18, 1.0), (0.09, 1.0), (0.1, 1.0)]),
+                 ([(0.1, 1.0), (0.1, 1.0), (0.1, 1.0)], [(0.1, 1.0), (0.096, 1.0), (0.096, 1.0)])])
+    monkeypatch.setattr(throughput, "interleaved_step_times", lambda cfg, warmup: next(reps))
+    monkeypatch.setattr(throughput, "limit_step_times", lambda *a: pytest.fail("runs pairing used"))
+    threads = torch.get_num_threads()
+    out_json = tmp_path / "steps.json"
+    try:
+        code = throughput.main(["--backbones", "resnet10_16", "--batch-sizes", "8", "--reps", "2", "--threads", "1",
+                                "--settings", "auto (defaults)", "--json", str(out_json)])
+    finally:
+        torch.set_num_threads(threads)
+    data = json.loads(out_json.read_text())
+    (row,) = data["rows"]
+    assert data["pairing"] == "steps" and data["reps"] == 2
+    assert row["ratios"] == pytest.approx([0.9, 0.96])
+    assert row["ratio"] == pytest.approx(0.93)  # the median of two is their mean
+    assert code == 1 and "full and bare steps in turn" in capsys.readouterr().out
 
 
 # a one-step shapes run small enough for the suite: 64 / 32 images and narrow heads
@@ -592,6 +685,22 @@ def test_step_profile_finds_every_part_of_the_step(tmp_path, monkeypatch):
     assert all(ms[part] > 0 for part in ("views", "batches", "forward", "backward", "optimizer", "ema"))
     # the forward is reported without the views it contains, and the parts add up to the step
     assert ms["forward"] > 0 and sum(ms.values()) == pytest.approx(json.loads(out.read_text())["step_ms"], rel=1e-6)
+
+
+def test_step_profile_views_against_a_revision_times_both_in_turn(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    step_profile = _load("step_profile")
+    out = tmp_path / "against.json"
+    args = ["--views", "--batch-size", "8", "--repeats", "1", "--threads", "1"]
+    assert step_profile.main([*args, "--against", "HEAD", "--reps", "3", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["against"] == "HEAD" and len(res["ms_now"]) == len(res["ms_then"]) == len(res["ratios"]) == 3
+    assert res["ratios"] == pytest.approx([t / n for n, t in zip(res["ms_now"], res["ms_then"])])
+    assert res["max_abs_diff"] < 1e-3  # HEAD's views and this checkout's agree up to float rounding
+    capsys.readouterr()
+    assert step_profile.main([*args, "--against", "no-such-revision"]) == 2
+    assert capsys.readouterr().err.strip().startswith("step_profile.py: --against no-such-revision: git cannot show")
 
 
 def test_step_profile_views_times_every_step_of_both_views(tmp_path, monkeypatch):
