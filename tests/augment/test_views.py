@@ -65,6 +65,21 @@ def test_views_on_cuda_equal_the_views_on_the_cpu():
         assert (gpu.cpu() - cpu).abs().mean() < 1e-4
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_views_on_cuda_never_wait_for_the_device():
+    # every parameter is drawn on the CPU; a blocking upload would synchronise the stream each time
+    cfg = dataclasses.replace(AugCfg(), jitter_p=0.6, grayscale_p=0.3, solarize_p=(0.3, 0.7))
+    views = ByolViews(cfg, image_size=32)
+    x = images(b=64).cuda()
+    views(x)  # first call: kernels loaded outside the check
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        views(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_same_seed_same_views_and_global_rng_untouched():
     views = ByolViews(AugCfg(), image_size=32)
     x = images()

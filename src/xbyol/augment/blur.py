@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from xbyol.augment.preprocessing import move_like
+
 
 def gaussian_taps(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """Normalised 1-D Gaussian taps ``[B, K]`` (float64), one row per sigma.
@@ -52,7 +54,7 @@ def separable_blur(x: torch.Tensor, taps: torch.Tensor, padding: str = "reflect"
     if k % 2 != 1:
         raise ValueError(f"separable_blur: the number of taps must be odd, got {k}")
     r = k // 2
-    w = taps.reshape(-1, k).to(device=x.device, dtype=x.dtype)  # (B or 1, K)
+    w = move_like(taps.reshape(-1, k), x)  # (B or 1, K)
     mode = "reflect" if padding == "reflect" else "constant"
     h_, w_ = x.shape[-2:]
     # horizontal then vertical pass, each a sum of shifted copies weighted per sample

@@ -36,9 +36,21 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
+def move_like(t: torch.Tensor, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``t`` (made on the CPU: random parameters, constants) on ``x``'s device, in ``dtype`` or ``x``'s.
+
+    The copy does not wait for the device. A blocking host-to-device copy makes PyTorch
+    synchronise the stream, so the host would stall until every queued kernel had run, once
+    per parameter of every op; a non-blocking copy from ordinary (pageable) memory is staged
+    by the CUDA driver before the call returns, so ``t`` may be freed or changed at once. On
+    the CPU it is an ordinary ``to``.
+    """
+    return t.to(device=x.device, dtype=x.dtype if dtype is None else dtype, non_blocking=True)
+
+
 def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.tensor(IMAGE_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = move_like(torch.tensor(IMAGE_MEAN), x).view(1, 3, 1, 1)
+    std = move_like(torch.tensor(IMAGE_STD), x).view(1, 3, 1, 1)
     return mean, std
 
 

@@ -39,7 +39,9 @@ context, and come out in the input's memory format (``channels_last`` images giv
 
 Determinism: all random parameters are drawn on the CPU from torch's global generator
 and then moved to the images' device, so the same seed gives the same parameters on
-every device. ``forward(images, seed=s)`` runs inside ``torch.random.fork_rng`` seeded
+every device. The moves never wait for the device (non-blocking copies,
+:func:`~xbyol.augment.preprocessing.move_like`), so on CUDA the host queues a view's
+kernels without stalling on the ones before them. ``forward(images, seed=s)`` runs inside ``torch.random.fork_rng`` seeded
 with ``s``: the same seed gives identical views and the caller's RNG state is left
 untouched. Without a seed, seed the process with ``torch.manual_seed`` as usual.
 """
@@ -55,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbyol.augment.blur import gaussian_blur
-from xbyol.augment.preprocessing import normalize, to_unit_float
+from xbyol.augment.preprocessing import move_like, normalize, to_unit_float
 from xbyol.config import AugCfg, Config
 
 LUMA = (0.299, 0.587, 0.114)
@@ -94,7 +96,7 @@ def grey(x: torch.Tensor) -> torch.Tensor:
 
 
 def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
+    return move_like(v, x).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -105,7 +107,7 @@ def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """``clamp(c x + (1 - c) mean(grey(x)))`` per sample: ``x [B, 3, H, W]``, ``factor [B]``."""
     c = _per_sample(factor, x)  # (B, 1, 1, 1)
-    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype)
+    w = move_like(torch.tensor(LUMA), x)
     mean = (x.mean(dim=(2, 3)) @ w).view(-1, 1, 1, 1)  # (B, 1, 1, 1): mean grey level (grey is linear)
     return (x * c).add_(mean * (1 - c)).clamp_(0.0, 1.0)
 
@@ -153,8 +155,8 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     num.addcmul_(torch.sub(r, g).add_(chroma, alpha=4.0), is_b)
     # grey pixels (C = 0) have num = 0, so any hue works and they stay grey; |num| <= C keeps h bounded
     h = num.div_(chroma.clamp_min(1e-12))
-    h.add_((factor.to(device=x.device, dtype=x.dtype) * 6.0).view(-1, 1, 1))  # turned hue, in [-4, 8]
-    offsets = torch.tensor(_HUE_OFFSETS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    h.add_(move_like(factor * 6.0, x).view(-1, 1, 1))  # turned hue, in [-4, 8]
+    offsets = move_like(torch.tensor(_HUE_OFFSETS), x).view(1, 3, 1, 1)
     t = torch.add(h.unsqueeze(1), offsets)  # (B, 3, H, W): h' + n - 2 for R, G, B
     t.sub_(torch.mul(t, 1.0 / 6.0).floor_(), alpha=6.0)  # mod 6 (a rounding slip at a multiple of 6 is harmless: w is continuous there)
     w = t.sub_(3.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
@@ -188,10 +190,10 @@ def _on_subset(x: torch.Tensor, apply: torch.Tensor, fn: Callable[[torch.Tensor,
     if count == 0:
         return x
     if 2 * count > n:
-        keep = apply.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.dim() - 1)))  # (B, 1, ...)
+        keep = move_like(apply, x).view(-1, *([1] * (x.dim() - 1)))  # (B, 1, ...)
         return torch.lerp(x, fn(x, torch.arange(n)).expand_as(x), keep)
     idx = apply.nonzero().squeeze(1)  # (count,) CPU
-    didx = idx.to(x.device)
+    didx = move_like(idx, x, idx.dtype)
     return x.clone().index_copy_(0, didx, fn(x.index_select(0, didx), idx).expand(count, *x.shape[1:]))
 
 
@@ -269,7 +271,7 @@ class RandomResizedCropFlip(nn.Module):
         grid = torch.empty(n, 2, s, s, dtype=dtype)
         grid[:, 0] = _to_grid(src_x, width).view(n, 1, s)  # x varies along the output's columns
         grid[:, 1] = _to_grid(src_y, height).view(n, s, 1)
-        return grid.to(device).permute(0, 2, 3, 1)  # (n, S, S, 2)
+        return grid.to(device, non_blocking=True).permute(0, 2, 3, 1)  # (n, S, S, 2); non-blocking: see move_like
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Crop and flip ``x [B, C, H, W]`` (bilinear) and ``masks [B, K, H, W]`` float (nearest) alike."""
