@@ -25,8 +25,8 @@ Per view (Grill et al. 2020, Table 6; REFERENCES.md section 1):
 6. Solarisation ``x if x < 0.5 else 1 - x`` with ``p = solarize_p[view]``.
 7. ``(x - IMAGE_MEAN) / IMAGE_STD`` when ``normalize`` is set (otherwise views stay in [0, 1]).
 
-Every random parameter is drawn per sample (an op with probability ``p`` runs on the
-samples whose draw fell below ``p``, and changes only those). Steps with probability 0 are
+Every random parameter is drawn per sample (an op with probability ``p`` changes the
+samples whose draw fell below ``p``, and only those). Steps with probability 0 are
 left out of the pipeline. Each op is checked against kornia's implementation in
 ``tests/augment/test_views.py``; the ops are written here, rather than composed from
 ``kornia.augmentation``, because the photometric steps need far fewer passes over the
@@ -41,9 +41,10 @@ Determinism: all random parameters are drawn on the CPU from torch's global gene
 and then moved to the images' device, so the same seed gives the same parameters on
 every device. The moves never wait for the device (non-blocking copies,
 :func:`~xbyol.augment.preprocessing.move_like`), so on CUDA the host queues a view's
-kernels without stalling on the ones before them. ``forward(images, seed=s)`` runs inside ``torch.random.fork_rng`` seeded
-with ``s``: the same seed gives identical views and the caller's RNG state is left
-untouched. Without a seed, seed the process with ``torch.manual_seed`` as usual.
+kernels without stalling on the ones before them. ``forward(images, seed=s)`` runs
+inside ``torch.random.fork_rng`` seeded with ``s``: the same seed gives identical views
+and the caller's RNG state is left untouched. Without a seed, seed the process with
+``torch.manual_seed`` as usual.
 """
 
 from __future__ import annotations
@@ -158,7 +159,8 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     h.add_(move_like(factor * 6.0, x).view(-1, 1, 1))  # turned hue, in [-4, 8]
     offsets = move_like(torch.tensor(_HUE_OFFSETS), x).view(1, 3, 1, 1)
     t = torch.add(h.unsqueeze(1), offsets)  # (B, 3, H, W): h' + n - 2 for R, G, B
-    t.sub_(torch.mul(t, 1.0 / 6.0).floor_(), alpha=6.0)  # mod 6 (a rounding slip at a multiple of 6 is harmless: w is continuous there)
+    # mod 6; a rounding slip of the floor at a multiple of 6 is harmless, as w is continuous there
+    t.sub_(torch.mul(t, 1.0 / 6.0).floor_(), alpha=6.0)
     w = t.sub_(3.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
     # 0 <= M - C w <= M also in floating point (C = fl(M - min) <= M and w <= 1), so no clamp is needed
     return torch.addcmul(mx.unsqueeze(1), chroma.unsqueeze(1), w, value=-1.0)  # (B, 3, H, W)
@@ -250,7 +252,7 @@ class RandomResizedCropFlip(nn.Module):
         return torch.stack([x0, y0, w, h], dim=1)  # (n, 4)
 
     def sample_grid(self, n: int, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """Draw boxes and flips for ``n`` images ``[H, W]`` and return the ``grid_sample`` grid ``[n, S, S, 2]`` (not contiguous).
+        """Draw boxes and flips for ``n`` images ``[H, W]``; return the ``grid_sample`` grid ``[n, S, S, 2]`` (a strided view).
 
         Output pixel ``(i, j)`` reads the source point
         ``(x0 + j' (w - 1) / (S - 1), y0 + i (h - 1) / (S - 1))`` with ``j' = S - 1 - j``
