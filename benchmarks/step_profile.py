@@ -20,7 +20,8 @@ both views end to end; the allocator setting of a run is applied first.
     python benchmarks/step_profile.py --views --json benchmarks/results/view_steps.json
 
 ``--views --against REV`` times both views end to end with this checkout's ``ByolViews``
-and with the one in ``src/xbyol/augment/views.py`` at git revision ``REV``, in turn for
+and with the one in ``src/xbyol/augment/views.py`` at git revision ``REV`` (or in the file
+``REV``), in turn for
 ``--reps`` repetitions (each the median of ``--repeats`` calls; the first of the two
 swaps every repetition), and reports the per-repetition ratio ``then / now`` and the
 largest difference between the two versions' views for the same seed.
@@ -119,16 +120,21 @@ def view_step_times(cfg: Config, repeats: int = 30) -> dict[str, float]:
 
 
 def views_module_at(rev: str) -> types.ModuleType:
-    """``xbyol.augment.views`` as it was at git revision ``rev``, loaded as a separate module.
+    """``xbyol.augment.views`` as it was at git revision ``rev`` (or in the file ``rev``, for a copy
+    without git history, e.g. on a lent machine), loaded as a separate module.
 
     Raises:
-        ValueError: ``rev`` is not a revision of this repository or has no such file.
+        ValueError: ``rev`` is neither a file nor a revision of this repository with that file.
     """
-    shown = subprocess.run(["git", "show", f"{rev}:src/xbyol/augment/views.py"], cwd=ROOT, capture_output=True, text=True)
-    if shown.returncode != 0:
-        raise ValueError(f"--against {rev}: git cannot show src/xbyol/augment/views.py there ({shown.stderr.strip()})")
-    module = types.ModuleType(f"views_at_{rev}")
-    exec(compile(shown.stdout, f"{rev}:src/xbyol/augment/views.py", "exec"), module.__dict__)  # noqa: S102 (this repository's own code)
+    if Path(rev).is_file():
+        source, name = Path(rev).read_text(), rev
+    else:
+        shown = subprocess.run(["git", "show", f"{rev}:src/xbyol/augment/views.py"], cwd=ROOT, capture_output=True, text=True)
+        if shown.returncode != 0:
+            raise ValueError(f"--against {rev}: git cannot show src/xbyol/augment/views.py there ({shown.stderr.strip()})")
+        source, name = shown.stdout, f"{rev}:src/xbyol/augment/views.py"
+    module = types.ModuleType("views_against")
+    exec(compile(source, name, "exec"), module.__dict__)  # noqa: S102 (this repository's own code)
     return module
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
 import sys
 import types
 from pathlib import Path
@@ -698,9 +699,41 @@ def test_step_profile_views_against_a_revision_times_both_in_turn(tmp_path, monk
     assert res["against"] == "HEAD" and len(res["ms_now"]) == len(res["ms_then"]) == len(res["ratios"]) == 3
     assert res["ratios"] == pytest.approx([t / n for n, t in zip(res["ms_now"], res["ms_then"])])
     assert res["max_abs_diff"] < 1e-3  # HEAD's views and this checkout's agree up to float rounding
+    # a file instead of a revision (a copy without git history): this checkout's own views.py, the same code
+    assert step_profile.main([*args, "--against", str(ROOT / "src/xbyol/augment/views.py"), "--reps", "1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["max_abs_diff"] == 0.0
     capsys.readouterr()
     assert step_profile.main([*args, "--against", "no-such-revision"]) == 2
     assert capsys.readouterr().err.strip().startswith("step_profile.py: --against no-such-revision: git cannot show")
+
+
+def test_view_copies_times_every_variant_and_undoes_the_blocking_copies(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    view_copies = _load("view_copies")
+    from xbyol.augment import blur, preprocessing, views
+
+    blocking_calls = []
+    real_blocking = view_copies._blocking_move
+    monkeypatch.setattr(view_copies, "_blocking_move", lambda *a, **k: blocking_calls.append(1) or real_blocking(*a, **k))
+    out = tmp_path / "copies.json"
+    args = ["--device", "cpu", "--backbones", "resnet10_16", "--batch-size", "8", "--steps", "2", "--warmup", "1",
+            "--reps", "2", "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert view_copies.main([*args, "--against", "HEAD", "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (row,) = json.loads(out.read_text())["rows"]
+    assert list(row["ms"]) == ["now", "now, blocking copies", "HEAD"] and all(len(v) == 2 for v in row["ms"].values())
+    assert row["ratios"]["HEAD / now"] == pytest.approx([t / n for n, t in zip(row["ms"]["now"], row["ms"]["HEAD"])])
+    assert row["ratio"]["now, blocking copies / now"] == pytest.approx(statistics.median(row["ratios"]["now, blocking copies / now"]))
+    # the blocking variant's steps went through the blocking copy; afterwards every module has the non-blocking one again
+    assert blocking_calls
+    assert views.move_like is blur.move_like is preprocessing.move_like is view_copies.NON_BLOCKING
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    capsys.readouterr()
+    assert view_copies.main(["--device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == "view_copies.py: --device: CUDA is not available"
 
 
 def test_step_profile_views_times_every_step_of_both_views(tmp_path, monkeypatch):
