@@ -15,9 +15,19 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from load_script import load_script
+
+from xbyol.augment import blur, preprocessing, views
+from xbyol.concepts.projection import run_bank
+from xbyol.config import from_dict
+from xbyol.data.idx import write_idx
+from xbyol.eval.concept_eval import concept_scores
+from xbyol.eval.evaluate import probe_and_knn
+from xbyol.run import load_run
+from xbyol.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -304,9 +314,6 @@ def test_throughput_interleaved_clock_splits_full_and_bare_steps(throughput, tmp
 
 
 def test_throughput_interleaved_bare_steps_leave_the_run_unchanged(throughput, tmp_path):
-    from xbyol.run import load_run
-    from xbyol.training.trainer import train
-
     cfg = _tiny_throughput_cfg(throughput, tmp_path, 3)
     full, limit = throughput.interleaved_step_times(cfg, warmup=1)
     assert len(full) == len(limit) == 2 and all(w > 0 for w, _ in full + limit)
@@ -359,9 +366,6 @@ def test_quality_baselines_only_skips_byol_and_matches_the_full_run(quality, tmp
 
 
 def test_quality_random_init_is_the_runs_random_init_twin(quality, tmp_path):
-    from xbyol.run import load_run
-    from xbyol.training.trainer import train
-
     cfg = quality.make_cfg("shapes", 1, str(tmp_path), TINY_QUALITY_OVERRIDES + ["train.seed=3"])
     twin = load_run(train(cfg, overwrite=True)).random_init_backbone(seed=3).state_dict()
     ours = quality.random_init(cfg).state_dict()
@@ -610,12 +614,6 @@ def test_explainable_mean_sd_variants_and_budget_guard(explainable, tmp_path):
 
 def _tiny_fashion_run(tmp_path: Path, tiny_overrides: dict, method: str) -> Path:
     """A 2-step run on 96 / 32 tiny Fashion-MNIST-format images (8 px, label k % 10, a ramp per image)."""
-    import numpy as np
-
-    from xbyol.config import from_dict
-    from xbyol.data.idx import write_idx
-    from xbyol.training import train
-
     root = tmp_path / "fm"
     root.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
@@ -634,10 +632,6 @@ def _tiny_fashion_run(tmp_path: Path, tiny_overrides: dict, method: str) -> Path
 def test_explainable_one_feature_pass_gives_the_library_scores(explainable, tmp_path, tiny_overrides, method):
     """Data without masks: the probe, kNN and concept scores from one feature pass per split equal those of
     ``probe_and_knn`` and ``concept_scores`` (which encode the splits again), for the learned and post-hoc maps."""
-    from xbyol.eval.concept_eval import concept_scores
-    from xbyol.eval.evaluate import probe_and_knn
-    from xbyol.run import load_run
-
     run = load_run(_tiny_fashion_run(tmp_path, tiny_overrides, method))
     got = explainable.scores_without_masks(run, method)
     probe, _ = probe_and_knn(run.backbone, run.dataset("train"), run.dataset("test"), run.cfg, run.device)
@@ -653,7 +647,6 @@ def test_explainable_one_feature_pass_gives_the_library_scores(explainable, tmp_
         assert got[key]["concept_accuracy"] == pytest.approx(want["concept_accuracy"], abs=1e-9), key
     assert set(got["stage_s"]) >= {"features", "eval: linear probe", "eval: kNN", "concept map"}
     if method == "byol":  # --eval-train: the first n training images, the same features and positives as the full pass
-        from xbyol.concepts.projection import run_bank
 
         bank = run_bank(run)
         full = explainable.split_features(run.backbone, run, "train", bank)
@@ -710,7 +703,6 @@ def test_step_profile_views_against_a_revision_times_both_in_turn(tmp_path, monk
 def test_view_copies_times_every_variant_and_undoes_the_blocking_copies(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     view_copies = _load("view_copies")
-    from xbyol.augment import blur, preprocessing, views
 
     blocking_calls = []
     real_blocking = view_copies._blocking_move
