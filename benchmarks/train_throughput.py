@@ -107,20 +107,30 @@ def sync(device: torch.device) -> None:
 
 
 @contextlib.contextmanager
-def step_clock(device: torch.device = torch.device("cpu")) -> Iterator[list[tuple[float, float]]]:
+def step_clock(
+    device: torch.device = torch.device("cpu"), between: Callable[[int], None] | None = None
+) -> Iterator[list[tuple[float, float]]]:
     """Record ``(wall, process CPU)`` seconds at the end of every optimiser step of BYOL runs.
 
     The trainer calls ``method.after_optimizer_step`` once per step, after the optimiser;
     the time between two calls is one whole training step as the trainer runs it. On CUDA
-    the mark waits for the step's kernels first (:func:`sync`).
+    the mark waits for the step's kernels first (:func:`sync`). ``between(k)``, when given,
+    runs after the mark of step ``k`` (from 0) and is marked in turn, so the marks alternate:
+    end of step 0, end of ``between(0)``, end of step 1, ...
     """
     marks: list[tuple[float, float]] = []
     original = BYOL.after_optimizer_step
 
-    def marked(self: BYOL, tau: float) -> dict[str, float]:
-        out = original(self, tau)
+    def mark() -> None:
         sync(device)
         marks.append((time.perf_counter(), time.process_time()))
+
+    def marked(self: BYOL, tau: float) -> dict[str, float]:
+        out = original(self, tau)
+        mark()
+        if between is not None:
+            between(len(marks) // 2)
+            mark()
         return out
 
     BYOL.after_optimizer_step = marked  # type: ignore[method-assign]
@@ -257,32 +267,12 @@ def interleaved_step_times(cfg: Config, warmup: int) -> tuple[list[tuple[float, 
     """
     if warmup < 1:
         raise ValueError(f"warmup: expected at least 1 (the first full step has no start mark), got {warmup}")
-    device = resolve_device(cfg.train.device)
     bare = _bare_step(cfg)
-    total = cfg.train.steps
-    full: list[tuple[float, float]] = []
-    limit: list[tuple[float, float]] = []
-    start: list[tuple[float, float]] = []  # end of the last bare step: where the next full step starts
-    original = BYOL.after_optimizer_step
-
-    def marked(self: BYOL, tau: float) -> dict[str, float]:
-        out = original(self, tau)
-        sync(device)
-        now = (time.perf_counter(), time.process_time())
-        if start:
-            full.append((now[0] - start[-1][0], now[1] - start[-1][1]))
-        bare(len(limit), total)
-        sync(device)
-        end = (time.perf_counter(), time.process_time())
-        limit.append((end[0] - now[0], end[1] - now[1]))
-        start.append(end)
-        return out
-
-    BYOL.after_optimizer_step = marked  # type: ignore[method-assign]
-    try:
+    with step_clock(resolve_device(cfg.train.device), between=lambda k: bare(k, cfg.train.steps)) as marks:
         train(cfg, overwrite=True)
-    finally:
-        BYOL.after_optimizer_step = original  # type: ignore[method-assign]
+    ends, bare_ends = marks[0::2], marks[1::2]  # end of each optimiser step, end of the bare step after it
+    full = [(e[0] - b[0], e[1] - b[1]) for b, e in zip(bare_ends[:-1], ends[1:])]
+    limit = [(b[0] - e[0], b[1] - e[1]) for e, b in zip(ends, bare_ends)]
     return full[warmup - 1 :], limit[warmup:]
 
 
