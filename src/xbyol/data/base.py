@@ -19,7 +19,8 @@ Each is built by a factory ``fn(cfg: DataCfg, split: str)`` registered in :data:
 Batches: ``dataset.get_batch(indices)`` returns what ``collate([dataset[i] for i in
 indices])`` returns. Datasets held in memory override it with one vectorised gather
 (building 256 shapes samples one by one, then stacking them, took 7.3 ms against 3.3 ms,
-about 1% of the small network's bf16 training step: benchmarks/host_memory.py --micro); :func:`batch_loader` is the DataLoader that feeds whole batches from it.
+about 1% of the small network's bf16 training step: benchmarks/host_memory.py --micro);
+:func:`batch_loader` is the DataLoader that feeds whole batches from it.
 """
 
 from __future__ import annotations
