@@ -122,7 +122,7 @@ class CrossModalCfg:
 class MethodCfg:
     name: str = choice("byol", ["byol", "xbyol", "xmodal", "clip"], "training objective")
     tau_base: float = opt(0.996, "EMA momentum at step 0; follows a cosine schedule to 1", 0.0, 1.0)
-    concat_views: bool | str = choice("auto", ["auto", True, False], "BYOL/xbyol: pass both views through the networks as one batch (BatchNorm statistics shared across the views) or one view at a time (statistics per view, as in the paper's code); auto: concatenated (on CPU the faster of the two with channels_last, in fp32 and bf16, and on an H200 GPU in bf16; in NCHW on CPU separate views were as fast or faster)")
+    concat_views: bool | str = choice("auto", ["auto", True, False], "BYOL/xbyol: pass both views through the networks as one batch (BatchNorm statistics shared across the views) or one view at a time (statistics per view, as in the paper's code); auto: concatenated")
     semantic: SemanticCfg = field(default_factory=SemanticCfg)
     crossmodal: CrossModalCfg = field(default_factory=CrossModalCfg)
 

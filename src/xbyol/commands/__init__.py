@@ -1,10 +1,9 @@
 """One module per CLI command; each defines ``add_parser(subparsers)``; :data:`COMMANDS` lists them.
 
-The CLI imports every command module to build its parser, so ``xbyol --help`` and argument
-errors answer in about 0.3 s. The xbyol modules a command runs with pull in torch, Flask and
-matplotlib (about 8 s together on a 2-core machine), so each command imports them inside its
-``run`` function, when it runs: the one place in xbyol where its own modules are imported
-inside functions.
+The CLI imports every command module to build its parser. The xbyol modules a command runs
+with pull in torch, Flask and matplotlib, which take seconds to import, so each command imports
+them inside its ``run`` function, when it runs, and ``xbyol --help`` and argument errors answer
+at once: the one place in xbyol where its own modules are imported inside functions.
 """
 
 from xbyol.commands import (

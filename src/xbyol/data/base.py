@@ -18,8 +18,7 @@ Each is built by a factory ``fn(cfg: DataCfg, split: str)`` registered in :data:
 
 Batches: ``dataset.get_batch(indices)`` returns what ``collate([dataset[i] for i in
 indices])`` returns. Datasets held in memory override it with one vectorised gather
-(building 256 shapes samples one by one, then stacking them, took 7.3 ms against 3.3 ms,
-about 1% of the small network's bf16 training step: benchmarks/host_memory.py --micro);
+(measured: benchmarks/BENCHMARKS.md, section "Freed host memory kept vs glibc's defaults");
 :func:`batch_loader` is the DataLoader that feeds whole batches from it.
 """
 
@@ -70,7 +69,8 @@ class SampleDataset(Dataset):
 
         ``masks=False`` leaves out the per-pixel concept masks ``[B, V, H, W]`` where a
         dataset has them: no training step reads them (they serve explanation metrics),
-        and on ``shapes`` they are nearly all of a batch's cost (3.60 of 3.66 ms per 256 images).
+        and on ``shapes`` they are most of a batch's cost (measured: benchmarks/BENCHMARKS.md,
+        section "Training throughput (CPU)", "Reading").
         In-memory datasets override this with one vectorised gather; the result must stay
         equal to the per-sample path (``tests/data/test_batches.py`` checks every dataset).
         """

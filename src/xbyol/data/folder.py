@@ -138,7 +138,7 @@ class ImageFilesDataset(SampleDataset):
 
 @dataclass
 class _Item:
-    path: str  # a plain string: 60,000 Path objects cost seconds
+    path: str  # a plain string: Path objects cost more per file
     key: str  # path relative to its root, posix separators
     label: int
 
@@ -147,8 +147,8 @@ def _scan_images(directory: Path) -> list[str]:
     """Posix paths, relative to ``directory``, of the image files below it (hidden names skipped).
 
     ``os.scandir`` reads each directory once and knows file types without a ``stat`` per
-    file, and plain strings avoid pathlib's per-object cost: a 60,000-image folder scans in
-    a fraction of a second. Sorted as paths (by their parts), like ``sorted(Path, ...)``.
+    file, and plain strings avoid pathlib's per-object cost (measured: benchmarks/BENCHMARKS.md,
+    section "Time to first step (60,000-image folder, CPU)"). Sorted as paths (by their parts), like ``sorted(Path, ...)``.
     """
     out: list[str] = []
     pending = [""]
@@ -305,8 +305,8 @@ class FolderDataset(ImageFilesDataset):
         self.malformed_caption_lines = bad_lines
         missing_caption = sum(it.key not in captions for it in items) if cap_path is not None else 0
         self._warn_skipped(base, cap_path, missing_caption, unmatched)
-        # unreadable files are found when first read (ImageFilesDataset), not by opening
-        # every file here: that took 24 s on a 60,000-image folder
+        # unreadable files are found when first read (ImageFilesDataset), not by opening every
+        # file here (measured: benchmarks/BENCHMARKS.md, section "Time to first step (60,000-image folder, CPU)")
 
     def _scan_roots(self) -> list[list[_Item]]:
         """Items of ``root`` (then of ``test_root``), labelled by ``root``'s class folders; sets ``class_names``."""

@@ -66,7 +66,7 @@ class ActivationsAndGradients:
     ``torch.no_grad()``: the hook replaces the layer output by a fresh leaf that requires
     grad (recorded as ``activations``), passes a copy of it on, and switches gradient mode
     on for the rest of the forward pass. Autograd then records only what follows the layer,
-    which is all a CAM needs (about 25 % faster for a ResNet on CPU), the model's parameters
+    which is all a CAM needs (less autograd work), the model's parameters
     need not require grad, and in-place ops after the layer (``ReLU(inplace=True)``) leave
     the recorded activations intact. The caller's ``no_grad`` block restores the mode.
 

@@ -19,8 +19,8 @@ from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
 
 
 def resolve_concat_views(value: bool | str, device: torch.device | None = None) -> bool:
-    """``"auto"`` -> one concatenated batch (on CPU and CUDA alike; the measurements are in
-    :mod:`xbyol.training.precision`)."""
+    """``"auto"`` -> one concatenated batch, on CPU and CUDA alike (measured:
+    benchmarks/BENCHMARKS.md, sections "Training throughput (CPU)" and "GPU")."""
     if value == "auto":
         return True
     return bool(value)

@@ -122,8 +122,8 @@ def find_weights_file(model_dir: Path) -> Path:
 def file_sha256(path: Path, cache: Path | None = None) -> str:
     """Hex SHA-256 of a file, remembered in ``cache/weights_sha256.json`` by (path, size, mtime).
 
-    Hashing the 90 MB MiniLM weights takes a noticeable fraction of a second; a file that
-    has not changed is not read again.
+    Hashing the MiniLM weights means reading the whole file; a file that has not changed is
+    not read again.
     """
     st = path.stat()
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"

@@ -4,10 +4,8 @@ Every training step allocates its augmented views, activations and gradients ane
 frees them at its end. With its defaults, glibc's ``malloc`` serves blocks above its mmap
 threshold (128 KiB, raised at run time to at most 32 MiB) with fresh ``mmap`` pages that
 it unmaps on ``free``, and trims the free top of its heap back to the kernel. The next step
-then touches pages the kernel has to zero and map again, one fault per 4 KiB page: on the
-2-core test machine a ReLU over a 33 MB bf16 activation took 12.6 ms that way and 1.8 ms
-with the memory kept, and the two augmented views of a 256-image batch 30 ms against 13 ms
-(``benchmarks/host_memory.py --micro``; "Training throughput" in benchmarks/BENCHMARKS.md).
+then touches pages the kernel has to zero and map again, one fault per 4 KiB page
+(measured: benchmarks/BENCHMARKS.md, section "Freed host memory kept vs glibc's defaults").
 
 :func:`retain_freed_memory` switches both hand-backs off with ``mallopt``: no block is
 served from ``mmap`` (``M_MMAP_MAX = 0``) and the heap is trimmed only above 1 GiB of free

@@ -5,14 +5,8 @@ AVX512-BF16 or AMX, CUDA devices with bf16 support), fp16 with a GradScaler on C
 without bf16, and fp32 otherwise. ``train.channels_last: auto`` is on for convolutional
 backbones. ``method.concat_views: auto`` (resolved by
 :func:`xbyol.methods.byol.resolve_concat_views`, beside the views it batches) passes the two
-BYOL views as one concatenated batch on every device. Measured on a 2-core AVX512-BF16 CPU
-("Training throughput" in benchmarks/BENCHMARKS.md): with channels_last, which ``auto`` turns
-on for both of its CPU precisions, the concatenated batch was the faster one (bf16: ResNet-18
-44.5 vs 41.3 images/s, the small ResNet-10 772 vs 721; fp32: 23.1 vs 22.0 and 527 vs 511);
-in the NCHW layout separate views were as fast or faster (ResNet-18 fp32 19.9 vs 18.0, bf16
-38.2 vs 36.5). On CUDA (an H200, bf16 + channels_last, batch 256, the same benchmark with
-``--device cuda``) the concatenated batch was the faster one too: ResNet-18 6,380 vs 4,955 images/s,
-the small ResNet-10 8,107 vs 6,888.
+BYOL views as one concatenated batch on every device (measured: benchmarks/BENCHMARKS.md,
+sections "Training throughput (CPU)" and "GPU").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Per image, the activations are arranged as ``M [hw, C]`` and centred over positions;
 the map is the projection ``M_c v`` on the first right-singular vector ``v`` of ``M_c``,
 obtained from the eigen-decomposition of the smaller of ``M_c M_c^T`` and ``M_c^T M_c``
-(the same vector as the SVD's, and an order of magnitude faster on CPU).
+(the same vector as the SVD's, from a smaller decomposition).
 
 Sign convention: a singular vector's sign is arbitrary (and differs between LAPACK builds
 and devices), so the projection is flipped to correlate positively with the mean activation
