@@ -29,9 +29,9 @@ def choice(default: Any, choices: list[Any], help: str = "") -> Any:
     return field(default=default, metadata={"choices": list(choices), "help": help})
 
 
-def opt(default: Any, help: str = "", low: float | None = None, high: float | None = None) -> Any:
-    """A documented dataclass field, optionally with an inclusive numeric range."""
-    return field(default=default, metadata={"help": help, "low": low, "high": high})
+def opt(default: Any, help: str = "", low: float | None = None, high: float | None = None, words: tuple[str, ...] = ()) -> Any:
+    """A documented dataclass field, optionally with an inclusive numeric range and the words it takes besides numbers."""
+    return field(default=default, metadata={"help": help, "low": low, "high": high, "words": words})
 
 
 @dataclass
@@ -43,7 +43,7 @@ class DataCfg:
     num_test: int = opt(2000, "number of test images (generated datasets)", low=1)
     seed: int = opt(0, "seed of generation and of the train/test split")
     batch_size: int = opt(256, "images per optimiser step (per process under DDP)", low=1)
-    num_workers: int = opt(0, "DataLoader worker processes", low=0)
+    num_workers: int | str = opt("auto", "DataLoader worker processes that read and decode batches; auto: the cores left to each process minus one on CUDA (decoding beside the GPU's step), 0 on the CPU (the step's arithmetic needs every core)", low=0, words=("auto",))
     strict: bool = opt(False, "raise on an unreadable image instead of skipping it")
     captions_file: str | None = opt(None, "captions file (folder: captions.jsonl; coco-captions: the JSON)")
     test_root: str | None = opt(None, "separate directory for the test split (folder, coco-captions images)")
@@ -262,6 +262,9 @@ def _build(cls: type, data: dict[str, Any] | None, prefix: str) -> Any:
         choices = f.metadata.get("choices")
         if choices is not None and value not in choices:
             raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
+        words = f.metadata.get("words")
+        if words and isinstance(value, str) and value not in words:
+            raise ConfigError(f"{key}: {value!r} is not allowed; give a number or {', '.join(words)}")
         low, high = f.metadata.get("low"), f.metadata.get("high")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if low is not None and value < low:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from data_fixtures import make_idx
 
-from xbyol.config import Config, DataCfg
+from xbyol import config as config_mod
+from xbyol.config import Config, ConfigError, DataCfg
 from xbyol.data import create_dataset
-from xbyol.data.base import SampleDataset, batch_loader, collate
+from xbyol.data.base import SampleDataset, batch_loader, collate, resolve_num_workers
 from xbyol.training.trainer import _batches
 
 # repeated, unsorted and negative indices: the batch must follow the list exactly
@@ -92,3 +95,30 @@ def test_training_batches_come_without_masks(tmp_path):
     ds = _datasets(tmp_path)["shapes"]
     got = list(_batches(ds, cfg, start_step=0, total=2, rank=0, world=1))
     assert len(got) == 2 and all("masks" not in b and b["image"].shape[0] == 4 for b in got)
+
+
+def test_num_workers_auto_is_cores_minus_one_on_cuda_and_zero_on_cpu(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert resolve_num_workers("auto", torch.device("cpu")) == 0
+    assert resolve_num_workers("auto", torch.device("cuda", 0)) == 15
+    assert resolve_num_workers("auto", torch.device("cuda", 0), processes=2) == 7  # each DDP process its share
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert resolve_num_workers("auto", torch.device("cuda", 0)) == 0  # one core: nothing left for workers
+    assert resolve_num_workers(3, torch.device("cpu")) == 3  # a number is taken as it is
+
+
+def test_num_workers_config_takes_a_number_or_auto():
+    assert Config().data.num_workers == "auto"
+    assert config_mod.load(None, ["data.num_workers=2"]).data.num_workers == 2
+    with pytest.raises(ConfigError, match="data.num_workers: 'many' is not allowed"):
+        config_mod.load(None, ["data.num_workers=many"])
+    with pytest.raises(ConfigError, match="data.num_workers: -1 is below"):
+        config_mod.load(None, ["data.num_workers=-1"])
+
+
+def test_batch_loader_with_workers_prefetches_and_pins_as_asked(tmp_path):
+    ds = _datasets(tmp_path)["shapes"]
+    loader = batch_loader(ds, [[0, 1], [2, 3], [4]], num_workers=1, prefetch_factor=3, masks=False)
+    assert loader.persistent_workers and loader.prefetch_factor == 3 and not loader.pin_memory
+    assert [b["index"].tolist() for b in loader] == [[0, 1], [2, 3], [4]]
+    assert batch_loader(ds, [[0]], pin_memory=True).pin_memory

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from data_fixtures import truncated_bytes
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from xbyol.data.folder import FolderDataset
 from xbyol.data.io import (
@@ -256,3 +256,21 @@ def test_explain_command_explains_the_decoded_file(same_files, tiny_run_dir, tmp
                  str(tmp_path / "out"), "--png-size", "32"]) == 0
     ds = FolderDataset(same_files, "train", image_size=size)
     assert len(seen) == 1 and torch.equal(seen[0][0], ds[ds.keys.index("a/rgba.png")]["image"])
+
+
+def test_the_draft_decode_of_a_large_jpeg_is_close_to_the_full_decode(monkeypatch):
+    # a 1024x768 photo-like JPEG (smooth gradients and a few hard edges) read at 96 px: the draft decodes at 1/4 scale
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:768, 0:1024].astype(float)
+    arr = np.stack([xx / 4, yy / 3, 128 + 100 * np.sin(xx / 40) * np.cos(yy / 30)], -1)
+    arr[200:400, 300:700] = (240, 30, 30)  # a hard-edged block
+    arr += rng.normal(0, 4, arr.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    drafted, _ = read_image(buf.getvalue(), 96)
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda self, mode, size: None)  # full-size decode
+    full, _ = read_image(buf.getvalue(), 96)
+    assert not torch.equal(drafted, full)  # the two decodes did differ
+    assert drafted.shape == full.shape == (3, 96, 96)
+    diff = (drafted.double() - full.double()).abs()
+    assert diff.mean() < 2.0 and diff.max() < 40  # edges move by at most a pixel's blend

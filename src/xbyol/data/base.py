@@ -24,6 +24,7 @@ indices])`` returns. Datasets held in memory override it with one vectorised gat
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -178,18 +179,44 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
+def resolve_num_workers(setting: int | str, device: torch.device, processes: int = 1) -> int:
+    """``data.num_workers`` as a number: ``auto`` is the cores left to each process minus one on CUDA, 0 on the CPU.
+
+    On CUDA the host only queues kernels, so its other cores can decode the next batches
+    (a folder of JPEGs at 224 px would otherwise starve the GPU); on the CPU the same
+    cores run the step's arithmetic, and worker processes only compete with it.
+
+    Args:
+        setting: a non-negative number of worker processes, or ``"auto"``.
+        device: the run's device.
+        processes: training processes on this machine (DDP's local world size); each
+            one gets its own workers.
+    """
+    if setting != "auto":
+        return int(setting)
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(cores // max(processes, 1) - 1, 0)
+
+
 def batch_loader(
     dataset: SampleDataset,
     batches: Iterable[Sequence[int]],
     num_workers: int = 0,
     generator: torch.Generator | None = None,
     masks: bool = True,
+    pin_memory: bool = False,
+    prefetch_factor: int = 2,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader yielding ``dataset.get_batch(b, masks)`` for each index list ``b`` of ``batches``, in order.
 
-    ``num_workers > 0`` prepares batches in worker processes (kept alive for the whole
-    loader, so nothing is rebuilt per epoch); ``generator`` seeds the workers' base seed
-    without drawing from the global torch RNG; ``masks=False`` leaves out per-pixel masks.
+    ``num_workers > 0`` prepares batches (decoding image files) in worker processes, kept
+    alive for the whole loader, so nothing is rebuilt per epoch, each with
+    ``prefetch_factor`` batches in flight; ``generator`` seeds the workers' base seed
+    without drawing from the global torch RNG; ``masks=False`` leaves out per-pixel masks;
+    ``pin_memory`` puts the batches in page-locked memory (for a CUDA run), so their
+    copies to the GPU run asynchronously.
     """
     return torch.utils.data.DataLoader(
         _BatchFetch(dataset, masks),
@@ -198,6 +225,8 @@ def batch_loader(
         collate_fn=_as_is,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        pin_memory=pin_memory,
         generator=generator,
     )
 

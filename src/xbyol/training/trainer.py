@@ -25,7 +25,7 @@ from xbyol import __version__
 from xbyol import config as config_mod
 from xbyol.config import Config, ConfigError
 from xbyol.data import build_dataset
-from xbyol.data.base import SampleDataset, batch_loader
+from xbyol.data.base import SampleDataset, batch_loader, resolve_num_workers
 from xbyol.data.io import atomic_write
 from xbyol.errors import CheckpointError
 from xbyol.methods import create_method
@@ -282,6 +282,7 @@ class Trainer:
         self.precision = resolve_precision(t.precision, self.device)
         self.channels_last = resolve_channels_last(t.channels_last, self.method.backbone)
         self.concat_views = concat
+        self.num_workers = resolve_num_workers(cfg.data.num_workers, self.device, dist_utils.local_world_size())
         self.retain_freed_memory = apply_run_setting(self.device, t.retain_freed_memory)
         if self.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
@@ -377,6 +378,7 @@ class Trainer:
             "channels_last": self.channels_last,
             "concat_views": self.concat_views,
             "retain_freed_memory": self.retain_freed_memory,
+            "num_workers": self.num_workers,
         }
 
     def describe(self) -> list[str]:
@@ -388,7 +390,7 @@ class Trainer:
             f"run directory: {self.run_dir} ({start})",
             f"data: {cfg.data.name}, train split {len(ds)} images, {len(ds.class_names)} classes"
             + (f", {skipped} unreadable files skipped" if skipped else "")
-            + f"; batch {cfg.data.batch_size} x {self.world} process(es)",
+            + f"; batch {cfg.data.batch_size} x {self.world} process(es), {self.num_workers} loader worker(s)",
             f"schedule: {self.total} steps = {self.total / self.steps_per_epoch:.2f} epochs of {self.steps_per_epoch} steps"
             f"; {t.optimizer} lr {self.base_lr:.3g}, warm-up {self.warmup} steps",
             f"model: {cfg.method.name} on {cfg.model.backbone}; device {self.device} ({torch.get_num_threads()} threads)"
@@ -449,7 +451,8 @@ class Trainer:
         t_last, imgs_since = time.perf_counter(), 0
         t_saved = time.monotonic()
         first_bad_loss = torch.zeros((), dtype=torch.long, device=self.device)
-        for batch in _batches(self.dataset, self.cfg, start_step=self.step, total=end, rank=self.rank, world=self.world):
+        for batch in _batches(self.dataset, self.cfg, start_step=self.step, total=end, rank=self.rank, world=self.world,
+                              num_workers=self.num_workers, pin_memory=self.device.type == "cuda"):
             out, lr = self._step(batch, first_bad_loss)
             extra = self.method.after_optimizer_step(tau_at(self.step, self.total, self.cfg.method.tau_base))
             self.step += 1
@@ -636,15 +639,18 @@ class _StepBatches:
                 step += 1
 
 
-def _batches(dataset: SampleDataset, cfg: Config, start_step: int, total: int, rank: int, world: int) -> Iterator[dict[str, Any]]:
+def _batches(
+    dataset: SampleDataset, cfg: Config, start_step: int, total: int, rank: int, world: int, num_workers: int = 0, pin_memory: bool = False
+) -> Iterator[dict[str, Any]]:
     """Collated batches (``dataset.get_batch``) from global step ``start_step`` up to ``total``, from one DataLoader.
 
     The loader gets a generator of its own (seeded by ``train.seed``): its base-seed draw
     for workers would otherwise consume the global torch RNG that the augmentations use.
-    Batches come without per-pixel concept masks, which no method's training step reads.
+    Batches come without per-pixel concept masks, which no method's training step reads;
+    on CUDA they come in pinned memory, so the copy to the GPU does not hold up the host.
     """
     sampler = _StepBatches(len(dataset), cfg.data.batch_size, cfg.train.seed, start_step, total, rank, world)
-    yield from batch_loader(dataset, sampler, cfg.data.num_workers, torch.Generator().manual_seed(cfg.train.seed), masks=False)
+    yield from batch_loader(dataset, sampler, num_workers, torch.Generator().manual_seed(cfg.train.seed), masks=False, pin_memory=pin_memory)
 
 
 class _RunInfo:
