@@ -37,6 +37,13 @@ Precision and layout: views are always computed in the input's float precision
 context, and come out in the input's memory format (``channels_last`` images give
 ``channels_last`` views, so a channels-last network gets the layout it was converted to).
 
+Two ways to apply the drawn parameters (``aug.compile``): on the CPU each op runs eagerly
+on the samples it touches (the fastest there); on CUDA, by default, a view is one
+compiled graph (:mod:`xbyol.augment.batched`: every op on the whole batch, the crop's grid
+built on the device, the jitter's order as data), a handful of fused kernels instead of
+about a hundred eager ones. Both draw the same parameters in the same order, so a seed
+gives the same views either way, up to float rounding.
+
 Determinism: all random parameters are drawn on the CPU from torch's global generator
 and then moved to the images' device, so the same seed gives the same parameters on
 every device. The moves never wait for the device (non-blocking copies,
@@ -52,12 +59,15 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xbyol.augment.blur import gaussian_blur
+from xbyol.augment import batched
+from xbyol.augment.batched import ViewSpec
+from xbyol.augment.blur import gaussian_blur, gaussian_taps
 from xbyol.augment.preprocessing import move_like, normalize, to_unit_float
 from xbyol.config import AugCfg, Config
 
@@ -88,6 +98,11 @@ def _uniform(lo: float, hi: float, n: int) -> torch.Tensor:
 
 def _bernoulli(p: float, n: int) -> torch.Tensor:
     return torch.rand(n) < p  # (n,) bool on the CPU
+
+
+def _keep(apply: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``apply [B]`` (CPU bool) as 0 / 1 weights ``[B, 1, 1, 1]`` in ``x``'s dtype on its device."""
+    return move_like(apply, x).view(-1, 1, 1, 1)
 
 
 def grey(x: torch.Tensor) -> torch.Tensor:
@@ -251,16 +266,26 @@ class RandomResizedCropFlip(nn.Module):
         y0 = (torch.rand(n) * (height - h + 1)).floor().clamp(max=height - h)
         return torch.stack([x0, y0, w, h], dim=1)  # (n, 4)
 
+    def sample(self, n: int, height: int, width: int) -> dict[str, Any]:
+        """Draw ``boxes [n, 4]`` (float64) and ``flip [n]`` (bool) for ``n`` images ``[H, W]``, on the CPU."""
+        boxes = self.sample_boxes(n, height, width).to(torch.float64)  # (n, 4)
+        flip = _bernoulli(self.flip_p, n) if self.flip_p > 0 else torch.zeros(n, dtype=torch.bool)
+        return {"boxes": boxes, "flip": flip, "height": height, "width": width}
+
     def sample_grid(self, n: int, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """Draw boxes and flips for ``n`` images ``[H, W]``; return the ``grid_sample`` grid ``[n, S, S, 2]`` (a strided view).
+        """Draw boxes and flips for ``n`` images ``[H, W]``; return the ``grid_sample`` grid ``[n, S, S, 2]`` (a strided view)."""
+        return self.grid(self.sample(n, height, width), device, dtype)
+
+    def grid(self, q: dict[str, Any], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The ``grid_sample`` grid ``[n, S, S, 2]`` of drawn boxes and flips, built on the CPU and moved to ``device``.
 
         Output pixel ``(i, j)`` reads the source point
         ``(x0 + j' (w - 1) / (S - 1), y0 + i (h - 1) / (S - 1))`` with ``j' = S - 1 - j``
         for flipped samples, else ``j``: the box's corner pixels land on the output's
         corner pixels.
         """
-        boxes = self.sample_boxes(n, height, width).to(torch.float64)  # (n, 4)
-        flip = _bernoulli(self.flip_p, n) if self.flip_p > 0 else torch.zeros(n, dtype=torch.bool)
+        boxes, flip, height, width = q["boxes"], q["flip"], q["height"], q["width"]
+        n = boxes.shape[0]
         s = self.size
         j = torch.arange(s, dtype=torch.float64)  # (S,)
         step = 1.0 / max(s - 1, 1)
@@ -277,7 +302,11 @@ class RandomResizedCropFlip(nn.Module):
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Crop and flip ``x [B, C, H, W]`` (bilinear) and ``masks [B, K, H, W]`` float (nearest) alike."""
-        grid = self.sample_grid(x.shape[0], x.shape[-2], x.shape[-1], x.device, x.dtype)
+        return self.apply_params(x, self.sample(x.shape[0], x.shape[-2], x.shape[-1]), masks)
+
+    def apply_params(self, x: torch.Tensor, q: dict[str, Any], masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` with the boxes and flips ``q`` drawn by :meth:`sample`."""
+        grid = self.grid(q, x.device, x.dtype)
         out = F.grid_sample(x.contiguous(), grid, mode="bilinear", padding_mode="border", align_corners=True)
         m = None
         if masks is not None:
@@ -288,7 +317,21 @@ class RandomResizedCropFlip(nn.Module):
         return f"size={self.size}, scale={self.scale}, ratio={self.ratio}, flip_p={self.flip_p}"
 
 
-class ColorJitter(nn.Module):
+class PhotometricOp(nn.Module):
+    """A random colour/filter op: parameters drawn on the CPU by :meth:`sample`, applied by :meth:`apply_params`."""
+
+    def sample(self, n: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def apply_params(self, x: torch.Tensor, q: dict[str, Any]) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batched(self, q: dict[str, Any], x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        """``q`` as :func:`~xbyol.augment.batched.batched_view` takes it, on ``x``'s device."""
+        raise NotImplementedError
+
+
+class ColorJitter(PhotometricOp):
     """Brightness, contrast, saturation and hue jitter in a random order (see the module docstring).
 
     Args:
@@ -302,41 +345,79 @@ class ColorJitter(nn.Module):
         self.jitter = (float(brightness), float(contrast), float(saturation), float(hue))
         self.p = float(p)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
+    @property
+    def active(self) -> tuple[int, ...]:
+        """Indices (brightness, contrast, saturation, hue = 0..3) of the steps with a non-zero range."""
+        return tuple(i for i in range(4) if self.jitter[i] > 0)
+
+    def sample(self, n: int) -> dict[str, Any]:
+        """Draw ``apply [n]``, the four factors ``[4, n]`` and the steps' ``order`` (shared by the batch), on the CPU."""
         apply = _bernoulli(self.p, n)
         b, c, s, h = self.jitter
         factors = [_uniform(max(0.0, 1 - j), 1 + j, n) for j in (b, c, s)] + [_uniform(-h, h, n)]  # 4 x (n,)
         order = torch.randperm(4).tolist()
+        return {"apply": apply, "factors": torch.stack(factors), "order": order}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply_params(x, self.sample(x.shape[0]))
+
+    def apply_params(self, x: torch.Tensor, q: dict[str, Any]) -> torch.Tensor:
+        """:meth:`forward` with the parameters ``q`` drawn by :meth:`sample`."""
+        factors = q["factors"]
         steps = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-        active = [i for i in order if self.jitter[i] > 0]
+        active = [i for i in q["order"] if self.jitter[i] > 0]
 
         def jitter(xs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             for i in active:
                 xs = steps[i](xs, factors[i][idx])
             return xs
 
-        return _on_subset(x, apply, jitter)
+        return _on_subset(x, q["apply"], jitter)
+
+    def batched(self, q: dict[str, Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``q`` as :func:`~xbyol.augment.batched.batched_view` takes it, on ``x``'s device.
+
+        ``jitter_sel[k, a] = 1`` where the ``k``-th step applied is active step ``a``.
+        """
+        active = self.active
+        applied = [i for i in q["order"] if i in active]
+        sel = torch.zeros(len(active), len(active))
+        for k, i in enumerate(applied):
+            sel[k, active.index(i)] = 1.0
+        return {
+            "jitter_keep": _keep(q["apply"], x),
+            "jitter_factors": move_like(q["factors"], x).view(4, -1, 1, 1, 1),
+            "jitter_sel": move_like(sel, x),
+        }
 
     def extra_repr(self) -> str:
         return f"jitter={self.jitter}, p={self.p}"
 
 
-class RandomGrayscale(nn.Module):
+class RandomGrayscale(PhotometricOp):
     """Replace the three channels by the luma with probability ``p`` per sample."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = float(p)
 
+    def sample(self, n: int) -> dict[str, Any]:
+        return {"apply": _bernoulli(self.p, n)}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _on_subset(x, _bernoulli(self.p, x.shape[0]), lambda xs, _: grey(xs).expand_as(xs))
+        return self.apply_params(x, self.sample(x.shape[0]))
+
+    def apply_params(self, x: torch.Tensor, q: dict[str, Any]) -> torch.Tensor:
+        return _on_subset(x, q["apply"], lambda xs, _: grey(xs).expand_as(xs))
+
+    def batched(self, q: dict[str, Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"gray_keep": _keep(q["apply"], x)}
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
-class RandomGaussianBlur(nn.Module):
+class RandomGaussianBlur(PhotometricOp):
     """Gaussian blur with probability ``p`` per sample, sigma uniform in ``sigma`` per sample.
 
     Attributes:
@@ -349,25 +430,43 @@ class RandomGaussianBlur(nn.Module):
         self.sigma = (float(sigma[0]), float(sigma[1]))
         self.p = float(p)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
+    def sample(self, n: int) -> dict[str, Any]:
         apply = _bernoulli(self.p, n)
-        sigma = _uniform(*self.sigma, n)  # (n,)
-        return _on_subset(x, apply, lambda xs, idx: gaussian_blur(xs, sigma[idx], self.kernel_size))
+        return {"apply": apply, "sigma": _uniform(*self.sigma, n)}  # (n,) each
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply_params(x, self.sample(x.shape[0]))
+
+    def apply_params(self, x: torch.Tensor, q: dict[str, Any]) -> torch.Tensor:
+        sigma = q["sigma"]
+        return _on_subset(x, q["apply"], lambda xs, idx: gaussian_blur(xs, sigma[idx], self.kernel_size))
+
+    def batched(self, q: dict[str, Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
+        taps = gaussian_taps(q["sigma"], self.kernel_size)  # (n, K) float64 on the CPU, as gaussian_blur makes them
+        return {"blur_keep": _keep(q["apply"], x), "blur_taps": move_like(taps, x)}
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, sigma={self.sigma}, p={self.p}"
 
 
-class RandomSolarize(nn.Module):
+class RandomSolarize(PhotometricOp):
     """Solarise (threshold 0.5) with probability ``p`` per sample."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = float(p)
 
+    def sample(self, n: int) -> dict[str, Any]:
+        return {"apply": _bernoulli(self.p, n)}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _on_subset(x, _bernoulli(self.p, x.shape[0]), lambda xs, _: solarize(xs))
+        return self.apply_params(x, self.sample(x.shape[0]))
+
+    def apply_params(self, x: torch.Tensor, q: dict[str, Any]) -> torch.Tensor:
+        return _on_subset(x, q["apply"], lambda xs, _: solarize(xs))
+
+    def batched(self, q: dict[str, Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"solarize_keep": _keep(q["apply"], x)}
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -379,10 +478,22 @@ class ViewPipeline(nn.Module):
     Iterating yields the steps in order (the first is :class:`RandomResizedCropFlip`).
     """
 
-    def __init__(self, geometry: RandomResizedCropFlip, photometric: list[nn.Module]) -> None:
+    def __init__(self, geometry: RandomResizedCropFlip, photometric: list[PhotometricOp], normalize: bool = False) -> None:
         super().__init__()
         self.geometry = geometry
         self.photometric = nn.ModuleList(photometric)
+        self._ops = list(photometric)  # the same modules, typed
+        ops = {type(op): op for op in photometric}
+        jitter = ops.get(ColorJitter)
+        blur = ops.get(RandomGaussianBlur)
+        self.spec = ViewSpec(
+            size=geometry.size,
+            jitter=jitter.active if isinstance(jitter, ColorJitter) else (),
+            grayscale=RandomGrayscale in ops,
+            blur=blur.kernel_size if isinstance(blur, RandomGaussianBlur) else 0,
+            solarize=RandomSolarize in ops,
+            normalize=normalize,
+        )
 
     def __iter__(self) -> Iterator[nn.Module]:
         yield self.geometry
@@ -393,17 +504,38 @@ class ViewPipeline(nn.Module):
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``x [B, 3, H, W]`` float in [0, 1] (and optional float masks) -> view ``[B, 3, S, S]`` in [0, 1]."""
-        v, m = self.geometry(x, masks)
-        for op in self.photometric:
-            v = op(v)
+        return self.apply_params(x, self.sample(x.shape[0], x.shape[-2], x.shape[-1]), masks)
+
+    def sample(self, n: int, height: int, width: int) -> list[dict[str, Any]]:
+        """Every step's random parameters for ``n`` images ``[H, W]``, drawn on the CPU in the order :meth:`forward` draws them."""
+        return [self.geometry.sample(n, height, width)] + [op.sample(n) for op in self._ops]
+
+    def apply_params(
+        self, x: torch.Tensor, params: list[dict[str, Any]], masks: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The eager view of ``x`` with drawn ``params`` (:meth:`sample`): each op on the samples it touches."""
+        v, m = self.geometry.apply_params(x, params[0], masks)
+        for op, q in zip(self._ops, params[1:]):
+            v = op.apply_params(v, q)
         return v, m
+
+    def batched_params(self, params: list[dict[str, Any]], x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``params`` (:meth:`sample`) as :func:`~xbyol.augment.batched.batched_view` takes them, on ``x``'s device.
+
+        Every copy is non-blocking (:func:`~xbyol.augment.preprocessing.move_like`).
+        """
+        geo = params[0]
+        out = {"boxes": move_like(geo["boxes"], x, torch.float64), "flip": move_like(geo["flip"], x, torch.bool)}
+        for op, q in zip(self._ops, params[1:]):
+            out.update(op.batched(q, x))
+        return out
 
 
 def _view_pipeline(cfg: AugCfg, image_size: int, blur_p: float, solarize_p: float) -> ViewPipeline:
     geometry = RandomResizedCropFlip(
         image_size, (cfg.crop_scale_min, cfg.crop_scale_max), (3.0 / 4.0, 4.0 / 3.0), cfg.flip_p
     )
-    ops: list[nn.Module] = []
+    ops: list[PhotometricOp] = []
     if cfg.jitter_p > 0 and any(j > 0 for j in cfg.jitter):
         ops.append(ColorJitter(*cfg.jitter, p=cfg.jitter_p))
     if cfg.grayscale_p > 0:
@@ -413,7 +545,7 @@ def _view_pipeline(cfg: AugCfg, image_size: int, blur_p: float, solarize_p: floa
         ops.append(RandomGaussianBlur(kernel, (cfg.blur_sigma[0], cfg.blur_sigma[1]), blur_p))
     if solarize_p > 0:
         ops.append(RandomSolarize(solarize_p))
-    return ViewPipeline(geometry, ops)
+    return ViewPipeline(geometry, ops, cfg.normalize)
 
 
 def _check_cfg(cfg: AugCfg, image_size: int) -> None:
@@ -475,6 +607,30 @@ class ByolViews(nn.Module):
         self.image_size = int(image_size)
         self.view1 = _view_pipeline(cfg, self.image_size, cfg.blur_p[0], cfg.solarize_p[0])
         self.view2 = _view_pipeline(cfg, self.image_size, cfg.blur_p[1], cfg.solarize_p[1])
+        self._compile_state = "untried"  # "untried" -> "works" after a compiled view ran, or "failed" (eager from then on)
+
+    def compiles(self, device: torch.device) -> bool:
+        """Whether views of images on ``device`` are made by the compiled batched graph (``aug.compile``)."""
+        if self._compile_state == "failed":
+            return False
+        setting = self.cfg.compile
+        return device.type == "cuda" if setting == "auto" else bool(setting)
+
+    def _view(self, pipe: ViewPipeline, x: torch.Tensor, compiled: bool) -> torch.Tensor:
+        """One view of ``x [B, 3, H, W]`` in [0, 1], normalised when ``cfg.normalize``, in NCHW."""
+        params = pipe.sample(x.shape[0], x.shape[-2], x.shape[-1])
+        if compiled:
+            try:
+                v = batched.compiled_batched_view()(x, pipe.batched_params(params, x), pipe.spec)
+                self._compile_state = "works"
+                return v
+            except Exception as exc:  # compiling failed (no compiler, an unsupported op): eager from now on
+                if self._compile_state == "works":
+                    raise
+                self._compile_state = "failed"
+                batched.warn_fallback(exc)
+        v, _ = pipe.apply_params(x, params)
+        return normalize(v) if self.cfg.normalize else v
 
     def _finish(self, x: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
         """Normalise (when ``cfg.normalize``) and put ``x [B, 3, S, S]`` in memory format ``fmt``.
@@ -484,6 +640,7 @@ class ByolViews(nn.Module):
         kernel would then loop over the 3 channels innermost, reading with a stride of ``S * S``).
         """
         return (normalize(x) if self.cfg.normalize else x).contiguous(memory_format=fmt)
+
 
     def forward(self, images: torch.Tensor, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Make both views.
@@ -500,6 +657,10 @@ class ByolViews(nn.Module):
         fmt = _memory_format(images)
         with torch.autocast(images.device.type, enabled=False), _seeded(seed):
             x = to_unit_float(images.contiguous())  # (B, 3, H, W) in [0, 1], NCHW for the sampler
+            if self.compiles(x.device):
+                v1 = self._view(self.view1, x, compiled=True)  # (B, 3, S, S), normalised
+                v2 = self._view(self.view2, x, compiled=self.compiles(x.device))
+                return v1.contiguous(memory_format=fmt), v2.contiguous(memory_format=fmt)
             v1, _ = self.view1(x)  # (B, 3, S, S)
             v2, _ = self.view2(x)  # (B, 3, S, S)
             return self._finish(v1, fmt), self._finish(v2, fmt)

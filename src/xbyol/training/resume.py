@@ -25,6 +25,7 @@ RUNTIME_KEYS = frozenset(
         "train.device",
         "train.retain_freed_memory",
         "data.num_workers",
+        "aug.compile",
     }
 )
 RUNTIME_PREFIXES = ("eval.",)
