@@ -88,3 +88,24 @@ def test_helpers_by_hand(tmp_path):
         ChannelObjective("stages.0", 99)(create_backbone("resnet10_16").eval(), torch.zeros(1, 3, 8, 8))
     with pytest.raises(ValueError, match="param"):
         maximize(nn.Identity(), lambda m, x: x.mean(), 8, param="wavelet")
+
+
+def test_linear_unit_reaches_the_box_corner_closed_form():
+    # A linear unit over the image in [0, 1]: score = sum w * normalize(img). normalize is affine with a
+    # positive scale per channel, so the maximum over the box [0, 1]^n is the corner img = 1 where w > 0,
+    # else 0 (and the minimum the opposite corner). Nothing regularises the image here.
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 8, 8, generator=g)
+    w = torch.where(w.abs() < 0.05, torch.full_like(w, 0.05), w)  # no weight too close to 0
+
+    def unit(model, x):  # x: normalised images (N, 3, 8, 8)
+        return (x * w).sum(dim=(1, 2, 3))
+
+    corner = (w > 0).float()[None]  # (1, 3, 8, 8)
+    best, worst = unit(None, normalize(corner)).item(), unit(None, normalize(1 - corner)).item()
+    out = maximize(nn.Identity(), unit, 8, steps=200, lr=0.1, jitter=0, tv_weight=0.0, blur_every=0, decorrelate=False)
+    assert torch.equal(out[0] > 0.5, corner[0] > 0.5)  # every pixel on the right side
+    assert (out - corner).abs().max().item() < 0.02  # and at the corner
+    reached = unit(None, normalize(out)).item()
+    assert reached <= best + 1e-4  # the corner is the maximum
+    assert (reached - worst) / (best - worst) > 0.99
