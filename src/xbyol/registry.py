@@ -6,7 +6,7 @@ module in it) registers everything it ships; nobody has to call a loader first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -46,6 +46,15 @@ class Registry(Generic[T]):
         if name not in self._factories:
             raise KeyError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}")
         return self._factories[name]
+
+    def check(self, names: Iterable[str]) -> list[str]:
+        """``names`` stripped, in order, without duplicates; ``ValueError`` naming the unknown ones and the choices."""
+        out = list(dict.fromkeys(s for s in (str(n).strip() for n in names) if s))
+        unknown = [n for n in out if n not in self._factories]
+        if unknown or not out:
+            given = f"unknown {self.kind}(s) {', '.join(map(repr, unknown))}" if unknown else f"no {self.kind} given"
+            raise ValueError(f"{given}; available: {', '.join(self.names())}")
+        return out
 
     def create(self, name: str, **kwargs: Any) -> T:
         """Call the factory ``name`` with ``kwargs``."""

@@ -212,7 +212,7 @@ def test_report_command(trained_run, tmp_path, capsys):
     assert out.is_file() and f"written: {out}" in capsys.readouterr().out
     assert main(["report", str(d), "--methods", "gradcam,nope", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "unknown explainer method(s) 'nope'" in err and "gradcam" in err
+    assert "unknown explainer(s) 'nope'" in err and "gradcam" in err
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     for flags, needle in ((["--smoothing", "1.5"], "--smoothing must be in [0, 1)"), (["--views", "-1"], "--views must be >= 0"),

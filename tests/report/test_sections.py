@@ -220,7 +220,7 @@ def test_concept_confusion_counts_single_concept_images(monkeypatch):
 def test_mask_outline_is_the_inner_boundary() -> None:
     import numpy as np
 
-    from xbyol.report.heatmaps import mask_outline
+    from xbyol.explain.render import mask_outline
 
     mask = np.zeros((5, 6), dtype=bool)
     mask[1:4, 1:5] = True  # a 3x4 block: only its middle row's two middle pixels are interior
@@ -301,7 +301,7 @@ def test_nearest_neighbours_and_label_rates_by_hand():
 
 def test_shared_scale_is_one_min_max_over_the_batch(monkeypatch):
     import xbyol.explain
-    from xbyol.report import heatmaps
+    from xbyol.explain import concept_heatmaps as heatmaps
 
     raw = torch.tensor([[[0.0, 1.0]], [[2.0, 4.0]]])  # two images, [B=2, H=1, W=2]
 

@@ -154,7 +154,7 @@ def test_image_references_are_validated(client, ref, status):
 def test_explain_returns_the_library_heatmap_and_score(client, run):
     from xbyol.augment import preprocess
     from xbyol.explain import explain
-    from xbyol.explain.overlay import overlay
+    from xbyol.explain.render import overlay
 
     r = client.post("/api/explain", json={"index": 3, "concept": "  red   circle ", "methods": ["gradcam"]})
     assert r.status_code == 200
@@ -181,7 +181,8 @@ def test_explain_returns_the_library_heatmap_and_score(client, run):
 
 
 def test_the_ground_truth_mask_is_outlined(client, run):
-    from xbyol.report.heatmaps import concept_mask, mask_outline
+    from xbyol.explain.concept_heatmaps import concept_mask
+    from xbyol.explain.render import mask_outline
 
     test = run.dataset("test")
     index = next(i for i in range(len(test)) if concept_mask(test[i], test, "red circle") is not None)

@@ -45,13 +45,13 @@ def run(args: argparse.Namespace) -> int:
     from xbyol.augment import preprocess
     from xbyol.data.io import load_image
     from xbyol.data.sampling import dataset_labels, stratified_indices
-    from xbyol.explain import explain, names, save_overlay
+    from xbyol.explain.base import EXPLAINERS, cam_names, explain
+    from xbyol.explain.render import OVERLAY_ALPHA, OVERLAY_CMAP, save_overlay
     from xbyol.explain.spec import parse_target
-    from xbyol.report.heatmaps import OVERLAY_ALPHA, OVERLAY_CMAP
     from xbyol.run import load_run
 
     if args.list:
-        print("\n".join(names()))
+        print("\n".join(EXPLAINERS.names()))
         return 0
     if not args.target:
         raise ValueError("--target is required, e.g. --target 'concept:red circle' (see --help)")
@@ -61,13 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give images to explain: --images PATH ..., --indices I ... or --sample N")
     if not 1 <= args.png_size <= 4096:
         raise ValueError(f"--png-size must be in 1..4096, got {args.png_size}")
-    methods = args.method or ["gradcam"]
-    unknown = [m for m in methods if m not in names()]
-    if unknown:
-        raise ValueError(f"unknown explainer(s) {', '.join(unknown)}; available: {', '.join(names())}")
-    # imported on use, not at the top: see xbyol.commands (--help must not load torch)
-    from xbyol.explain.base import cam_names, target_types
-
+    methods = EXPLAINERS.check(args.method or ["gradcam"])
     if args.layer and any(m not in cam_names() for m in methods):
         raise ValueError(f"--layer applies to the CAM methods only ({', '.join(cam_names())})")
     run_ = load_run(args.run_dir, device=args.device)
@@ -88,12 +82,6 @@ def run(args: argparse.Namespace) -> int:
             labels.append(f"test{i}")
     images = torch.stack(imgs).to(run_.device)
     target = parse_target(args.target, run_)
-    for m in methods:
-        types = target_types(m)
-        if types is not None and not isinstance(target, types):
-            kinds = " or ".join(t.__name__ for t in types)
-            raise ValueError(f"--method {m} explains only a {kinds} (--target class:K or dim:J), "
-                             f"not {args.target!r}; use e.g. gradcam for this target")
     out = Path(args.out) if args.out else run_.path("explain")
     out.mkdir(parents=True, exist_ok=True)
     x = preprocess(images)

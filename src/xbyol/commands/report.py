@@ -56,15 +56,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--k-neighbours must be in 1..50, got {args.k_neighbours}")
     if not 0.0 <= args.smoothing < 1.0:
         raise ValueError(f"--smoothing must be in [0, 1), got {args.smoothing}")
-    methods = None
-    if args.methods:
-        # imported on use, not at the top: see xbyol.commands (--help must not load torch)
-        from xbyol.report.heatmaps import check_methods
-
-        methods = check_methods(args.methods.split(","))
     opts = ReportOptions(
         gallery_images=args.images,
-        methods=methods,
+        methods=args.methods.split(",") if args.methods else None,
         max_concepts=args.concepts_per_image,
         gallery_indices=args.image_index,
         embedding_map=None if args.map == "none" else args.map,

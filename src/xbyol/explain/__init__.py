@@ -9,7 +9,7 @@ from xbyol.explain.attribution import superpixel_mask
 from xbyol.explain.base import EXPLAINERS, Explainer, explain, minmax_normalize, names
 from xbyol.explain.cam import BaseCAM
 from xbyol.explain.hooks import ActivationsAndGradients, resolve_layer
-from xbyol.explain.overlay import overlay, save_heatmaps_npy, save_overlay
+from xbyol.explain.render import overlay, save_heatmaps_npy, save_overlay
 from xbyol.explain.targets import (
     ConceptTarget,
     DimensionTarget,

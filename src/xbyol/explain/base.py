@@ -31,11 +31,6 @@ from xbyol.explain.targets import TargetFn
 __all__ = ["EXPLAINERS", "Explainer", "check_images", "explain", "minmax_normalize", "names"]
 
 
-def target_types(method: str) -> tuple[type, ...] | None:
-    """The target classes ``method`` can explain (``None``: any callable target)."""
-    return getattr(EXPLAINERS.get(method), "target_types", None)
-
-
 def names() -> list[str]:
     """Names of the registered explainers."""
     return EXPLAINERS.names()
@@ -70,7 +65,5 @@ def explain(
     Returns:
         ``[B, H, W]`` heatmaps on the images' device.
     """
-    if method not in EXPLAINERS:
-        raise KeyError(f"unknown explainer {method!r}; available: {', '.join(EXPLAINERS.names())}")
     explainer = EXPLAINERS.create(method, model=model, layer=layer, normalize=normalize, **method_kwargs)
     return explainer(images, target)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from xbyol.augment import preprocess
 from xbyol.concepts.projection import concept_projection
 from xbyol.data.io import atomic_write
-from xbyol.explain import ConceptTarget, explain, names
+from xbyol.explain import EXPLAINERS, ConceptTarget, explain
 from xbyol.metrics import (
     blank_maps,
     class_mean,
@@ -110,12 +110,7 @@ def explain_eval(
         progress: show a progress bar.
         write: save ``RUN_DIR/explain_eval.json``.
     """
-    available = names()
-    if methods is None:
-        methods = [m for m in DEFAULT_METHODS if m in available]
-    unknown = [m for m in methods if m not in available]
-    if unknown:
-        raise ValueError(f"unknown explainer(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    methods = EXPLAINERS.check(methods if methods is not None else [m for m in DEFAULT_METHODS if m in EXPLAINERS])
     test = run.dataset("test")
     pairs = concept_pairs(test, n_images)
     project_fn, bank = concept_projection(run)

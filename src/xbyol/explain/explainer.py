@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,7 +18,21 @@ from torch import nn
 from xbyol.explain.targets import TargetFn
 from xbyol.registry import Registry
 
-EXPLAINERS: Registry["Explainer"] = Registry("explainer")
+
+class _ExplainerRegistry(Registry["Explainer"]):
+    """The registry of explainer classes; each learns the name it is registered under (``cls.method``)."""
+
+    def register(self, name: str, doc: str | None = None, replace: bool = False) -> Callable[[Any], Any]:
+        deco = super().register(name, doc, replace)
+
+        def named(cls: Any) -> Any:
+            cls.method = name
+            return deco(cls)
+
+        return named
+
+
+EXPLAINERS = _ExplainerRegistry("explainer")
 
 # modules whose training-mode forward differs from eval (batch statistics, random masks)
 _BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
@@ -69,6 +85,16 @@ class Explainer(abc.ABC):
     needs_target: bool = True
     #: the target classes the method can explain (``None``: any callable target)
     target_types: tuple[type, ...] | None = None
+    #: the name the class is registered under in :data:`EXPLAINERS`
+    method: str = "explainer"
+
+    @classmethod
+    def target_mismatch(cls, target_type: type) -> str | None:
+        """Why the method cannot explain a ``target_type`` target, in one line; ``None`` when it can."""
+        if cls.target_types is None or issubclass(target_type, cls.target_types):
+            return None
+        kinds = " or ".join(t.__name__ for t in cls.target_types)
+        return f"{cls.method} explains only a {kinds}, not a {target_type.__name__}"
 
     def __init__(self, model: nn.Module, normalize: bool = True) -> None:
         if not isinstance(model, nn.Module):
@@ -96,6 +122,8 @@ class Explainer(abc.ABC):
                 )
             if not callable(target):
                 raise TypeError(f"target must be callable outputs [B, D] -> scores [B], got {type(target).__name__}")
+        if target is not None and (why := self.target_mismatch(type(target))):
+            raise ValueError(why)
         if any(m.training for m in self.model.modules() if isinstance(m, _BATCH_DEPENDENT)):
             warnings.warn(
                 f"{type(self).__name__}: the model is in training mode; call model.eval() before explaining "

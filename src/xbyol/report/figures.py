@@ -1,11 +1,10 @@
-"""Figures for the report, returned as ``data:image/png;base64,...`` URIs (matplotlib, Agg).
+"""Matplotlib figures for the report, returned as ``data:image/png;base64,...`` URIs (matplotlib, Agg).
 
 Everything is embedded so a report opens with no network and no side files.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 from typing import Sequence
@@ -15,20 +14,9 @@ import torch
 
 from xbyol.explain.embedding_maps import scatter_categories
 from xbyol.explain.figure_files import pyplot
+from xbyol.explain.render import png_data_uri
 
-__all__ = [
-    "confusion_figure",
-    "curves_figure",
-    "embedding_map_figure",
-    "image_data_uri",
-    "png_data_uri",
-    "upscale",
-]
-
-
-def png_data_uri(png: bytes) -> str:
-    """``data:`` URI of PNG bytes."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+__all__ = ["confusion_figure", "curves_figure", "embedding_map_figure"]
 
 
 def _figure_uri(fig, dpi: int = 100) -> str:
@@ -36,37 +24,6 @@ def _figure_uri(fig, dpi: int = 100) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
-    return png_data_uri(buf.getvalue())
-
-
-def upscale(arr: np.ndarray, min_size: int) -> np.ndarray:
-    """``[H, W, ...]`` repeated by the smallest integer factor (nearest) that makes ``min(H, W) >= min_size``."""
-    side = min(arr.shape[0], arr.shape[1])
-    if not min_size or side >= min_size:
-        return arr
-    f = math.ceil(min_size / side)
-    return arr.repeat(f, axis=0).repeat(f, axis=1)
-
-
-def image_data_uri(image: torch.Tensor | np.ndarray, min_size: int = 0) -> str:
-    """PNG ``data:`` URI of an image, upscaled by an integer factor (nearest) to at least ``min_size``.
-
-    Args:
-        image: uint8 ``[3, H, W]`` tensor or ``[H, W, 3]`` (RGB) / ``[H, W, 4]`` (RGBA) array.
-        min_size: smallest displayed side in pixels (0: as is).
-    """
-    from PIL import Image
-
-    if isinstance(image, torch.Tensor):
-        if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"image_data_uri: expected a [3, H, W] tensor, got {list(image.shape)}")
-        arr = image.detach().cpu().permute(1, 2, 0).numpy()  # (H, W, 3)
-    else:
-        arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"image_data_uri: expected uint8 [H, W, 3] or [H, W, 4], got {arr.dtype} {list(arr.shape)}")
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(upscale(arr, min_size))).save(buf, format="PNG")
     return png_data_uri(buf.getvalue())
 
 

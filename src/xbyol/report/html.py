@@ -16,6 +16,7 @@ from typing import Callable
 from xbyol import __version__
 from xbyol.data.io import atomic_write
 from xbyol.data.sampling import dataset_labels
+from xbyol.explain.base import EXPLAINERS
 from xbyol.report import live, sections
 from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import Note, Section, format_value
@@ -70,6 +71,10 @@ class ReportOptions:
     device: str = "cpu"
     progress: bool = True
     strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.methods is not None:
+            self.methods = EXPLAINERS.check(self.methods)
 
 
 def _guard(build: Callable[[], Section], sid: str, title: str, strict: bool) -> Section:

@@ -17,7 +17,10 @@ from xbyol.concepts.projection import concept_projection
 from xbyol.concepts.vocabulary import ConceptLabeler
 from xbyol.data.base import collate
 from xbyol.data.sampling import dataset_labels, stratified_indices
+from xbyol.explain.base import EXPLAINERS
+from xbyol.explain.concept_heatmaps import concept_heatmaps, concept_mask, default_methods
 from xbyol.explain.embedding_maps import color_values, embed_2d, same_partition
+from xbyol.explain.render import colorbar_uri, image_data_uri, overlay_uri
 from xbyol.explain.spec import load_probe, parse_target
 from xbyol.report.blocks import (
     Figure,
@@ -32,15 +35,7 @@ from xbyol.report.blocks import (
     Section,
     Table,
 )
-from xbyol.report.figures import confusion_figure, embedding_map_figure, image_data_uri
-from xbyol.report.heatmaps import (
-    check_methods,
-    colorbar_uri,
-    concept_heatmaps,
-    concept_mask,
-    default_methods,
-    overlay_uri,
-)
+from xbyol.report.figures import confusion_figure, embedding_map_figure
 
 __all__ = ["concept_confusion", "confusion_blocks", "embedding_map_section", "gallery_concepts", "gallery_section",
            "nearest_neighbours", "neighbours_section", "probe_confusion", "probe_confusion_blocks",
@@ -230,7 +225,7 @@ def gallery_section(
     Args:
         run: a :class:`xbyol.run.LoadedRun`.
         n_images: images sampled evenly across the test labels (ignored with ``indices``).
-        methods: explainer names (default :func:`~xbyol.report.heatmaps.default_methods`).
+        methods: explainer names (default :func:`~xbyol.explain.concept_heatmaps.default_methods`).
         groups: concept groups whose concepts are explained (see :func:`gallery_concepts`).
         max_concepts: concepts per image.
         indices: explicit test-split indices.
@@ -238,9 +233,9 @@ def gallery_section(
         extra_blocks: blocks shown first (the explanation-metrics table).
         scale: ``"image"`` (each map scaled to its own range) or ``"shared"`` (one range per
             method and concept over the gallery's images; see
-            :data:`~xbyol.report.heatmaps.HEATMAP_SCALES`).
+            :data:`~xbyol.explain.concept_heatmaps.HEATMAP_SCALES`).
     """
-    methods = check_methods(methods if methods is not None else default_methods())
+    methods = EXPLAINERS.check(methods if methods is not None else default_methods())
     scale_text = ("each map scaled to its own lowest..highest value: compare the cosines, not the brightness, "
                   "across rows" if scale == "image" else
                   "one scale per method and concept across the gallery's images: a weaker map looks weaker")

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from xbyol import __version__
 from xbyol.config import dump, load_run_config
+from xbyol.explain.render import png_data_uri
 from xbyol.metrics import METRICS
 from xbyol.report.artifacts import (
     DISSECT_DIR,
@@ -24,7 +25,7 @@ from xbyol.report.artifacts import (
     read_json,
 )
 from xbyol.report.blocks import Code, Figure, KeyValues, Note, Section, Table, flatten, format_value
-from xbyol.report.figures import curves_figure, png_data_uri
+from xbyol.report.figures import curves_figure
 
 __all__ = [
     "Baseline",

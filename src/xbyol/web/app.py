@@ -41,22 +41,16 @@ import torch
 
 from xbyol.concepts import explain_embedding
 from xbyol.concepts.projection import concept_projection
-from xbyol.explain import names
-from xbyol.explain.base import EXPLAINERS, target_types
-from xbyol.explain.targets import ConceptTarget
-from xbyol.report.figures import image_data_uri
-from xbyol.report.heatmaps import (
+from xbyol.explain.base import EXPLAINERS, Explainer
+from xbyol.explain.concept_heatmaps import (
     MAX_CONCEPT_CHARS,
     check_concept,
-    check_methods,
-    colorbar_uri,
     concept_heatmaps,
     concept_mask,
     default_methods,
-    heat_layer_uri,
-    outline_uri,
-    overlay_uri,
 )
+from xbyol.explain.render import colorbar_uri, heat_layer_uri, image_data_uri, outline_uri, overlay_uri
+from xbyol.explain.targets import ConceptTarget
 from xbyol.run import load_run
 from xbyol.web.uploads import DEFAULT_MAX_PIXELS, UploadDecoder, UploadError
 
@@ -80,17 +74,9 @@ def host_name(host: str) -> str | None:
 
 
 def concept_support(method: str) -> str | None:
-    """Why ``method`` cannot explain a concept text, or ``None`` when it can.
-
-    A concept text is a :class:`~xbyol.explain.targets.ConceptTarget`; an explainer that
-    declares ``target_types`` (CAM: linear-probe classes and embedding dimensions) explains
-    only those.
-    """
-    types = target_types(method)
-    if types is None or issubclass(ConceptTarget, tuple(types)):
-        return None
-    kinds = " or ".join(t.__name__ for t in types)
-    return f"{method} explains only a {kinds} (e.g. `xbyol explain --target class:K`), not a concept text"
+    """Why ``method`` cannot explain a concept text (a :class:`~xbyol.explain.targets.ConceptTarget`), or ``None``."""
+    cls = EXPLAINERS.get(method)
+    return cls.target_mismatch(ConceptTarget) if isinstance(cls, type) and issubclass(cls, Explainer) else None
 
 
 def ignores_target(method: str) -> bool:
@@ -114,10 +100,10 @@ class Explorer:
         self.run = run
         self.test = run.dataset("test")
         self.image_size = int(run.cfg.data.image_size)
-        self.available = names()
+        self.available = EXPLAINERS.names()
         #: method -> why it cannot explain a concept text (absent: it can)
         self.unsupported = {m: why for m in self.available if (why := concept_support(m)) is not None}
-        chosen = check_methods(methods) if methods is not None else default_methods()
+        chosen = EXPLAINERS.check(methods) if methods is not None else default_methods()
         self.methods = [m for m in chosen if m not in self.unsupported]
         self.max_uploads = max_uploads
         self.max_pixels = max_pixels
@@ -463,7 +449,7 @@ def create_app(
             raw = body.get("methods", explorer.methods)
             if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
                 raise ValueError(f"'methods' must be a list of method names, got {raw!r}")
-            methods = check_methods(raw)
+            methods = EXPLAINERS.check(raw)
         except ValueError as e:
             raise BadRequest(str(e)) from None
         cannot = [explorer.unsupported[m] for m in methods if m in explorer.unsupported]
