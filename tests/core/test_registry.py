@@ -41,3 +41,14 @@ def test_public_lookup_listing_and_replace():
         r.get("three")
     r.register("one", replace=True)(lambda: 11)
     assert r.create("one") == 11
+
+
+def test_check_keeps_order_drops_duplicates_and_names_the_unknown():
+    r = Registry("explainer")
+    for name in ("a", "b", "c"):
+        r.register(name)(lambda: name)
+    assert r.check([" c", "a", "c", "", "b "]) == ["c", "a", "b"]
+    with pytest.raises(ValueError, match=r"^unknown explainer\(s\) 'x', 'y'; available: a, b, c$"):
+        r.check(["a", "x", "y"])
+    with pytest.raises(ValueError, match="^no explainer given; available: a, b, c$"):
+        r.check([" "])

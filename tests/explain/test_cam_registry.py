@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from xbyol.explain import EXPLAINERS, EmbeddingSimilarityTarget, LinearClassTarget, explain, names
+from xbyol.explain import EXPLAINERS, EmbeddingSimilarityTarget, LinearClassTarget, NormTarget, explain, names
 from xbyol.models import create_backbone
 
 ALL = ["cam", "eigencam", "gradcam", "gradcampp", "guided_backprop", "integrated_gradients", "kernelshap",
@@ -27,6 +27,15 @@ def test_registry_names() -> None:
     assert all(EXPLAINERS.doc(n) for n in names())
     with pytest.raises(KeyError, match="unknown explainer 'nope'"):
         explain(nn.Identity(), torch.zeros(1, 3, 4, 4), lambda o: o[:, 0], method="nope")
+
+
+def test_an_explainer_refuses_a_target_type_it_cannot_explain() -> None:
+    model, x, _ = _setup("cpu", batch=1)
+    cam = EXPLAINERS.create("cam", model=model)
+    assert cam.method == "cam" and EXPLAINERS.get("gradcam").method == "gradcam"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="^cam explains only a LinearClassTarget or DimensionTarget, not a NormTarget$"):
+        cam(x, NormTarget())
+    assert explain(model, x, NormTarget(), method="gradcam").shape == (1, 32, 32)  # any target: no check
 
 
 def _setup(device: str, batch: int = 2, size: int = 32, dtype: torch.dtype = torch.float32):
