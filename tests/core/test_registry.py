@@ -46,7 +46,7 @@ def test_public_lookup_listing_and_replace():
 def test_check_keeps_order_drops_duplicates_and_names_the_unknown():
     r = Registry("explainer")
     for name in ("a", "b", "c"):
-        r.register(name)(lambda: name)
+        r.register(name)(dict)
     assert r.check([" c", "a", "c", "", "b "]) == ["c", "a", "b"]
     with pytest.raises(ValueError, match=r"^unknown explainer\(s\) 'x', 'y'; available: a, b, c$"):
         r.check(["a", "x", "y"])

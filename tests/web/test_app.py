@@ -246,12 +246,12 @@ def test_top_concepts_are_the_embedding_explanation(client, run):
 
 def test_model_work_needs_a_same_origin_post(client, run, monkeypatch):
     """A GET (an <img> or link on any page) never runs the model; a cross-origin POST is refused."""
-    import xbyol.web.app
+    import xbyol.web.explorer
 
     def forbidden(*a, **k):
         raise AssertionError("the model ran for a GET or a cross-origin request")
 
-    monkeypatch.setattr(xbyol.web.app, "explain_embedding", forbidden)
+    monkeypatch.setattr(xbyol.web.explorer, "explain_embedding", forbidden)
     for path in ("/api/concepts/5", "/api/concepts/5?k=3", "/api/concepts", "/api/explain"):
         r = client.get(path)
         assert r.status_code in (404, 405) and r.is_json, path
