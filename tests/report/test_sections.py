@@ -11,13 +11,13 @@ import torch
 
 from xbyol.report.artifacts import RunArtifacts, read_metrics
 from xbyol.report.blocks import KeyValues, Note, Table, flatten, format_value
-from xbyol.report.sections import (
-    dissection_section,
-    evaluation_section,
-    explain_metrics_blocks,
-    format_duration,
-    training_panels,
-)
+from xbyol.report.context import Baseline
+from xbyol.report.sections.dissection import dissection_section
+from xbyol.report.sections.evaluation import evaluation_section
+from xbyol.report.sections.gallery import explain_metrics_blocks
+from xbyol.report.sections.retrieval import retrieval_section
+from xbyol.report.sections.run import format_duration
+from xbyol.report.sections.training import collapse_warnings, ema, training_panels
 
 
 def _run_dir(tmp_path: Path) -> Path:
@@ -73,7 +73,6 @@ def test_bad_metrics_csv_names_the_file(tmp_path):
 
 
 def test_evaluation_section_puts_baselines_beside_the_run(tmp_path):
-    from xbyol.report.sections import Baseline
 
     d = _run_dir(tmp_path)
     (d / "eval.json").write_text(json.dumps({
@@ -95,7 +94,6 @@ def test_evaluation_section_puts_baselines_beside_the_run(tmp_path):
 
 
 def test_retrieval_section_shows_chance_and_cross_modal_baselines_only(tmp_path):
-    from xbyol.report.sections import Baseline, retrieval_section
 
     d = _run_dir(tmp_path)
     i2t = {"R@1": 0.5, "chance_R@1": 0.1, "median_rank": 2.0, "chance_median_rank": 5.0, "queries": 10.0, "gallery": 9.0}
@@ -261,7 +259,6 @@ def test_training_panels_split_losses_drop_constants_and_draw_references():
     # a component equal to the total is not drawn twice
     assert "loss component: byol" not in {p["title"] for p in training_panels({"step": [1.0, 2.0], "loss": [2.0, 1.0],
                                                                                "loss_byol": [2.0, 1.0]})}
-    from xbyol.report.sections import collapse_warnings
 
     assert collapse_warnings(m, batch_size=32) == [
         "projection_std ends at 0.0800, 64% of the healthy 1/sqrt(d) = 0.1250"]  # rank 25 >= 32 / 2: no warning
@@ -270,7 +267,6 @@ def test_training_panels_split_losses_drop_constants_and_draw_references():
 
 
 def test_smoothing_adds_an_ema_over_faint_raw_values():
-    from xbyol.report.sections import ema
 
     assert ema([1.0, 0.0, 0.0], 0.5) == [1.0, 0.5, 0.25]  # worked by hand
     panel = training_panels({"step": [1.0, 2.0, 3.0], "loss": [1.0, 0.0, 0.0]}, smoothing=0.5)[0]
