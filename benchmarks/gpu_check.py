@@ -55,26 +55,38 @@ import torch
 import torch.distributed as dist
 
 import explain_speed
+import peers
 import train_throughput as tt
+import xbyol
+from jpeg_folder import make_jpeg_folder
 from xbyol.data import build_dataset
+from xbyol.data.base import resolve_num_workers
 from xbyol.explain import EmbeddingSimilarityTarget, explain
 from xbyol.models import create_backbone
 from xbyol.training import train
 from xbyol.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-RATIO_TARGET = 0.9  # full step / bare limit, resnet18_cifar at 32 px
-# name -> (train.precision, train.channels_last)
-VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "bf16+channels_last": ("bf16", True)}
-SECTIONS = ("tests", "ddp", "fp16", "throughput", "explain")
+RATIO_TARGET = 0.9  # full step / bare limit, resnet18_cifar at 32 px and resnet50 at 224 px
+PEER_TARGETS = {32: 2.0, 224: 1.2}  # xbyol / fastest peer, images/s, by image size
+# name -> (train.precision, train.channels_last, further overrides); on CUDA views are compiled (aug.compile: auto)
+# except in the "eager_views" variant, which shows what the compiled views change
+VARIANTS = {"fp32": ("fp32", False, ()), "bf16": ("bf16", False, ()),
+            "bf16+channels_last+eager_views": ("bf16", True, ("aug.compile=false",)),
+            "bf16+channels_last": ("bf16", True, ())}
+SECTIONS = ("tests", "ddp", "fp16", "throughput", "realres", "peers", "explain")
 
-# sizes: a few minutes on one GPU; --tiny: tens of seconds on a CPU
-FULL = dict(backbones=["resnet18_cifar", "resnet10_16"], batch_sizes=[256, 512], warmup=3, steps=10, reps=2,
+# sizes: about ten minutes on one GPU; --tiny: tens of seconds on a CPU
+FULL = dict(backbones=["resnet18_cifar", "resnet10_16"], batch_sizes=[256], warmup=3, steps=10, reps=2,
             ddp_backbone="resnet10_16", ddp_batch=128, ddp_steps=20, fp16_steps=100, fp16_batch=256,
-            explain_backbone="resnet18_cifar", explain_batch=64, explain_size=32, ig_steps=50, explain_repeats=5)
+            explain_backbone="resnet18_cifar", explain_batch=64, explain_size=32, ig_steps=50, explain_repeats=5,
+            realres=[("resnet18", 96, 256), ("resnet50", 224, 128)], jpeg_images=1024, jpeg_size=(500, 375),
+            peers=[("resnet18_cifar", 32, 256), ("resnet50", 224, 128)], peer_images=4096)
 TINY = dict(backbones=["resnet10_16"], batch_sizes=[8], warmup=1, steps=2, reps=1,
             ddp_backbone="resnet10_16", ddp_batch=8, ddp_steps=4, fp16_steps=4, fp16_batch=8,
-            explain_backbone="resnet10_16", explain_batch=2, explain_size=16, ig_steps=4, explain_repeats=1)
+            explain_backbone="resnet10_16", explain_batch=2, explain_size=16, ig_steps=4, explain_repeats=1,
+            realres=[("resnet18", 32, 4)], jpeg_images=20, jpeg_size=(48, 40),
+            peers=[("resnet10_16", 32, 4)], peer_images=16)
 # narrow heads for --tiny (the preset's 512-wide MLPs dominate a tiny CPU step)
 TINY_HEADS = ("model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32")
 
@@ -254,10 +266,10 @@ def _peak_mib(device: torch.device) -> float | None:
 def throughput_row(args: argparse.Namespace, backbone: str, bs: int, variant: str, workdir: str):  # type: ignore[no-untyped-def]
     """(row, config) of one setting: ``--reps`` alternating limit / full runs, peak GPU memory of the full runs."""
     device = torch.device(train_device(args))
-    precision, channels_last = VARIANTS[variant]
+    precision, channels_last, more = VARIANTS[variant]
     cfg = tt.make_cfg(backbone, bs, args.warmup + args.steps, workdir,
                       (f"train.device={train_device(args)}", f"train.precision={precision}",
-                       f"train.channels_last={str(channels_last).lower()}", *args.extra))
+                       f"train.channels_last={str(channels_last).lower()}", *more, *args.extra))
     dataset = build_dataset(cfg, "train")
     reps = []
     for _ in range(args.reps):
@@ -314,7 +326,165 @@ def run_throughput(args: argparse.Namespace, workdir: str) -> tuple[list[dict[st
     return rows, stages
 
 
-# ----------------------------------------------------------------------------- 5. explainers
+# ----------------------------------------------------------------------------- 5. real resolutions
+
+
+def jpeg_root(args: argparse.Namespace, workdir: str) -> Path:
+    """The synthetic JPEG folder of this call (:mod:`jpeg_folder`), written once and shared by the sections."""
+    root = Path(workdir, "jpegs")
+    if not root.is_dir():
+        make_jpeg_folder(root, args.jpeg_images, tuple(args.jpeg_size))
+    return root
+
+
+def folder_cfg(args: argparse.Namespace, backbone: str, size: int, batch: int, workdir: str, name: str,
+               overrides: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """The library's default config on the JPEG folder at ``size`` px (``overrides`` and ``--extra`` last)."""
+    return xbyol.load_config(None, [
+        f"name={name}", f"out_dir={workdir}", "data.name=folder", f"data.root={jpeg_root(args, workdir)}",
+        f"data.image_size={size}", f"data.batch_size={batch}", f"model.backbone={backbone}",
+        f"train.steps={args.warmup + args.steps}", "train.progress=false", f"train.device={train_device(args)}",
+        *overrides, *args.extra])
+
+
+def _stages(cfg, warmup: int, steps: int, dataset) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    times = tt.stage_times(cfg, warmup, steps, dataset)
+    med = {name: 1000 * statistics.median(t) for name, t in times.items()}
+    total = sum(med.values())
+    return {"ms": med, "share": {k: v / total for k, v in med.items()}, "step_ms": total}
+
+
+def realres_row(args: argparse.Namespace, backbone: str, size: int, batch: int, workdir: str) -> dict[str, Any]:
+    """Full step vs the bare limit (alternating ``--reps``), peak memory and the stage split at one real resolution.
+
+    bf16 + channels_last, the library's defaults otherwise (views compiled on CUDA,
+    ``data.num_workers: auto``). The stage split's ``data`` is decoding one batch in the
+    main process; in the full step that work is spread over the loader's workers.
+    """
+    device = torch.device(train_device(args))
+    cfg = folder_cfg(args, backbone, size, batch, workdir, f"realres_{backbone}_{size}",
+                     ("train.precision=bf16", "train.channels_last=true"))
+    dataset = build_dataset(cfg, "train")
+    workers = resolve_num_workers(cfg.data.num_workers, device)
+    reps = []
+    for _ in range(args.reps):
+        _peak_reset(device)
+        lim = tt.limit_step_times(cfg, args.warmup, args.steps, dataset)
+        lim_peak = _peak_mib(device)
+        _peak_reset(device)
+        ful = tt.full_step_times(cfg, args.warmup)
+        reps.append((batch / statistics.median(w for w, _ in ful), batch / statistics.median(w for w, _ in lim),
+                     _peak_mib(device), lim_peak))
+    ratios = [f / li for f, li, _, _ in reps]
+    stages = _stages(cfg, args.warmup, args.steps, dataset)
+    full_step_ms = 1000 * batch / statistics.median(r[0] for r in reps)
+    return {"decode_per_worker_share": stages["ms"]["data"] / max(workers, 1) / full_step_ms,
+            "backbone": backbone, "size": size, "batch": batch, "variant": "bf16+channels_last", "workers": workers,
+            "images": len(dataset), "jpeg_size": list(args.jpeg_size),
+            "full_img_s": statistics.median(r[0] for r in reps), "limit_img_s": statistics.median(r[1] for r in reps),
+            "ratio": statistics.median(ratios), "ratios": ratios,
+            "peak_mib": max((r[2] for r in reps if r[2] is not None), default=None),
+            "limit_peak_mib": max((r[3] for r in reps if r[3] is not None), default=None), "stages": stages}
+
+
+def run_realres(args: argparse.Namespace, workdir: str) -> list[dict[str, Any]]:
+    rows = []
+    for backbone, size, batch in args.realres:
+        try:
+            row = realres_row(args, backbone, size, batch, workdir)
+        except Exception as exc:
+            row = {"backbone": backbone, "size": size, "batch": batch, "error": f"{type(exc).__name__}: {exc}"}
+            traceback.print_exc()
+        else:
+            print(f"  {backbone} {size} px batch {batch}: full {row['full_img_s']:.0f} / limit {row['limit_img_s']:.0f} "
+                  f"img/s = {row['ratio']:.2f}", flush=True)
+        rows.append(row)
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+# ----------------------------------------------------------------------------- 6. peers on the same device
+
+
+def peer_images(args: argparse.Namespace, size: int, workdir: str) -> torch.Tensor | list[str]:
+    """What every library trains on: 32 px ``shapes`` images in memory, else the JPEG folder's files."""
+    if size <= 32:
+        ds = build_dataset(xbyol.load_config(None, ["data.name=shapes", f"data.num_train={args.peer_images}",
+                                                          "data.num_test=16", f"data.image_size={size}"]), "train")
+        return ds.get_batch(range(len(ds)), masks=False)["image"]  # (N, 3, S, S) uint8
+    return peers.jpeg_paths(jpeg_root(args, workdir))
+
+
+def xbyol_peer_row(args: argparse.Namespace, backbone: str, size: int, batch: int, workdir: str) -> dict[str, Any]:
+    """xbyol's full trainer step with its defaults, SGD as the peers' (momentum 0.9), on the peers' data."""
+    device = torch.device(train_device(args))
+    common = ("train.optimizer=sgd", f"train.lr={peers.LR}", f"train.momentum={peers.MOMENTUM}",
+              f"method.tau_base={peers.EMA}")
+    if size <= 32:
+        cfg = xbyol.load_config(None, [f"name=peer_xbyol_{size}", f"out_dir={workdir}", "data.name=shapes",
+                                       f"data.num_train={args.peer_images}", "data.num_test=16", f"data.image_size={size}",
+                                       f"data.batch_size={batch}", f"model.backbone={backbone}",
+                                       f"train.steps={args.warmup + args.steps}", "train.progress=false",
+                                       f"train.device={train_device(args)}", *common, *args.extra])
+    else:
+        cfg = folder_cfg(args, backbone, size, batch, workdir, f"peer_xbyol_{size}", common)
+    _peak_reset(device)
+    times = tt.full_step_times(cfg, args.warmup)
+    return {"library": "xbyol", "version": xbyol.__version__, "backbone": backbone, "size": size, "batch": batch,
+            "workers": resolve_num_workers(cfg.data.num_workers, device),
+            "img_s": batch / statistics.median(w for w, _ in times), "step_ms": [1000 * w for w, _ in times],
+            "peak_mib": _peak_mib(device)}
+
+
+def run_peers(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+    """xbyol, lightly and byol-pytorch on the same device and data, one setting after another.
+
+    A peer that does not import is skipped with its reason; xbyol's rows run regardless.
+    """
+    device = torch.device(train_device(args))
+    skipped = {peer: why for peer in peers.PEERS if (why := peers.unavailable(peer)) is not None}
+    for peer, why in skipped.items():
+        print(f"  {peer}: skipped: {why}", flush=True)
+    rows: list[dict[str, Any]] = []
+    for backbone, size, batch in args.peers:
+        images = peer_images(args, size, workdir)
+        runs = [("xbyol", lambda: xbyol_peer_row(args, backbone, size, batch, workdir))]
+        runs += [(peer, lambda peer=peer: peers.peer_row(peer, backbone, images, size, batch, args.steps, args.warmup, device))
+                 for peer in peers.PEERS if peer not in skipped]
+        for name, fn in runs:
+            try:
+                row = fn()
+            except Exception as exc:
+                row = {"library": name, "backbone": backbone, "size": size, "batch": batch,
+                       "error": f"{type(exc).__name__}: {exc}"}
+                traceback.print_exc()
+            else:
+                print(f"  {name} {backbone} {size} px batch {batch}: {row['img_s']:.0f} img/s", flush=True)
+            rows.append(row)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return {"skipped": skipped, "rows": rows, "vs_fastest_peer": peer_ratios(rows)}
+
+
+def peer_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting: xbyol's images/s over the fastest peer's, against :data:`PEER_TARGETS`."""
+    out = []
+    for key in dict.fromkeys((r["backbone"], r["size"], r["batch"]) for r in rows):
+        ok = [r for r in rows if (r["backbone"], r["size"], r["batch"]) == key and "error" not in r]
+        ours = [r["img_s"] for r in ok if r["library"] == "xbyol"]
+        theirs = {r["library"]: r["img_s"] for r in ok if r["library"] != "xbyol"}
+        if not ours or not theirs:
+            continue
+        fastest = max(theirs, key=lambda k: theirs[k])
+        ratio = ours[0] / theirs[fastest]
+        target = PEER_TARGETS.get(key[1])
+        out.append({"backbone": key[0], "size": key[1], "batch": key[2], "fastest_peer": fastest, "ratio": ratio,
+                    "target": target, "met": None if target is None else ratio >= target})
+    return out
+
+
+# ----------------------------------------------------------------------------- 7. explainers
 
 
 def run_explain(args: argparse.Namespace) -> dict[str, Any]:
@@ -365,8 +535,14 @@ def targets(res: dict[str, Any]) -> dict[str, Any]:
     r18 = [r["ratio"] for r in rows if r["backbone"] == "resnet18_cifar"]
     by = {(r["backbone"], r["batch"], r["variant"]): r["full_img_s"] for r in rows}
     bf16_faster = [by[k[:2] + ("bf16",)] > by[k] for k in by if k[2] == "fp32" and k[:2] + ("bf16",) in by]
+    cl = [r["ratio"] for r in rows if r["backbone"] == "resnet18_cifar" and r["variant"] == "bf16+channels_last"]
+    r50 = [r["ratio"] for r in res.get("realres") or [] if "error" not in r and r["backbone"] == "resnet50"]
+    peer = {f"{p['size']}px": p["met"] for p in (res.get("peers") or {}).get("vs_fastest_peer", [])}
     return {"resnet18_full_over_limit_min": min(r18) if r18 else None,
             "resnet18_ratio_ok": all(r >= RATIO_TARGET for r in r18) if r18 else None,
+            "resnet18_bf16_cl_ratio_ok": all(r >= RATIO_TARGET for r in cl) if cl else None,
+            "resnet50_224_ratio_ok": all(r >= RATIO_TARGET for r in r50) if r50 else None,
+            "peers_met": peer or None,
             "bf16_faster_than_fp32_everywhere": all(bf16_faster) if bf16_faster else None}
 
 
@@ -425,6 +601,44 @@ def markdown(res: dict[str, Any]) -> str:
                 continue
             cells = " | ".join(f"{s['ms'][n]:.1f} ({100 * s['share'][n]:.0f}%)" for n in names)
             out.append(f"| {s['backbone']} | {s['batch']} | {s['variant']} | {cells} | {s['step_ms']:.1f} |")
+    if res.get("realres"):
+        names = tt.STAGES
+        out += ["", "Real resolutions from a JPEG folder (bf16 + channels_last, library defaults otherwise):", "",
+                "| backbone | size | batch | workers | full step (img/s) | limit (img/s) | **full / limit** | per repetition "
+                "| peak GPU memory, full / limit (MiB) | decode of a batch in one process / workers / full step |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["realres"]:
+            if "error" in r:
+                out.append(f"| {r['backbone']} | {r['size']} | {r['batch']} | ERROR: {r['error'][:150]} | | | | | | |")
+                continue
+            out.append(f"| {r['backbone']} | {r['size']} | {r['batch']} | {r['workers']} | {r['full_img_s']:.1f} | "
+                       f"{r['limit_img_s']:.1f} | **{r['ratio']:.2f}** | {', '.join(f'{x:.2f}' for x in r['ratios'])} | "
+                       f"{_f(r['peak_mib'], '.0f')} / {_f(r['limit_peak_mib'], '.0f')} | {100 * r['decode_per_worker_share']:.1f}% |")
+        out += ["", "Time per stage of one real-resolution step (synchronised; `data` = decoding the batch in the main "
+                "process):", "", "| backbone | size | " + " | ".join(names) + " | sum (ms) |",
+                "|---|---|" + "---|" * (len(names) + 1)]
+        for r in res["realres"]:
+            if "error" not in r:
+                st = r["stages"]
+                cells = " | ".join(f"{st['ms'][n]:.1f} ({100 * st['share'][n]:.0f}%)" for n in names)
+                out.append(f"| {r['backbone']} | {r['size']} | {cells} | {st['step_ms']:.1f} |")
+    if "peers" in res:
+        pr = res["peers"]
+        out += ["", "Peers on the same device (same backbone, 4096/256 heads, SGD, EMA 0.99; each at its own defaults "
+                "otherwise; images/s from the median step):", "",
+                "| library | backbone | size | batch | loader workers | images/s | peak GPU memory (MiB) |",
+                "|---|---|---|---|---|---|---|"]
+        for r in pr["rows"]:
+            if "error" in r:
+                out.append(f"| {r['library']} | {r['backbone']} | {r['size']} | {r['batch']} | ERROR: {r['error'][:150]} | | |")
+                continue
+            out.append(f"| {r['library']} {r['version']} | {r['backbone']} | {r['size']} | {r['batch']} | {r['workers']} | "
+                       f"{r['img_s']:.1f} | {_f(r['peak_mib'], '.0f')} |")
+        for v in pr["vs_fastest_peer"]:
+            out.append(f"\nxbyol / fastest peer ({v['fastest_peer']}) at {v['size']} px: **{v['ratio']:.2f}** "
+                       f"(target {_f(v['target'])}: {'met' if v['met'] else 'missed' if v['met'] is False else 'n/a'})")
+        for peer, why in pr["skipped"].items():
+            out.append(f"\n{peer}: skipped: {why}")
     if "explain" in res:
         e = res["explain"]
         out += ["", f"Explainers, {e['backbone']}, batch {e['batch']}, {e['size']} px (maps/s):", "",
@@ -434,7 +648,9 @@ def markdown(res: dict[str, Any]) -> str:
                 f"{e['ig_maps_s']:.1f} | {e['ig_over_captum_gradcam']:.3f} |"]
     tg = res.get("targets", {})
     out += ["", f"Targets (not part of the exit code): resnet18_cifar full / limit >= {RATIO_TARGET}: "
-            f"{_f(tg.get('resnet18_ratio_ok'))} (lowest {_f(tg.get('resnet18_full_over_limit_min'), '.2f')}); "
+            f"{_f(tg.get('resnet18_ratio_ok'))} (lowest {_f(tg.get('resnet18_full_over_limit_min'), '.2f')}; "
+            f"bf16 + channels_last: {_f(tg.get('resnet18_bf16_cl_ratio_ok'))}); resnet50 at 224 px: "
+            f"{_f(tg.get('resnet50_224_ratio_ok'))}; xbyol / fastest peer >= {PEER_TARGETS}: {_f(tg.get('peers_met'))}; "
             f"bf16 faster than fp32 in every setting: {_f(tg.get('bf16_faster_than_fp32_everywhere'))}.",
             "", f"All checks: {'PASS' if res['ok'] else 'FAIL'}"]
     return "\n".join(out)
@@ -466,7 +682,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     defaults = TINY if args.tiny else FULL
     for key, value in defaults.items():
-        if getattr(args, key) is None:
+        if getattr(args, key, None) is None:
             setattr(args, key, value)
     if args.tiny and not args.ddp_worker:
         args.extra = [*TINY_HEADS, *args.extra]
@@ -509,6 +725,10 @@ def main(argv: list[str] | None = None) -> int:
                 return rows
 
             _section(res, "throughput", throughput)
+        if "realres" in args.sections:
+            _section(res, "realres", lambda: run_realres(args, workdir))
+        if "peers" in args.sections:
+            _section(res, "peers", lambda: run_peers(args, workdir))
         if "explain" in args.sections:
             _section(res, "explain", lambda: run_explain(args))
     res["duration_s"] = time.perf_counter() - t_start
@@ -516,7 +736,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = [res["tests"]["ok"]] if "tests" in res else []
     checks += [d["ok"] for d in res.get("ddp", [])]
     checks += [res[k]["ok"] for k in ("fp16", "explain") if k in res]
-    checks += ["error" not in r for r in res.get("throughput", []) + res.get("stages", [])]
+    checks += ["error" not in r for r in res.get("throughput", []) + res.get("stages", []) + res.get("realres", [])]
+    checks += ["error" not in r for r in res.get("peers", {}).get("rows", [])]
     res["ok"] = all(checks) and not res.get("errors")
     path = args.json or (str(Path(os.environ["OUT"]) / "gpu_check.json") if os.environ.get("OUT") else None)
     if path:

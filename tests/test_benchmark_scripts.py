@@ -541,7 +541,7 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert mid["stopped_at"] == 1 and mid["ok"] == (mid["max_diff"] == 0.0)
     assert "fp16" not in res  # fp16 autocast needs CUDA
     # 3. throughput: every precision variant, and a per-stage split that adds up
-    assert [r["variant"] for r in res["throughput"]] == ["fp32", "bf16", "bf16+channels_last"]
+    assert [r["variant"] for r in res["throughput"]] == ["fp32", "bf16", "bf16+channels_last+eager_views", "bf16+channels_last"]
     for row in res["throughput"]:
         assert row["full_img_s"] > 0 and row["limit_img_s"] > 0 and row["peak_mib"] is None
         assert row["ratio"] == pytest.approx(row["full_img_s"] / row["limit_img_s"], rel=1e-9)
@@ -549,10 +549,22 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert list(split["ms"]) == ["data", "to_device", "augment", "forward_backward", "optimizer", "ema"]
     assert sum(split["share"].values()) == pytest.approx(1.0)
     assert sum(split["ms"].values()) == pytest.approx(split["step_ms"])
-    # 4. Grad-CAM agrees with Captum's LayerGradCam; integrated gradients is timed
+    # 4. real resolutions: full step vs limit on a JPEG folder, with the stage split
+    (real,) = res["realres"]
+    assert (real["backbone"], real["size"], real["workers"]) == ("resnet18", 32, 0)  # num_workers auto: 0 on the CPU
+    assert real["full_img_s"] > 0 and real["limit_img_s"] > 0 and real["peak_mib"] is None
+    assert list(real["stages"]["ms"]) == list(split["ms"]) and 0 < real["decode_per_worker_share"]
+    # 5. peers: without torchvision both are skipped with their reason; xbyol's row still runs
+    peer_res = res["peers"]
+    assert set(peer_res["skipped"]) == {"lightly", "byol-pytorch"}
+    assert all("does not import here" in why for why in peer_res["skipped"].values())
+    assert [r["library"] for r in peer_res["rows"]] == ["xbyol"] and peer_res["rows"][0]["img_s"] > 0
+    assert peer_res["vs_fastest_peer"] == []
+    assert "lightly: skipped: lightly 1.6.0 does not import here" in done.stdout
+    # 6. Grad-CAM agrees with Captum's LayerGradCam; integrated gradients is timed
     assert res["explain"]["ok"] and res["explain"]["gradcam_rel_diff"] < 1e-5
     assert res["explain"]["ig_maps_s"] > 0
-    # 5. the Markdown report on stdout
+    # 7. the Markdown report on stdout
     assert "| resnet10_16 | 8 | bf16+channels_last |" in done.stdout
     assert done.stdout.rstrip().endswith(f"JSON: {tmp_path / 'gpu_check.json'}")
 
@@ -571,6 +583,28 @@ def test_gpu_check_collects_only_the_modules_with_cuda_tests(gpu_check):
     assert "test_app.py" not in names  # the explorer's tests import Flask, absent on GPU images
 
 
+def test_gpu_check_peer_ratios_take_the_fastest_peer_per_setting(gpu_check):
+    rows = [{"library": "xbyol", "backbone": "resnet50", "size": 224, "batch": 128, "img_s": 300.0},
+            {"library": "lightly", "backbone": "resnet50", "size": 224, "batch": 128, "img_s": 200.0},
+            {"library": "byol-pytorch", "backbone": "resnet50", "size": 224, "batch": 128, "img_s": 260.0},
+            {"library": "xbyol", "backbone": "resnet18_cifar", "size": 32, "batch": 256, "img_s": 900.0},
+            {"library": "lightly", "backbone": "resnet18_cifar", "size": 32, "batch": 256, "error": "OOM"}]
+    (r50,) = gpu_check.peer_ratios(rows)  # the 32 px setting has no peer left to compare with
+    assert r50["fastest_peer"] == "byol-pytorch" and r50["ratio"] == pytest.approx(300 / 260)
+    assert (r50["target"], r50["met"]) == (1.2, False)
+
+
+def test_gpu_check_peers_say_why_they_cannot_run(gpu_check, monkeypatch):
+    import importlib
+
+    def missing(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    why = gpu_check.peers.unavailable("byol-pytorch")
+    assert why == "byol-pytorch 0.9.1 does not import here (ModuleNotFoundError: No module named 'torchvision')"
+
+
 def test_gpu_check_resume_points_are_a_boundary_and_mid_epoch(gpu_check):
     # two epochs of steps // 2 steps each
     assert gpu_check.resume_points(20) == {"epoch_boundary": 10, "mid_epoch": 5}
@@ -583,11 +617,15 @@ def test_gpu_check_weight_diff_and_targets(gpu_check):
     with pytest.raises(ValueError, match="differ in keys"):
         gpu_check.max_weight_diff(a, {"w": a["w"]})
     row = {"backbone": "resnet18_cifar", "batch": 256}
-    rows = [dict(row, variant="fp32", full_img_s=100.0, ratio=0.95), dict(row, variant="bf16", full_img_s=180.0, ratio=0.85)]
-    assert gpu_check.targets({"throughput": rows}) == {
-        "resnet18_full_over_limit_min": 0.85, "resnet18_ratio_ok": False, "bf16_faster_than_fp32_everywhere": True}
-    assert gpu_check.targets({}) == {
-        "resnet18_full_over_limit_min": None, "resnet18_ratio_ok": None, "bf16_faster_than_fp32_everywhere": None}
+    rows = [dict(row, variant="fp32", full_img_s=100.0, ratio=0.95), dict(row, variant="bf16", full_img_s=180.0, ratio=0.85),
+            dict(row, variant="bf16+channels_last", full_img_s=200.0, ratio=0.92)]
+    real = [{"backbone": "resnet50", "size": 224, "ratio": 0.88}, {"backbone": "resnet18", "size": 96, "ratio": 0.99}]
+    peer = {"vs_fastest_peer": [{"size": 32, "met": True}, {"size": 224, "met": False}]}
+    assert gpu_check.targets({"throughput": rows, "realres": real, "peers": peer}) == {
+        "resnet18_full_over_limit_min": 0.85, "resnet18_ratio_ok": False, "resnet18_bf16_cl_ratio_ok": True,
+        "resnet50_224_ratio_ok": False, "peers_met": {"32px": True, "224px": False},
+        "bf16_faster_than_fp32_everywhere": True}
+    assert set(gpu_check.targets({}).values()) == {None}
 
 
 def test_explainable_mean_sd_variants_and_budget_guard(explainable, tmp_path):
