@@ -123,7 +123,7 @@ def test_cam_with_dimension_target_is_that_channel(resnet, images) -> None:
 
 
 def test_cam_rejects_other_targets_and_wrong_layers(resnet, images) -> None:
-    with pytest.raises(TypeError, match="LinearClassTarget"):
+    with pytest.raises(ValueError, match="^cam explains only LinearClassTarget or DimensionTarget targets, not EmbeddingSimilarityTarget$"):
         explain(resnet, images, EmbeddingSimilarityTarget(torch.randn(128)), method="cam")
     with pytest.raises(ValueError, match="channels"):
         explain(resnet, images, LinearClassTarget(nn.Linear(128, 2), 0), method="cam", layer="stages.2")

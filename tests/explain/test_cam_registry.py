@@ -33,7 +33,7 @@ def test_an_explainer_refuses_a_target_type_it_cannot_explain() -> None:
     model, x, _ = _setup("cpu", batch=1)
     cam = EXPLAINERS.create("cam", model=model)
     assert cam.method == "cam" and EXPLAINERS.get("gradcam").method == "gradcam"  # type: ignore[attr-defined]
-    with pytest.raises(ValueError, match="^cam explains only a LinearClassTarget or DimensionTarget, not a NormTarget$"):
+    with pytest.raises(ValueError, match="^cam explains only LinearClassTarget or DimensionTarget targets, not NormTarget$"):
         cam(x, NormTarget())
     assert explain(model, x, NormTarget(), method="gradcam").shape == (1, 32, 32)  # any target: no check
 

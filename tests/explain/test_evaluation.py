@@ -113,7 +113,7 @@ def test_explain_command_errors(tiny_run_dir, capsys):
     assert "unknown explainer" in capsys.readouterr().err
     # CAM cannot explain a concept text: a one-line error, not a TypeError traceback
     assert main(["explain", str(tiny_run_dir), "--target", "concept:red", "--method", "cam", "--indices", "0"]) == 2
-    assert "cam explains only a LinearClassTarget or DimensionTarget, not a ConceptTarget" in capsys.readouterr().err
+    assert "cam explains only LinearClassTarget or DimensionTarget targets, not ConceptTarget" in capsys.readouterr().err
 
 
 def test_layer_option_is_for_cam_methods_only(tiny_run_dir, tmp_path, capsys):

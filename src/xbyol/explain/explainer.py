@@ -94,7 +94,7 @@ class Explainer(abc.ABC):
         if cls.target_types is None or issubclass(target_type, cls.target_types):
             return None
         kinds = " or ".join(t.__name__ for t in cls.target_types)
-        return f"{cls.method} explains only a {kinds}, not a {target_type.__name__}"
+        return f"{cls.method} explains only {kinds} targets, not {target_type.__name__}"
 
     def __init__(self, model: nn.Module, normalize: bool = True) -> None:
         if not isinstance(model, nn.Module):

@@ -41,13 +41,9 @@ class CAM(BaseCAM):
                 )
             index = target.indices(b, activations.device)  # (B,)
             weights = target.linear.weight.detach()[index].to(activations.dtype)  # (B, C)
-        elif isinstance(target, DimensionTarget):
+        else:  # a DimensionTarget: Explainer.__call__ has refused every other type (target_types)
+            assert isinstance(target, DimensionTarget)
             target._check_range(c)
             index = target.indices(b, activations.device)  # (B,)
             weights = F.one_hot(index, c).to(activations.dtype)  # (B, C)
-        else:
-            raise TypeError(
-                f"CAM needs a LinearClassTarget (or DimensionTarget) on GAP features, got {type(target).__name__}; "
-                "use gradcam for other targets"
-            )
         return weights  # (B, C)
