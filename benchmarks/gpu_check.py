@@ -4,33 +4,47 @@
     OUT=/tmp/out python benchmarks/gpu_check.py           # also writes $OUT/gpu_check.json
     python benchmarks/gpu_check.py --device cpu --tiny    # the same sections end to end on the CPU, tiny sizes
 
-Sections (``--sections`` picks some; each one runs even when an earlier one failed, and
-its error lands in the JSON, so a single short GPU session yields everything it can):
+Sections, in the order they run (``--sections`` picks some; each one runs even when an
+earlier one failed, and its error lands in the JSON, which is rewritten after every section,
+so a single short GPU session yields everything it can; no section starts after
+``--budget-s`` seconds):
 
 1. ``tests``: the test suite's CUDA tests (``pytest -m cuda``: ``train.device: cuda``,
    bf16 and fp16+GradScaler training, channels_last, resume on the GPU, explainers and
-   metrics equal to the CPU, a CUDA checkpoint loaded with CUDA hidden, ...). They all
-   skip on a CPU.
-2. ``ddp``: BYOL through ``torchrun`` with NCCL (gloo on the CPU), one process and, with two
+   metrics equal to the CPU, compiled views equal to the eager ones and free of host
+   synchronisation, a CUDA checkpoint loaded with CUDA hidden, ...). They all skip on a CPU.
+2. ``throughput``: ``shapes`` 32 px, each backbone and batch size, in fp32, bf16 and
+   bf16 + channels_last (with the compiled views of ``aug.compile: auto``, and once with
+   eager views): images/s of the full trainer step next to the bare-arithmetic limit
+   (``train_throughput.full_step_times`` / ``limit_step_times``, alternated per
+   repetition, CUDA synchronised at step boundaries), peak GPU memory of the full run,
+   and the per-stage split of one step (``train_throughput.stage_times``: data, copy,
+   augmentation, forward+backward, optimiser, EMA) to show what holds a step back.
+3. ``realres``: real resolutions from a synthetic folder of JPEGs (:mod:`jpeg_folder`,
+   500x375 like an average ImageNet photograph): 96 px ``resnet18`` (batch 256) and
+   224 px ``resnet50`` (batch 128), bf16 + channels_last and the library's defaults
+   otherwise (``data.num_workers: auto``): full step vs the limit, peak memory of both,
+   the stage split (``data`` = decoding a batch in the main process), and that decoding
+   spread over the loader's workers as a share of the full step.
+4. ``peers``: lightly 1.6.0 and byol-pytorch 0.9.1 (:mod:`peers`) next to xbyol on the
+   same device and data, same backbone, 4096/256 heads, SGD and EMA: 32 px
+   ``resnet18_cifar`` batch 256 and 224 px ``resnet50`` batch 128, images/s and peak
+   memory; a peer that does not import is skipped with its reason.
+5. ``ddp``: BYOL through ``torchrun`` with NCCL (gloo on the CPU), one process and, with two
    GPUs, two: two epochs uninterrupted, the same run again (the run-to-run noise floor of
    non-deterministic kernels), and runs stopped at the epoch boundary and mid-epoch, then
    resumed. The resumed weights must equal the uninterrupted ones exactly when the two
    uninterrupted runs agree exactly, else lie within 10x of their difference.
-3. ``fp16``: a longer fp16 run with GradScaler; every logged loss must be finite (CUDA only).
-4. ``throughput``: ``shapes`` 32 px, each backbone and batch size, in fp32, bf16 and
-   bf16 + channels_last: images/s of the full trainer step next to the bare-arithmetic
-   limit (``train_throughput.full_step_times`` / ``limit_step_times``, alternated per
-   repetition, CUDA synchronised at step boundaries), peak GPU memory of the full run,
-   and the per-stage split of one step (``train_throughput.stage_times``: data, copy,
-   augmentation, forward+backward, optimiser, EMA) to show what holds a step back.
-5. ``explain``: Grad-CAM and integrated gradients on the device against Captum's
+6. ``fp16``: a longer fp16 run with GradScaler; every logged loss must be finite (CUDA only).
+7. ``explain``: Grad-CAM and integrated gradients on the device against Captum's
    ``LayerGradCam`` on the same inputs (``explain_speed.gradcam_vs_captum``).
 
 Everything goes to a JSON file (``--json``, default ``$OUT/gpu_check.json`` when ``OUT``
 is set) and Markdown tables to stdout. Exit code 0 when every check passed (tests, DDP
-resume, fp16 finiteness, Grad-CAM agreement with Captum, no section or setting raised);
-the speed targets (full/limit >= 0.9 for resnet18_cifar, bf16 faster than fp32) are
-reported beside them but do not change the exit code.
+resume, fp16 finiteness, Grad-CAM agreement with Captum, no section or setting raised or
+was skipped for time); the speed targets (full/limit >= 0.9 for resnet18_cifar at 32 px
+and resnet50 at 224 px, xbyol >= 2x / 1.2x the fastest peer at 32 / 224 px, bf16 faster
+than fp32) are reported beside them but do not change the exit code.
 """
 
 from __future__ import annotations
@@ -74,7 +88,7 @@ PEER_TARGETS = {32: 2.0, 224: 1.2}  # xbyol / fastest peer, images/s, by image s
 VARIANTS = {"fp32": ("fp32", False, ()), "bf16": ("bf16", False, ()),
             "bf16+channels_last+eager_views": ("bf16", True, ("aug.compile=false",)),
             "bf16+channels_last": ("bf16", True, ())}
-SECTIONS = ("tests", "ddp", "fp16", "throughput", "realres", "peers", "explain")
+SECTIONS = ("tests", "throughput", "realres", "peers", "ddp", "fp16", "explain")
 
 # sizes: about ten minutes on one GPU; --tiny: tens of seconds on a CPU
 FULL = dict(backbones=["resnet18_cifar", "resnet10_16"], batch_sizes=[256], warmup=3, steps=10, reps=2,
@@ -581,6 +595,8 @@ def markdown(res: dict[str, Any]) -> str:
                    f"{e['gradcam_max_abs_diff']:.2g} ({e['gradcam_rel_diff']:.2g} of the map's max) |")
     for name, err in res.get("errors", {}).items():
         out.append(f"| section `{name}` | ERROR | {err.strip().splitlines()[-1][:200]} |")
+    for name, why in res.get("skipped_sections", {}).items():
+        out.append(f"| section `{name}` | SKIPPED | {why} |")
     if res.get("throughput"):
         out += ["", "| backbone | batch | precision | full step (img/s) | limit (img/s) | **full / limit** | "
                 "per repetition | peak GPU memory (MiB) |", "|---|---|---|---|---|---|---|---|"]
@@ -677,6 +693,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ddp-backbone", default=None)
     p.add_argument("--explain-backbone", default=None)
     p.add_argument("--extra", action="append", default=[], help="a config override for every run (repeatable)")
+    p.add_argument("--budget-s", type=float, default=540.0,
+                   help="no section starts after this many seconds (default: leaves a 600 s call time to finish one)")
     p.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -691,7 +709,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _section(res: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
+def _write(res: dict[str, Any], path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(res, indent=2))
+
+
+def _section(res: dict[str, Any], name: str, fn: Callable[[], Any], path: str | None, deadline: float) -> None:
+    """Run one section, unless the time budget is spent; the JSON is rewritten after each one.
+
+    So a call stopped at its time limit still leaves every finished section's figures in the JSON.
+    """
+    if time.perf_counter() > deadline:
+        res.setdefault("skipped_sections", {})[name] = "the time budget (--budget-s) was spent before it started"
+        print(f"# {name}: skipped, time budget spent", flush=True)
+        return
     t0 = time.perf_counter()
     print(f"# {name} ...", flush=True)
     try:
@@ -700,6 +732,7 @@ def _section(res: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
         res.setdefault("errors", {})[name] = traceback.format_exc()
         print(res["errors"][name], file=sys.stderr, flush=True)
     res.setdefault("section_seconds", {})[name] = time.perf_counter() - t0
+    _write(res, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -710,27 +743,25 @@ def main(argv: list[str] | None = None) -> int:
         return ddp_worker(args)
     device = torch.device(train_device(args))
     t_start = time.perf_counter()
+    deadline = t_start + args.budget_s
+    path = args.json or (str(Path(os.environ["OUT"]) / "gpu_check.json") if os.environ.get("OUT") else None)
     res: dict[str, Any] = {"environment": environment(device), "tiny": args.tiny}
     with tempfile.TemporaryDirectory() as workdir:
-        if "tests" in args.sections:
-            _section(res, "tests", lambda: run_cuda_tests(device))
-        if "ddp" in args.sections:
-            nprocs = args.ddp_procs or [1] + ([2] if device.type == "cuda" and torch.cuda.device_count() >= 2 else [])
-            _section(res, "ddp", lambda: [run_ddp(args, n) for n in nprocs])
-        if "fp16" in args.sections and device.type == "cuda":  # fp16 autocast needs CUDA
-            _section(res, "fp16", lambda: run_fp16(args, workdir))
-        if "throughput" in args.sections:
-            def throughput() -> list[dict[str, Any]]:
-                rows, res["stages"] = run_throughput(args, workdir)
-                return rows
+        def throughput() -> list[dict[str, Any]]:
+            rows, res["stages"] = run_throughput(args, workdir)
+            return rows
 
-            _section(res, "throughput", throughput)
-        if "realres" in args.sections:
-            _section(res, "realres", lambda: run_realres(args, workdir))
-        if "peers" in args.sections:
-            _section(res, "peers", lambda: run_peers(args, workdir))
-        if "explain" in args.sections:
-            _section(res, "explain", lambda: run_explain(args))
+        def ddp() -> list[dict[str, Any]]:
+            nprocs = args.ddp_procs or [1] + ([2] if device.type == "cuda" and torch.cuda.device_count() >= 2 else [])
+            return [run_ddp(args, n) for n in nprocs]
+
+        # in order of what the issue needs most, so a call cut short keeps the most
+        runs = {"tests": lambda: run_cuda_tests(device), "throughput": throughput,
+                "realres": lambda: run_realres(args, workdir), "peers": lambda: run_peers(args, workdir), "ddp": ddp,
+                "fp16": lambda: run_fp16(args, workdir), "explain": lambda: run_explain(args)}
+        for name, fn in runs.items():
+            if name in args.sections and not (name == "fp16" and device.type != "cuda"):  # fp16 autocast needs CUDA
+                _section(res, name, fn, path, deadline)
     res["duration_s"] = time.perf_counter() - t_start
     res["targets"] = targets(res)
     checks = [res["tests"]["ok"]] if "tests" in res else []
@@ -738,11 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     checks += [res[k]["ok"] for k in ("fp16", "explain") if k in res]
     checks += ["error" not in r for r in res.get("throughput", []) + res.get("stages", []) + res.get("realres", [])]
     checks += ["error" not in r for r in res.get("peers", {}).get("rows", [])]
-    res["ok"] = all(checks) and not res.get("errors")
-    path = args.json or (str(Path(os.environ["OUT"]) / "gpu_check.json") if os.environ.get("OUT") else None)
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(res, indent=2))
+    res["ok"] = all(checks) and not res.get("errors") and not res.get("skipped_sections")
+    _write(res, path)
     print()
     print(markdown(res))
     if path:

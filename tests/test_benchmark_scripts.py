@@ -583,6 +583,15 @@ def test_gpu_check_collects_only_the_modules_with_cuda_tests(gpu_check):
     assert "test_app.py" not in names  # the explorer's tests import Flask, absent on GPU images
 
 
+def test_gpu_check_skips_sections_once_its_time_budget_is_spent(gpu_check, tmp_path, capsys):
+    path = tmp_path / "check.json"
+    code = gpu_check.main(["--device", "cpu", "--tiny", "--sections", "explain", "peers", "--budget-s", "0",
+                           "--json", str(path)])
+    res = json.loads(path.read_text())
+    assert code == 1 and not res["ok"] and set(res["skipped_sections"]) == {"explain", "peers"}
+    assert "| section `peers` | SKIPPED | the time budget (--budget-s) was spent" in capsys.readouterr().out
+
+
 def test_gpu_check_peer_ratios_take_the_fastest_peer_per_setting(gpu_check):
     rows = [{"library": "xbyol", "backbone": "resnet50", "size": 224, "batch": 128, "img_s": 300.0},
             {"library": "lightly", "backbone": "resnet50", "size": 224, "batch": 128, "img_s": 200.0},

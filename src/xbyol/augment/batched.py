@@ -163,8 +163,10 @@ _compiled: Callable[..., torch.Tensor] | None = None
 def compiled_batched_view() -> Callable[..., torch.Tensor]:
     """:func:`batched_view` under ``torch.compile`` (one graph per view structure, shape and device).
 
-    Made once per process; graphs are specialised to static shapes (``dynamic=False``), and the
-    recompile limit is raised so that a process that trains at several sizes keeps its graphs.
+    Made once per process. Shapes are first compiled static; when a view structure meets a
+    second shape, dynamo makes that graph's sizes symbolic (``dynamic=None``, torch's
+    default), so a process that trains at several batch or image sizes compiles a few graphs,
+    not one per shape. The recompile limit is raised so that such a process keeps its graphs.
     """
     global _compiled
     if _compiled is None:
@@ -173,7 +175,7 @@ def compiled_batched_view() -> Callable[..., torch.Tensor]:
             if hasattr(cfg, name):
                 setattr(cfg, name, max(getattr(cfg, name), 64))
                 break
-        _compiled = torch.compile(batched_view, dynamic=False, fullgraph=True)
+        _compiled = torch.compile(batched_view, fullgraph=True)
     return _compiled
 
 
