@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 __all__ = ["OVERLAY_ALPHA", "OVERLAY_CMAP", "colorbar_uri", "colorize", "heat_layer_uri", "image_data_uri", "mask_outline",
-           "outline_uri", "overlay", "overlay_uri", "png_data_uri", "save_heatmaps_npy", "save_overlay", "upscale"]
+           "outline_uri", "overlay", "overlay_uri", "png_bytes", "png_data_uri", "save_heatmaps_npy", "save_overlay", "upscale"]
 
 #: heatmap colours: perceptually uniform, dark (transparent) at 0, pale yellow at 1
 OVERLAY_CMAP = "inferno"
@@ -41,8 +41,8 @@ def upscale(arr: np.ndarray, min_size: int) -> np.ndarray:
     return arr.repeat(f, axis=0).repeat(f, axis=1)
 
 
-def image_data_uri(image: torch.Tensor | np.ndarray, min_size: int = 0) -> str:
-    """PNG ``data:`` URI of an image, upscaled by an integer factor (nearest) to at least ``min_size``.
+def png_bytes(image: torch.Tensor | np.ndarray, min_size: int = 0) -> bytes:
+    """PNG of an image, upscaled by an integer factor (nearest) to at least ``min_size``.
 
     Args:
         image: uint8 ``[3, H, W]`` tensor or ``[H, W, 3]`` (RGB) / ``[H, W, 4]`` (RGBA) array.
@@ -52,15 +52,20 @@ def image_data_uri(image: torch.Tensor | np.ndarray, min_size: int = 0) -> str:
 
     if isinstance(image, torch.Tensor):
         if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"image_data_uri: expected a [3, H, W] tensor, got {list(image.shape)}")
+            raise ValueError(f"png_bytes: expected a [3, H, W] tensor, got {list(image.shape)}")
         arr = image.detach().cpu().permute(1, 2, 0).numpy()  # (H, W, 3)
     else:
         arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"image_data_uri: expected uint8 [H, W, 3] or [H, W, 4], got {arr.dtype} {list(arr.shape)}")
+        raise ValueError(f"png_bytes: expected uint8 [H, W, 3] or [H, W, 4], got {arr.dtype} {list(arr.shape)}")
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(upscale(arr, min_size))).save(buf, format="PNG")
-    return png_data_uri(buf.getvalue())
+    return buf.getvalue()
+
+
+def image_data_uri(image: torch.Tensor | np.ndarray, min_size: int = 0) -> str:
+    """PNG ``data:`` URI of :func:`png_bytes`."""
+    return png_data_uri(png_bytes(image, min_size))
 
 
 def colorize(heatmap: torch.Tensor, cmap: str = "jet") -> torch.Tensor:

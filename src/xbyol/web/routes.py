@@ -5,15 +5,12 @@ handlers: every error is JSON ``{"error": message, "status": code}``."""
 from __future__ import annotations
 
 import functools
-import io
 import json
 import re
 from importlib import resources
 from typing import Any, Callable, TypeVar
 
-import torch
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
-from PIL import Image
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -24,6 +21,7 @@ from werkzeug.exceptions import (
 
 from xbyol.explain.base import EXPLAINERS
 from xbyol.explain.concept_heatmaps import MAX_CONCEPT_CHARS, check_concept
+from xbyol.explain.render import png_bytes
 from xbyol.web.explorer import Explorer, ignores_target
 from xbyol.web.uploads import UploadError
 
@@ -38,12 +36,6 @@ T = TypeVar("T")
 
 def _explorer() -> Explorer:
     return current_app.extensions["xbyol_explorer"]
-
-
-def _png(image: torch.Tensor) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _query_int(name: str, default: int) -> int:
@@ -158,15 +150,15 @@ def api_images():
 
 
 @explorer_routes.get("/img/<int:index>.png")
-def test_png(index: int):
-    resp = Response(_png(_explorer().test_image(index)), mimetype="image/png")
+def testpng_bytes(index: int):
+    resp = Response(png_bytes(_explorer().test_image(index)), mimetype="image/png")
     resp.headers["Cache-Control"] = "max-age=3600"
     return resp
 
 
 @explorer_routes.get("/img/upload/<uid>.png")
-def upload_png(uid: str):
-    return Response(_png(_explorer().upload_image(uid)), mimetype="image/png")
+def uploadpng_bytes(uid: str):
+    return Response(png_bytes(_explorer().upload_image(uid)), mimetype="image/png")
 
 
 # ----------------------------------------------------------------------------- model work (POST only)
