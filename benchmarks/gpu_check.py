@@ -100,7 +100,7 @@ TINY = dict(backbones=["resnet10_16"], batch_sizes=[8], warmup=1, steps=2, reps=
             ddp_backbone="resnet10_16", ddp_batch=8, ddp_steps=4, fp16_steps=4, fp16_batch=8,
             explain_backbone="resnet10_16", explain_batch=2, explain_size=16, ig_steps=4, explain_repeats=1,
             realres=[("resnet18", 32, 4)], jpeg_images=20, jpeg_size=(48, 40),
-            peers=[("resnet10_16", 32, 4)], peer_images=16)
+            peers=[("resnet10_16", 32, 4), ("resnet10_16", 40, 4)], peer_images=16)
 # narrow heads for --tiny (the preset's 512-wide MLPs dominate a tiny CPU step)
 TINY_HEADS = ("model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32")
 
