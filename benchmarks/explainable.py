@@ -85,7 +85,10 @@ DATASET_DEFAULTS = {
 }
 PROBE_LABEL = {"shapes": ("shape of the largest object", "0.200"), "fashion-mnist": ("garment class", "0.100")}
 UNTRAINED = ("random_init", "raw_pixels")
-NEEDS_BYOL = ("random_init", "raw_pixels", "byol_ft", "supervised_ml")  # reuse the seed's BYOL run
+NEEDS_BYOL = ("random_init", "raw_pixels", "byol_ft", "supervised_ml", "supervised_head")  # reuse the seed's BYOL run
+SUPERVISED = ("supervised_ml", "supervised_head")  # trained by score_supervised, not by xbyol.train
+# rows whose concept "why" is checked by --rank-faithfulness (every row with a concept map or head)
+RANK_ROWS = ("raw_pixels", "random_init", "byol", "xbyol", "byol_ft", "byol_ft_matched", "supervised_ml", "supervised_head")
 LABELS = {
     "raw_pixels": "raw pixels + post-hoc map",
     "random_init": "random init + post-hoc map (backbone)",
@@ -94,7 +97,10 @@ LABELS = {
     "xbyol": "xbyol (learned map)",
     "xbyol_nofusion": "xbyol without fusion",
     "byol_ft": "BYOL fine-tuned on the concept labels (semantic loss only)",
-    "supervised_ml": "supervised multi-label + post-hoc map (backbone)",
+    "byol_half": "BYOL, half the steps + post-hoc map (projector)",
+    "byol_ft_matched": "BYOL (half the steps) fine-tuned on the labels (the other half)",
+    "supervised_ml": "supervised + post-hoc map (backbone)",
+    "supervised_head": "supervised, read through its own head",
 }
 
 
@@ -118,6 +124,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--explain-images", type=int, default=16, help="test images for explain-eval")
     p.add_argument("--faithfulness", action="store_true",
                    help="also measure the faithfulness of explain_embedding on byol, xbyol, random init")
+    p.add_argument("--rank-faithfulness", action="store_true",
+                   help="also run the rank-scale faithfulness check against its permuted-names null on every row")
+    p.add_argument("--nulls", action="store_true",
+                   help="also score the reference representations (chance, label prior, per-image optimum)")
     p.add_argument("--out", default="runs/bench_explainable")
     p.add_argument("--json", default=None, help="results file (entries already there are reused; default "
                    "results/explainable.json, results/explainable_fashion_mnist.json)")
@@ -139,14 +149,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def variant_overrides(variant: str) -> dict[str, Any]:
     """Config overrides of a trained variant (raises on an unknown name)."""
-    if variant == "byol":
+    if variant in ("byol", "byol_half"):
         return {"method.name": "byol"}
     if variant == "xbyol":
         return {"method.name": "xbyol"}
-    if variant == "byol_ft":
+    if variant in ("byol_ft", "byol_ft_matched"):
         return {"method.name": "xbyol", "method.semantic.byol_weight": 0.0, "method.semantic.fusion": False}
-    if variant == "supervised_ml":
-        return {}  # trained by score_supervised_multilabel, not by xbyol.train
+    if variant in SUPERVISED:
+        return {}  # trained by score_supervised, not by xbyol.train
     if variant == "xbyol_nofusion":
         return {"method.name": "xbyol", "method.semantic.fusion": False}
     if variant.startswith("xbyol_w"):
@@ -164,9 +174,18 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def config_for(args: argparse.Namespace, variant: str, seed: int):
+    """The run config of a trained row. ``byol_ft`` starts from the seed's ``byol`` run (so it has twice the
+    steps of the others); ``byol_half`` is BYOL for ``steps // 2`` and ``byol_ft_matched`` fine-tunes it for the
+    other ``steps - steps // 2``, the same total steps and labelled draws' budget as xbyol."""
     cfg = _config_for(args, variant, seed)
+    seed_dir = Path(args.out) / f"seed{seed}"
     if variant == "byol_ft":
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=str(Path(args.out) / f"seed{seed}" / "byol")))
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=str(seed_dir / "byol")))
+    if variant == "byol_half":
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=args.steps // 2))
+    if variant == "byol_ft_matched":
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=args.steps - args.steps // 2,
+                                                                 init_from=str(seed_dir / "byol_half")))
     return cfg
 
 
@@ -221,22 +240,27 @@ def train_variant(args: argparse.Namespace, variant: str, seed: int) -> dict[str
     return out
 
 
-def restore_byol_run(args: argparse.Namespace, seed: int, runs: dict[str, Any]) -> None:
-    """Re-train the seed's BYOL run when a new row needs it but its directory is gone (results kept, runs not).
+def restore_run(args: argparse.Namespace, variant: str, seed: int, runs: dict[str, Any]) -> None:
+    """Re-train the seed's run of ``variant`` when a new row or check needs it but its directory is gone
+    (results keep scores, not run directories).
 
-    Training is deterministic on the CPU for a given seed, so the re-made run must score what
-    the stored entry says; if it does not, the stored entry is replaced (and said), so every
-    row of the table comes from the run the new rows were built on.
+    Training is deterministic on the CPU for a given seed and thread count, so the re-made run should score
+    what the stored entry says; if it does not, the stored entry is replaced (and said), so every row and check
+    comes from the runs it was built on. ``byol_ft`` needs ``byol`` first, ``byol_ft_matched`` ``byol_half``.
     """
-    if (Path(args.out) / f"seed{seed}" / "byol" / "checkpoints" / "last.pt").is_file():
+    if (Path(args.out) / f"seed{seed}" / variant / "checkpoints" / "last.pt").is_file():
         return
-    new = train_variant(args, "byol", seed)
-    old = runs["byol"]
-    same = _get(new, "probe", "linear_probe") == _get(old, "probe", "linear_probe") and \
+    parent = {"byol_ft": "byol", "byol_ft_matched": "byol_half"}.get(variant)
+    if parent is not None:
+        restore_run(args, parent, seed, runs)
+    new = train_variant(args, variant, seed)
+    old = runs.get(variant)
+    same = old is not None and _get(new, "probe", "linear_probe") == _get(old, "probe", "linear_probe") and \
         _get(new, "concepts", "scs_margin") == _get(old, "concepts", "scs_margin")
-    print(f"seed {seed}: re-made the BYOL run; its scores {'match' if same else 'DIFFER from'} the stored entry", flush=True)
+    print(f"seed {seed}: re-made the {variant} run; its scores {'match' if same else 'DIFFER from'} the stored entry",
+          flush=True)
     if not same:
-        runs["byol"] = new
+        runs[variant] = new
 
 
 def with_backbone(byol_run: Any, backbone: Any, args: argparse.Namespace, seed: int, variant: str) -> Any:
@@ -270,32 +294,95 @@ def score_random_init(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     return {"probe": probe, "concepts": concepts, "eval_s": time.perf_counter() - t0}
 
 
-def score_supervised_multilabel(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """Train the multi-label model on the concept labels, then score its backbone like random init's."""
+def supervised_model(args: argparse.Namespace, seed: int, byol: Any, bank: Any) -> tuple[Any, float]:
+    """The seed's supervised model (backbone + linear head over the concepts) and its training seconds.
+
+    Multi-label concepts (shapes): binary cross-entropy per concept; single-label concepts (class names,
+    Fashion-MNIST): softmax cross-entropy over them. Trained once per seed and kept in ``OUT/seedN/supervised``
+    (the file names the loss), so ``supervised_ml`` and ``supervised_head`` read the same model.
+    """
     import torch.nn.functional as F
     from quality import train_supervised
 
-    from xbyol.concepts.projection import run_bank
     from xbyol.concepts.vocabulary import ConceptLabeler
+
+    labeler = ConceptLabeler(bank.texts, byol.dataset("train"))
+    softmax = args.dataset != "shapes"  # class-name concepts: one true concept per image
+    path = Path(args.out) / f"seed{seed}" / "supervised" / ("model_ce.pt" if softmax else "model_bce.pt")
+
+    def loss(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        t = labeler(batch)  # (B, K) bool
+        if softmax:
+            return F.cross_entropy(logits, t.float().argmax(1))
+        return F.binary_cross_entropy_with_logits(logits, t.float())
+
+    cfg = config_for(args, "byol", seed)
+    if path.is_file():
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        return blob["model"].eval(), blob["train_s"]
+    t0 = time.perf_counter()
+    model = train_supervised(cfg, num_outputs=len(bank), loss_fn=loss, whole=True).eval()
+    train_s = time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model, "train_s": train_s}, path)
+    return model, train_s
+
+
+def score_supervised(args: argparse.Namespace, seed: int, variant: str) -> dict[str, Any]:
+    """``supervised_ml``: the supervised backbone scored like random init's (post-hoc map on the backbone);
+    ``supervised_head``: the same model read through its own head (its logits rank the concepts: concept
+    accuracy; it has no concept-space vector, so no SCS)."""
+    from xbyol.concepts.projection import run_bank
     from xbyol.eval.concept_eval import concept_scores
+    from xbyol.eval.concept_scores import concept_accuracy
     from xbyol.eval.evaluate import probe_and_knn
     from xbyol.run import load_run
 
     byol = load_run(Path(args.out) / f"seed{seed}" / "byol")
     bank = run_bank(byol)
-    labeler = ConceptLabeler(bank.texts, byol.dataset("train"))
+    model, train_s = supervised_model(args, seed, byol, bank)
+    run = with_backbone(byol, model.backbone.eval(), args, seed, variant)
     t0 = time.perf_counter()
-    backbone = train_supervised(config_for(args, "byol", seed), num_outputs=len(bank),
-                                loss_fn=lambda logits, batch: F.binary_cross_entropy_with_logits(logits, labeler(batch).float()))
-    train_s = time.perf_counter() - t0
-    run = with_backbone(byol, backbone.eval(), args, seed, "supervised_ml")
-    t0 = time.perf_counter()
+    if variant == "supervised_head":
+        test = split_features(run.backbone, run, "test", bank)
+        with torch.no_grad():
+            logits = model.head(test.x.to(next(model.parameters()).device)).float().cpu()  # (N, K)
+        groups = bank.groups or {"all": list(range(len(bank)))}
+        concepts = {"map": "own head", "n_concepts": len(bank), "scs": None, "scs_nonmatch": None, "scs_margin": None,
+                    "concept_accuracy": concept_accuracy(logits, test.t, groups)}
+        if args.dataset != "shapes":
+            concepts["per_image"] = per_image_scores(None, logits, test.t, groups)  # Fashion-MNIST: fixed test set
+            train = split_features(run.backbone, run, "train", bank, args.eval_train)
+            from xbyol.eval.evaluate import StageTimer, probe_and_knn_of_features
+            probe, _ = probe_and_knn_of_features(train.x, train.y, test.x, test.y, run.cfg,
+                                                 StageTimer(variant, verbose=False), "eval")
+        else:
+            probe, _ = probe_and_knn(run.backbone, run.dataset("train"), run.dataset("test"), run.cfg, run.device)
+        return {"probe": probe, "concepts": concepts, "train_s": train_s, "eval_s": time.perf_counter() - t0}
     if args.dataset != "shapes":
-        return {**scores_without_masks(run, "supervised_ml", args.eval_train), "train_s": train_s,
+        return {**scores_without_masks(run, variant, args.eval_train), "train_s": train_s,
                 "eval_s": time.perf_counter() - t0}
     probe, _ = probe_and_knn(run.backbone, run.dataset("train"), run.dataset("test"), run.cfg, run.device)
     concepts = concept_scores(run, use_projector=False, class_concepts=True)
     return {"probe": probe, "concepts": concepts, "train_s": train_s, "eval_s": time.perf_counter() - t0}
+
+
+def per_image_scores(reps: torch.Tensor | None, scores: torch.Tensor, targets: torch.Tensor,
+                     groups: dict[str, list[int]], concepts: torch.Tensor | None = None) -> dict[str, Any]:
+    """Per-test-image values for a paired test-set interval on a fixed test set (Fashion-MNIST): ``scs_margin``
+    (list, 3 decimals, None where undefined; from the concept-space vectors ``reps [N, E]`` and the concept
+    embeddings ``concepts [K, E]``, when given) and per group ``hit_<group>``, a string of ``1`` / ``0`` / ``-``
+    (a hit, a miss, no true concept in the group) from ``scores [N, K]``."""
+    from xbyol.eval.concept_scores import concept_accuracy_per_image, scs_per_image
+
+    out: dict[str, Any] = {}
+    if reps is not None and concepts is not None:
+        match, nonmatch = scs_per_image(reps, concepts, targets)
+        out["scs_margin"] = [None if m != m else round(m, 3) for m in (match - nonmatch).tolist()]
+    for g, idx in groups.items():
+        hit = concept_accuracy_per_image(scores, targets, idx)
+        out[f"hit_{g}"] = "".join("-" if h != h else str(int(h)) for h in hit.tolist())
+    return out
 
 
 @dataclasses.dataclass
@@ -332,7 +419,11 @@ def map_scores(cmap: Any, test: SplitFeatures, bank: Any, kind: str) -> dict[str
     from xbyol.eval.concept_eval import scores_of_representations
 
     out: dict[str, Any] = {"map": kind, "n_concepts": len(bank)}
-    out.update(scores_of_representations(cmap.eval()(test.x).float(), test.t, bank))  # reps (N, E)
+    reps = cmap.eval()(test.x).float()  # (N, E)
+    out.update(scores_of_representations(reps, test.t, bank))
+    groups = bank.groups or {"all": list(range(len(bank)))}
+    cos = torch.nn.functional.normalize(reps, dim=-1) @ bank.embeddings.T  # (N, K)
+    out["per_image"] = per_image_scores(reps, cos, test.t, groups, bank.embeddings)  # the test set is fixed
     return out
 
 
@@ -416,11 +507,114 @@ def faithfulness_scores(args: argparse.Namespace, variant: str, seed: int) -> di
     return explanation_faithfulness(run, seed=seed)
 
 
+def split_targets(run: Any, split: str, bank: Any, limit: int | None = None) -> torch.Tensor:
+    """``[N, K]`` bool concept positives of the first ``limit`` images of ``run``'s ``split`` (``None``: all)."""
+    from xbyol.concepts.vocabulary import ConceptLabeler
+    from xbyol.data.base import collate
+
+    dataset = run.dataset(split)
+    images = dataset if limit is None else torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    labeler = ConceptLabeler(bank.texts, dataset)
+    loader = torch.utils.data.DataLoader(images, batch_size=256, shuffle=False, collate_fn=collate)
+    return torch.cat([labeler(batch).cpu() for batch in loader])
+
+
+def null_scores(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """SCS and concept accuracy of the reference representations of :mod:`xbyol.eval.concept_nulls` on the
+    seed's test split (chance: generator seeded with ``seed``; label prior: the training split's frequencies,
+    the first ``--eval-train`` images on Fashion-MNIST, as the post-hoc maps)."""
+    from xbyol.concepts.projection import run_bank
+    from xbyol.eval.concept_eval import scores_of_representations
+    from xbyol.eval.concept_nulls import chance_representations, label_prior_representation, oracle_representations
+    from xbyol.run import load_run
+
+    run = load_run(Path(args.out) / f"seed{seed}" / "byol")
+    bank = run_bank(run)
+    test_t = split_targets(run, "test", bank)
+    train_t = split_targets(run, "train", bank, args.eval_train)
+    emb = bank.embeddings.float()  # (K, E)
+    reps = {"chance": chance_representations(len(test_t), emb.shape[1], torch.Generator().manual_seed(seed)),
+            "label_prior": label_prior_representation(train_t, emb)[None].expand(len(test_t), -1),
+            "oracle": oracle_representations(test_t, emb)}
+    groups = bank.groups or {"all": list(range(len(bank)))}
+    out = {}
+    for name, r in reps.items():
+        out[name] = scores_of_representations(r, test_t, bank)
+        if args.dataset != "shapes":
+            cos = torch.nn.functional.normalize(r, dim=-1) @ emb.T  # (N, K)
+            out[name]["per_image"] = per_image_scores(r, cos, test_t, groups, emb)
+    return out
+
+
+def rank_faithfulness_scores(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
+    """:func:`xbyol.explain.rank_faithfulness.rank_faithfulness` of one row's concept "why".
+
+    Each row's weights on its representation ``h [N, D]``: xbyol's concept attention
+    (``concept_weights_of``); the learned map of byol_ft rows and a post-hoc map (fitted here on the training
+    split, as the table's) otherwise, as cosines to the concept embeddings (the ranks of ``softmax(cos / T)``);
+    supervised_head: its logits. Directions: ``concept_directions`` of the training representations and
+    labels, removed about their mean (the first ``--eval-train`` training images on Fashion-MNIST).
+    """
+    import torch.nn.functional as F
+
+    from xbyol.concepts.explain_embedding import concept_weights_of
+    from xbyol.concepts.projection import fit_concept_map, run_bank
+    from xbyol.explain.concept_faithfulness import concept_directions
+    from xbyol.explain.rank_faithfulness import rank_faithfulness
+    from xbyol.run import load_run
+
+    seed_dir = Path(args.out) / f"seed{seed}"
+    byol = load_run(seed_dir / "byol")
+    bank = run_bank(byol)
+    emb = bank.embeddings.float()  # (K, E)
+    encode: Callable[[torch.Tensor], torch.Tensor]
+    score_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    projector = None
+    if variant == "raw_pixels":
+        encode = lambda x: (x if args.dataset == "shapes" else x[:, :1]).flatten(1)  # noqa: E731  (B, 3HW) / (B, HW)
+        run = byol
+    elif variant == "random_init":
+        run = random_init_run(args, seed)
+        encode = run.backbone
+    elif variant in SUPERVISED:
+        model, _ = supervised_model(args, seed, byol, bank)
+        run = with_backbone(byol, model.backbone.eval(), args, seed, variant)
+        encode = run.backbone
+        if variant == "supervised_head":
+            score_fn = lambda h: model.head(h).float()  # noqa: E731  (N, K) logits
+    else:
+        run = load_run(seed_dir / variant)
+        encode = run.backbone
+        if variant == "byol":
+            projector = run.method.projector
+        else:  # xbyol, byol_ft, byol_ft_matched: their learned map (attention where there is fusion)
+            score_fn = lambda h: concept_weights_of(run, h)  # noqa: E731
+    train = split_features(encode, run, "train", bank, args.eval_train)
+    test = split_features(encode, run, "test", bank)
+    if score_fn is None:
+        s = run.cfg.method.semantic
+        cmap = fit_concept_map(train.x, train.t, emb, projector, s.loss, s.temperature, s.posthoc_steps, s.posthoc_lr,
+                               run.cfg.train.seed).eval()
+        score_fn = lambda h: F.normalize(cmap(h).float(), dim=-1) @ emb.T  # noqa: E731  (N, K)
+    train_x = train.x.float().cpu()
+    directions = concept_directions(train_x, train.t.cpu())
+    keep = ~torch.isnan(directions).any(1)
+    if not bool(keep.all()):
+        raise SystemExit(f"seed {seed} {variant}: concepts without a direction (every or no training image has "
+                         f"them): {[bank.texts[i] for i in torch.nonzero(~keep).flatten().tolist()]}")
+    with torch.no_grad():
+        out = rank_faithfulness(score_fn, test.x.float().cpu(), directions, train_x.mean(0), seed)
+    if args.dataset == "shapes":  # each seed has its own test images: the seeds carry the test-set noise
+        out.pop("excess_per_image")
+    return out
+
+
 # ----------------------------------------------------------------------------- results file
 
 
 def load_results(path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    return read_results(path, budget(args), {"runs": {}, "explain": {}, "faithfulness": {}})
+    return read_results(path, budget(args), {"runs": {}, "explain": {}, "faithfulness": {}, "nulls": {},
+                                             "faithfulness_rank": {}})
 
 
 def save_results(path: Path, data: dict[str, Any]) -> None:
@@ -457,32 +651,43 @@ def columns(data: dict[str, Any], variants: list[str]) -> list[tuple[str, list[d
 def table(data: dict[str, Any], variants: list[str], dataset: str = "shapes") -> str:
     cols = columns(data, variants)
     groups = GROUPS[dataset]
-    rows: list[tuple[str, ...]] = [("metric", *[c for c, _ in cols], "chance", "ceiling")]
+    rows: list[tuple[str, ...]] = [("metric", *[c for c, _ in cols], "chance", "label prior", "ceiling")]
+    nulls = data.get("nulls") or {}
+
+    def null_level(name: str, get: Callable[[dict[str, Any]], float | None]) -> str:
+        """Mean over the seeds of a reference representation's score (``-`` without --nulls)."""
+        vals = [get({"concepts": n[name]}) for n in nulls.values() if name in n]
+        vals = [v for v in vals if v is not None]
+        return f"{sum(vals) / len(vals):.3f}" if vals else ""
     ref = next((e for _, es in cols for e in es if (e.get("concepts") or {}).get("sscs_chance")), None)
     ref = ref or next((e for _, es in cols for e in es if (e.get("concepts") or {}).get("concept_accuracy")), None)
 
-    def add(name: str, get: Callable[[dict[str, Any]], float | None], chance: str = "", ceiling: str = "") -> None:
-        rows.append((name, *[mean_sd([get(e) for e in es]) for _, es in cols], chance, ceiling))
+    def add(name: str, get: Callable[[dict[str, Any]], float | None], chance: str = "", ceiling: str = "",
+            with_nulls: bool = False) -> None:
+        prior = ""
+        if with_nulls and nulls:  # the reference representations replace the uniform-guess level
+            chance, prior, ceiling = (null_level(n, get) for n in ("chance", "label_prior", "oracle"))
+        rows.append((name, *[mean_sd([get(e) for e in es]) for _, es in cols], chance, prior, ceiling))
 
     def ref_level(key: str) -> str:
         v = _get(ref, "concepts", key, "mean") if ref else None
         return "-" if v is None else f"{v:.3f}"
 
-    add("SCS match (mean cos to true concepts)", lambda e: _get(e, "concepts", "scs"))
-    add("SCS non-match (mean cos to others)", lambda e: _get(e, "concepts", "scs_nonmatch"))
-    add("**SCS margin**", lambda e: _get(e, "concepts", "scs_margin"))
+    add("SCS match (mean cos to true concepts)", lambda e: _get(e, "concepts", "scs"), with_nulls=True)
+    add("SCS non-match (mean cos to others)", lambda e: _get(e, "concepts", "scs_nonmatch"), with_nulls=True)
+    add("**SCS margin**", lambda e: _get(e, "concepts", "scs_margin"), with_nulls=True)
     chance_acc = {g: _get(ref, "concepts", "concept_accuracy", f"{g}_chance") for g in groups} if ref else {}
     for g in groups:
         c = chance_acc.get(g)
         add(f"concept accuracy: {g}", lambda e, g=g: _get(e, "concepts", "concept_accuracy", g),
-            "" if c is None else f"{c:.3f}")
+            "" if c is None else f"{c:.3f}", with_nulls=True)
     if len(groups) > 1:
-        add("**concept accuracy, mean of groups**", lambda e: _mean_groups(e, groups))
+        add("**concept accuracy, mean of groups**", lambda e: _mean_groups(e, groups), with_nulls=True)
     probe_label, probe_chance = PROBE_LABEL[dataset]
     if dataset != "shapes":  # no masks, so no SSCS
         add(f"**linear probe accuracy** (label = {probe_label})", lambda e: _get(e, "probe", "linear_probe"), probe_chance)
         add("kNN accuracy", lambda e: _get(e, "probe", "knn"))
-        rows.append(("training time, s", *[mean_sd([e.get("train_s") for e in es], 0) for _, es in cols], "", ""))
+        rows.append(("training time, s", *[mean_sd([e.get("train_s") for e in es], 0) for _, es in cols], "", "", ""))
         return _markdown(rows)
     add("**SSCS mIoU (background rule), mean of groups**", lambda e: _get(e, "concepts", "sscs", "mean"),
         ref_level("sscs_chance"), ref_level("sscs_ceiling"))
@@ -494,7 +699,24 @@ def table(data: dict[str, Any], variants: list[str], dataset: str = "shapes") ->
         ref_level("sscs_gt_foreground_chance"), ref_level("sscs_gt_foreground_ceiling"))
     add(f"**linear probe accuracy** (label = {probe_label})", lambda e: _get(e, "probe", "linear_probe"), probe_chance)
     add("kNN accuracy", lambda e: _get(e, "probe", "knn"))
-    rows.append(("training time, s", *[mean_sd([e.get("train_s") for e in es], 0) for _, es in cols], "", ""))
+    rows.append(("training time, s", *[mean_sd([e.get("train_s") for e in es], 0) for _, es in cols], "", "", ""))
+    return _markdown(rows)
+
+
+RANK_MEASURES = [("gap", "rank gap: rank of the top concept after removing its own direction minus after a random one's"),
+                 ("gap_null", "the same, concept names permuted (null)"),
+                 ("excess", "**excess over the null** (gap - null gap)")]
+
+
+def rank_faithfulness_table(data: dict[str, Any]) -> str:
+    fr = data.get("faithfulness_rank") or {}
+    seeds = sorted(fr, key=lambda s: int(s.removeprefix("seed")))
+    models = [m for m in RANK_ROWS if any(m in fr[s] for s in seeds)]
+    if not models:
+        return ""
+    rows: list[tuple[str, ...]] = [("measure", *[LABELS[m] for m in models])]
+    for key, name in RANK_MEASURES:
+        rows.append((name, *[mean_sd([_get(fr[s].get(m), key) for s in seeds]) for m in models]))
     return _markdown(rows)
 
 
@@ -616,7 +838,7 @@ def fashion_section(args: argparse.Namespace, data: dict[str, Any], command: str
         "makes identical); their probe and kNN are in the representation-quality section, not re-measured here. **SSCS is not applicable:** Fashion-MNIST has no "
         "segmentation masks.", "",
         table(data, args.variants, args.dataset), "",
-    ])
+    ] + rank_section(data))
 
 
 def section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str:
@@ -659,33 +881,64 @@ def section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str
         "average precision against 'has the concept', for every concept that is some image's top concept "
         "(`xbyol.explain.concept_faithfulness`).", "",
         faithfulness_table(data), "",
-    ] if faithfulness_table(data) else []))
+    ] if faithfulness_table(data) else []) + rank_section(data))
+
+
+def rank_section(data: dict[str, Any]) -> list[str]:
+    """The rank-scale faithfulness subsection (``--rank-faithfulness``), or nothing."""
+    t = rank_faithfulness_table(data)
+    if not t:
+        return []
+    return ["### Faithfulness against a null (`xbyol.explain.rank_faithfulness`)", "",
+            "For each test image, its top concept by the row's weights (xbyol: concept attention; byol_ft rows: their "
+            "learned map; supervised, own head: its logits; every other row: a post-hoc map fitted here on the "
+            "training split). Removing a concept direction (as above) moves the top concept down the ranking of all "
+            "concepts; the rank gap is its rank after removing its own direction minus its rank after removing a "
+            "random other concept's (positive: the explanation depends on the concept it names). The null is the "
+            "same weights with the concept names permuted by a fixed random derangement: it cannot be faithful, so "
+            "its gap is about 0. A row passes when its excess over the null is above 0 by the paired rule.", "",
+            t, ""]
 
 
 def run_all(args: argparse.Namespace, data: dict[str, Any], path: Path) -> None:
     """Score every (seed, variant) not yet in ``data``, saving ``path`` after each entry."""
     order = [v for v in args.variants if v not in UNTRAINED]
-    if any(v in NEEDS_BYOL for v in args.variants) and "byol" not in order:
+    if (any(v in NEEDS_BYOL for v in args.variants) or args.nulls or args.rank_faithfulness) and "byol" not in order:
         order.insert(0, "byol")  # the untrained rows reuse the BYOL run's data and bank
+    if "byol_ft_matched" in order and "byol_half" not in order:
+        order.insert(order.index("byol_ft_matched"), "byol_half")  # its starting point
     order = sorted(order, key=lambda v: v != "byol") + [v for v in args.variants if v in UNTRAINED]
     for seed in args.seeds:
         runs = data["runs"].setdefault(f"seed{seed}", {})
+        rank = data.setdefault("faithfulness_rank", {}).setdefault(f"seed{seed}", {})
+        rank_todo = [v for v in RANK_ROWS if v in args.variants and v not in rank] if args.rank_faithfulness else []
         for v in order:
             if v in runs:
-                if v == "byol" and any(w not in runs for w in NEEDS_BYOL if w in args.variants):
-                    restore_byol_run(args, seed, runs)
+                needs_dir = (v == "byol" and (any(w not in runs for w in NEEDS_BYOL if w in args.variants)
+                                              or args.nulls or rank_todo)) or v in rank_todo \
+                    or (v == "byol_half" and ("byol_ft_matched" in rank_todo or "byol_ft_matched" not in runs))
+                if needs_dir and v not in UNTRAINED and v not in SUPERVISED:
+                    restore_run(args, v, seed, runs)
                 continue
             t0 = time.perf_counter()
             if v == "random_init":
                 runs[v] = score_random_init(args, seed)
             elif v == "raw_pixels":
                 runs[v] = score_raw_pixels(args, seed)
-            elif v == "supervised_ml":
-                runs[v] = score_supervised_multilabel(args, seed)
+            elif v in SUPERVISED:
+                runs[v] = score_supervised(args, seed, v)
             else:
                 runs[v] = train_variant(args, v, seed)
             save_results(path, data)
             print(f"seed {seed} {v}: {time.perf_counter() - t0:.0f}s", flush=True)
+        if args.nulls and f"seed{seed}" not in data.setdefault("nulls", {}):
+            data["nulls"][f"seed{seed}"] = null_scores(args, seed)
+            save_results(path, data)
+        for v in rank_todo:
+            t0 = time.perf_counter()
+            rank[v] = rank_faithfulness_scores(args, v, seed)
+            save_results(path, data)
+            print(f"seed {seed} rank faithfulness {v}: {time.perf_counter() - t0:.0f}s", flush=True)
         if args.faithfulness:
             fa = data.setdefault("faithfulness", {}).setdefault(f"seed{seed}", {})
             for v in ("byol", "xbyol", "random_init"):

@@ -125,8 +125,10 @@ class Supervised(nn.Module):
 
 
 def train_supervised(cfg: Config, num_outputs: int | None = None,
-                     loss_fn: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None = None) -> nn.Module:
-    """Supervised training with BYOL's budget, optimiser, schedule and precision; returns the backbone.
+                     loss_fn: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None = None,
+                     whole: bool = False) -> nn.Module:
+    """Supervised training with BYOL's budget, optimiser, schedule and precision; returns the backbone
+    (``whole``: the whole :class:`Supervised` model, head included, in eval mode).
 
     By default a cross-entropy classifier of ``batch["label"]``; ``num_outputs`` and
     ``loss_fn(logits [B, num_outputs] float32, batch) -> loss`` train another head (e.g. a
@@ -169,7 +171,7 @@ def train_supervised(cfg: Config, num_outputs: int | None = None,
             scaler.step(optimizer)
             scaler.update()
             step += 1
-    return model.backbone.eval()
+    return model.eval() if whole else model.backbone.eval()
 
 
 def random_init(cfg: Config) -> nn.Module:

@@ -689,9 +689,14 @@ def test_explainable_one_feature_pass_gives_the_library_scores(explainable, tmp_
         expected["concepts_backbone"] = concept_scores(run, use_projector=False, class_concepts=True)
     assert expected["concepts"]["map"] == ("learned" if method == "xbyol" else "post-hoc")
     for key, want in expected.items():
-        assert set(got[key]) == set(want), key
+        assert set(got[key]) == set(want) | {"per_image"}, key
         for name in ("scs", "scs_nonmatch", "scs_margin"):
             assert got[key][name] == pytest.approx(want[name], abs=1e-5), (key, name)
+        per = got[key]["per_image"]  # per-image values for paired test-set intervals: their means are the scores
+        margins = [m for m in per["scs_margin"] if m is not None]
+        assert sum(margins) / len(margins) == pytest.approx(want["scs_margin"], abs=1e-3)
+        hits = [int(h) for h in per["hit_class"] if h != "-"]
+        assert sum(hits) / len(hits) == pytest.approx(want["concept_accuracy"]["class"], abs=1e-9)
         assert got[key]["concept_accuracy"] == pytest.approx(want["concept_accuracy"], abs=1e-9), key
     assert set(got["stage_s"]) >= {"features", "eval: linear probe", "eval: kNN", "concept map"}
     if method == "byol":  # --eval-train: the first n training images, the same features and positives as the full pass
@@ -788,3 +793,17 @@ def test_step_profile_views_times_every_step_of_both_views(tmp_path, monkeypatch
     assert set(ms) == {"both views", "to float", *steps, "view2: RandomSolarize", "view1: normalise", "view2: normalise",
                        "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue"}
     assert all(v > 0 for v in ms.values())
+
+
+def test_explainable_label_matched_rows_share_xbyol_total_steps(explainable, tmp_path):
+    """byol_ft_matched: BYOL for half of xbyol's steps, fine-tuned on the labels for the other half (100 = 50 + 50,
+    101 = 50 + 51); byol_ft starts from the full BYOL run (twice the steps)."""
+    for steps, half, rest in ((100, 50, 50), (101, 50, 51)):
+        args = explainable.parse_args(["--steps", str(steps), "--out", str(tmp_path)])
+        xbyol = explainable.config_for(args, "xbyol", 0)
+        first = explainable.config_for(args, "byol_half", 0)
+        second = explainable.config_for(args, "byol_ft_matched", 0)
+        assert (first.train.steps, second.train.steps) == (half, rest) and half + rest == xbyol.train.steps
+        assert first.method.name == "byol" and second.train.init_from == str(tmp_path / "seed0" / "byol_half")
+        assert second.method.semantic.byol_weight == 0.0 and second.method.semantic.fusion is False
+        assert explainable.config_for(args, "byol_ft", 0).train.steps == steps

@@ -129,3 +129,52 @@ def test_dissection_rows_become_mean_sd_over_seeds(benchmarks_on_path):
     assert lines[3].endswith("| 11.0 ± 0.0 / 128 | 2.0 ± 0.0 | 3.0 ± 0.0 | 0.0 ± 0.0 / 1.0 ± 0.0 | 0.5 ± 0.7 / 2.0 ± 0.0 |  |")
     one_seed = dis.table_rows(dis.summarise(rows[:2]))
     assert "| 20 / 128 | 2 | 3 | 0 / 1 | 0 / 2 | 1.500 |" in one_seed[2]
+
+
+# ----------------------------------------------------------------------------- paired comparisons (hand-worked)
+
+T2 = 4.302652729911275  # t(0.975, 2 degrees of freedom), from a printed t table
+Z = 1.959963984540054  # the standard normal's 0.975 quantile
+
+
+def test_paired_interval_is_the_t_interval_of_per_seed_differences(benchmarks_on_path):
+    seeds = _load("bench_seeds")
+    # d = (0.1, 0.2, 0.3): mean 0.2, sd 0.1, half = 4.3027 * 0.1 / sqrt(3) = 0.24841
+    lo, hi = seeds.paired_interval([0.5, 0.6, 0.7], [0.4, 0.4, 0.4])
+    assert (lo, hi) == pytest.approx((0.2 - T2 * 0.1 / 3 ** 0.5, 0.2 + T2 * 0.1 / 3 ** 0.5))
+    assert (lo, hi) == pytest.approx((-0.04841, 0.44841), abs=1e-5)
+    assert seeds.difference_verdict((lo, hi)) == "no difference at this budget"
+    # d = (0.20, 0.21, 0.22): mean 0.21, sd 0.01, half 0.024841 -> wholly above 0
+    iv = seeds.paired_interval([0.7, 0.71, 0.72], [0.5, 0.5, 0.5])
+    assert iv == pytest.approx((0.185159, 0.234841), abs=1e-6)
+    assert seeds.difference_verdict(iv) == "higher"
+    assert seeds.difference_verdict(seeds.paired_interval([0.5, 0.5, 0.5], [0.7, 0.71, 0.72])) == "lower"
+    # a fixed test set adds its standard error: half = sqrt(0.024841^2 + (1.96 * 0.01)^2) = 0.031643
+    iv = seeds.paired_interval([0.7, 0.71, 0.72], [0.5, 0.5, 0.5], test_se=0.01)
+    assert iv == pytest.approx((0.21 - 0.031643, 0.21 + 0.031643), abs=1e-6)
+    assert ((iv[1] - iv[0]) / 2) ** 2 == pytest.approx((T2 * 0.01 / 3 ** 0.5) ** 2 + (Z * 0.01) ** 2)
+    # pairing matters: unpaired intervals of a = (0.5, 0.6, 0.7) and b = a - 0.05 overlap, the paired one excludes 0
+    assert seeds.difference_verdict(seeds.paired_interval([0.5, 0.6, 0.7], [0.45, 0.55, 0.65])) == "higher"
+    assert seeds.interval_verdict(seeds.interval95(seeds.seed_summary([0.5, 0.6, 0.7])),
+                                  seeds.interval95(seeds.seed_summary([0.45, 0.55, 0.65]))) == "no difference at this budget"
+    assert seeds.paired_interval([0.5], [0.4]) is None
+    assert seeds.difference_verdict(None).startswith("undecided")
+    assert seeds.difference_verdict((0.0, 0.3)) == "no difference at this budget"  # 0 on an end counts as inside
+    with pytest.raises(ValueError, match="same seeds"):
+        seeds.paired_interval([0.5, 0.6], [0.4])
+
+
+def test_test_set_standard_errors_hand_worked(benchmarks_on_path):
+    seeds = _load("bench_seeds")
+    assert seeds.binomial_se(0.9, 100) == pytest.approx(0.03)  # sqrt(0.9 * 0.1 / 100)
+    assert seeds.accuracy_difference_se(0.9, 0.8, 100) == pytest.approx(0.05)  # sqrt(0.0009 + 0.0016)
+    # one seed, 4 images: hits a = 1101, b = 1000 -> d = 0,1,0,1: sample sd sqrt(1/3), se = sqrt(1/3) / 2 = 0.288675
+    se = seeds.paired_test_se([[1, 1, 0, 1]], [[1, 0, 0, 0]])
+    assert se == pytest.approx(0.288675, abs=1e-6)
+    # McNemar's standard error with b = 2, c = 0 discordant images: sqrt(2 - 4 / 4) / 4 = 0.25, times sqrt(4 / 3)
+    assert se == pytest.approx(0.25 * (4 / 3) ** 0.5)
+    # two seeds: D_j is the mean over seeds of the per-image difference: (0.5, 0.5, 0, 1) -> sd 0.408248, / 2
+    se2 = seeds.paired_test_se([[1, 1, 0, 1], [1, 0, 0, 1]], [[1, 0, 0, 0], [0, 0, 0, 0]])
+    assert se2 == pytest.approx(0.204124, abs=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        seeds.paired_test_se([[1, 0]], [[1, 0, 1]])

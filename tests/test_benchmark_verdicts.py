@@ -1,0 +1,63 @@
+"""Every marked verdict of benchmarks/BENCHMARKS.md is what the paired rule gives on the committed JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from load_script import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def verdicts():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_seeds as run from there
+    try:
+        yield load_script(ROOT / "benchmarks" / "verdicts.py", "bench_verdicts")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_every_marked_verdict_in_benchmarks_md_matches_the_json(verdicts):
+    found = verdicts.check(ROOT / "benchmarks" / "BENCHMARKS.md", ROOT / "benchmarks" / "results")
+    assert len(found) >= 30, "the explainability, quality and cross-modal readings carry their verdict markers"
+    bad = [f"line {v.line}: {v.a} vs {v.b}: text says {v.stated}, the JSON gives {v.computed}" for v in found if not v.ok]
+    assert not bad, "\n".join(bad)
+
+
+def _write(tmp_path: Path, md: str, data: dict) -> tuple[Path, Path]:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "explainable.json").write_text(json.dumps(data))
+    (tmp_path / "B.md").write_text(md)
+    return tmp_path / "B.md", tmp_path / "r"
+
+
+def test_a_wrong_stated_verdict_is_caught_and_pairing_is_by_seed(verdicts, tmp_path):
+    # per-seed a - b = 0.05 exactly: the paired interval is (0.05, 0.05), "higher", although the unpaired
+    # intervals of a (0.5, 0.6, 0.7) and b (0.45, 0.55, 0.65) overlap
+    runs = {f"seed{i}": {"x": {"m": a}, "y": {"m": b}} for i, (a, b) in enumerate([(0.5, 0.45), (0.6, 0.55), (0.7, 0.65)])}
+    md, res = _write(tmp_path, "text <!-- verdict explainable.json: runs/*/x/m vs runs/*/y/m = no difference --> "
+                     "more <!-- verdict explainable.json: runs/*/x/m vs runs/*/y/m = higher -->\n", {"runs": runs})
+    found = verdicts.check(md, res)
+    assert [v.ok for v in found] == [False, True]
+    assert found[0].computed == "higher" and found[0].interval == pytest.approx((0.05, 0.05))
+    assert verdicts.main(["--md", str(md), "--results", str(res)]) == 1
+
+
+def test_fixed_test_set_adds_the_binomial_error_and_mean_of_groups(verdicts, tmp_path):
+    # quality_seeds layout, digits (360 fixed test images): per-seed differences 0.017 exactly, so the seed part is 0
+    # and the half-width is 1.96 * sqrt(0.978 * 0.022 / 360 + 0.961 * 0.039 / 360) = 0.025090 -> no difference
+    data = {"runs": {"digits": {f"seed{i}": {"byol": {"knn": 0.978}} for i in range(3)}},
+            "raw_pixels": {"digits": {"knn": 0.961}}}
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "quality_seeds.json").write_text(json.dumps(data))
+    (tmp_path / "B.md").write_text("<!-- verdict quality_seeds.json: runs/digits/*/byol/knn vs raw_pixels/digits/knn "
+                                   "= no difference -->\n")
+    (v,) = verdicts.check(tmp_path / "B.md", tmp_path / "r")
+    assert v.ok and v.interval == pytest.approx((0.017 - 0.025090, 0.017 + 0.025090), abs=1e-6)
+    # "@mean" is the mean of a dict's groups, leaving out the "_chance" entries
+    assert verdicts.side_values({"runs": {"seed0": {"x": {"a": 0.2, "a_chance": 0.9, "b": 0.4}}}},
+                                "runs/*/x/@mean") == {"seed0": pytest.approx(0.3)}
