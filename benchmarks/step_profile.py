@@ -27,12 +27,17 @@ swaps every repetition), and reports the per-repetition ratio ``then / now`` and
 largest difference between the two versions' views for the same seed.
 
     python benchmarks/step_profile.py --views --against feaa5af --reps 10 --json benchmarks/results/views_against.json
+
+``--against compiled`` compares, the same way, the eager views (``aug.compile: false``)
+with this checkout's compiled batched graph (``aug.compile: true``; compiled by the first,
+untimed call).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import inspect
 import os
 import pstats
@@ -152,8 +157,11 @@ def views_against(cfg: Config, rev: str, repeats: int, reps: int) -> dict[str, o
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     images = build_dataset(cfg, "train").get_batch(range(cfg.data.batch_size), masks=False)["image"]
     images = images.to(device).contiguous(memory_format=fmt)  # (B, 3, H, W) uint8
-    now = ByolViews(cfg.aug, cfg.data.image_size)
-    then = views_module_at(rev).ByolViews(cfg.aug, cfg.data.image_size)
+    now = ByolViews(dataclasses.replace(cfg.aug, compile=False), cfg.data.image_size)
+    if rev == "compiled":
+        then = ByolViews(dataclasses.replace(cfg.aug, compile=True), cfg.data.image_size)
+    else:
+        then = views_module_at(rev).ByolViews(cfg.aug, cfg.data.image_size)
     diff = max(float((a - b).abs().max()) for a, b in zip(now(images, seed=0), then(images, seed=0)))
     ms_now, ms_then = [], []
     for rep in range(reps):
