@@ -132,7 +132,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="results file (entries already there are reused; default "
                    "results/explainable.json, results/explainable_fashion_mnist.json)")
     p.add_argument("--write", action="store_true", help="update the sections of benchmarks/BENCHMARKS.md")
+    p.add_argument("--chunk-steps", type=int, default=None,
+                   help="train each unfinished run by at most N more steps per call, resuming exactly from its "
+                   "checkpoint, and stop the call when a run is left unfinished (re-run the same command to continue)")
+    p.add_argument("overrides", nargs="*", help="extra config overrides for every trained row (e.g. "
+                   "model.backbone=resnet10_32 train.optimizer=lars train.device=cuda); part of the budget")
     args = p.parse_args(argv)
+    if args.chunk_steps is not None and args.chunk_steps < 1:
+        p.error(f"--chunk-steps: expected a positive number of steps, got {args.chunk_steps}")
     for key, value in DATASET_DEFAULTS[args.dataset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -170,6 +177,8 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
     if args.dataset != "shapes":
         out["dataset"] = args.dataset
         out["eval_train"] = args.eval_train
+    if args.overrides:
+        out["overrides"] = list(args.overrides)
     return out
 
 
@@ -200,7 +209,7 @@ def _config_for(args: argparse.Namespace, variant: str, seed: int):
             "data.batch_size": args.batch_size, "data.image_size": args.image_size, "data.seed": seed,
             "train.steps": args.steps, "train.lr": args.lr, "train.seed": seed, "train.progress": False,
             "train.log_every": 50, "eval.baseline": False, **variant_overrides(variant),
-        })
+        } | _extra(args))
     return from_dict({}, {
         "name": variant, "out_dir": str(Path(args.out) / f"seed{seed}"),
         "data.name": "shapes", "data.image_size": args.image_size, "data.num_train": args.num_train,
@@ -211,18 +220,60 @@ def _config_for(args: argparse.Namespace, variant: str, seed: int):
         "train.steps": args.steps, "train.optimizer": "adamw", "train.lr": args.lr, "train.weight_decay": 1e-4,
         "train.precision": "bf16", "train.channels_last": True, "method.concat_views": True, "train.seed": seed, "train.progress": False,
         "train.log_every": 10, "eval.baseline": False, **variant_overrides(variant),
-    })
+    } | _extra(args))
+
+
+def _extra(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line's ``key=value`` overrides, after every default of the benchmark."""
+    from xbyol.config import parse_override
+
+    return dict(parse_override(o) for o in args.overrides)
+
+
+class Unfinished(Exception):
+    """A run left unfinished by ``--chunk-steps``: the call saves what it has and stops."""
+
+
+def train_chunk(args: argparse.Namespace, cfg: Any) -> Path:
+    """Train ``cfg``'s run: from scratch (without ``--chunk-steps``), or by at most ``--chunk-steps`` more steps
+    from its newest checkpoint (exact resume). Raises :class:`Unfinished` when the run has not reached its steps."""
+    from xbyol.training import train
+    from xbyol.training.checkpoint import CheckpointError, load_latest_checkpoint
+
+    if args.chunk_steps is None:
+        return Path(train(cfg, overwrite=True))
+    run_dir = Path(cfg.out_dir) / cfg.name
+    done = 0
+    if (run_dir / "checkpoints").is_dir():
+        try:
+            done = int(load_latest_checkpoint(run_dir / "checkpoints")[1]["step"])
+        except CheckpointError:
+            done = 0
+    total = int(cfg.train.steps)
+    if done < total:
+        stop = min(total, done + args.chunk_steps)
+        train(cfg, resume=done > 0, overwrite=done == 0, stop_after=stop if stop < total else None)
+        if stop < total:
+            raise Unfinished(f"{run_dir}: step {stop} of {total}; run the same command again to continue")
+    return run_dir
 
 
 def train_variant(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
     from xbyol.eval.concept_eval import concept_scores
     from xbyol.eval.evaluate import evaluate
     from xbyol.run import load_run
-    from xbyol.training import train
 
     t0 = time.perf_counter()
-    run_dir = train(config_for(args, variant, seed), overwrite=True)
-    train_s = time.perf_counter() - t0
+    cfg = config_for(args, variant, seed)
+    seconds = Path(cfg.out_dir) / cfg.name / "bench_train_s.txt"  # training seconds of earlier chunks
+    before = float(seconds.read_text()) if args.chunk_steps and seconds.is_file() else 0.0
+    try:
+        run_dir = train_chunk(args, cfg)
+    finally:
+        if args.chunk_steps:
+            seconds.parent.mkdir(parents=True, exist_ok=True)
+            seconds.write_text(str(before + time.perf_counter() - t0))
+    train_s = before + time.perf_counter() - t0
     t0 = time.perf_counter()
     if args.dataset != "shapes":  # no masks: one feature pass per split feeds every score
         run = load_run(run_dir)
@@ -581,7 +632,8 @@ def rank_faithfulness_scores(args: argparse.Namespace, variant: str, seed: int) 
         run = with_backbone(byol, model.backbone.eval(), args, seed, variant)
         encode = run.backbone
         if variant == "supervised_head":
-            score_fn = lambda h: model.head(h).float()  # noqa: E731  (N, K) logits
+            head = copy.deepcopy(model.head).cpu()
+            score_fn = lambda h: head(h).float()  # noqa: E731  (N, K) logits
     else:
         run = load_run(seed_dir / variant)
         encode = run.backbone
@@ -595,6 +647,7 @@ def rank_faithfulness_scores(args: argparse.Namespace, variant: str, seed: int) 
         s = run.cfg.method.semantic
         cmap = fit_concept_map(train.x, train.t, emb, projector, s.loss, s.temperature, s.posthoc_steps, s.posthoc_lr,
                                run.cfg.train.seed).eval()
+        cmap = copy.deepcopy(cmap).cpu()  # the removals run on the CPU
         score_fn = lambda h: F.normalize(cmap(h).float(), dim=-1) @ emb.T  # noqa: E731  (N, K)
     train_x = train.x.float().cpu()
     directions = concept_directions(train_x, train.t.cpu())
@@ -967,7 +1020,11 @@ def main(argv: list[str] | None = None) -> int:
     # --threads bounds numpy's BLAS and OpenMP pools too, not only torch's: with OpenBLAS's default 2 threads on the
     # shared 2 cores the probe's lbfgs took 205 s and 285 s on 20,000 features, 17 s with one (the same fit)
     with threadpool_limits(limits=args.threads):
-        run_all(args, data, path)
+        try:
+            run_all(args, data, path)
+        except Unfinished as e:  # --chunk-steps: every finished entry is in the JSON already
+            print(f"stopped: {e}", flush=True)
+            return 0
     text = section(args, data, command.strip())
     print(text)
     ex_text = explain_section(args, data, command.strip()) if args.explain_eval else ""

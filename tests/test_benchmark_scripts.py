@@ -8,6 +8,7 @@ that do not depend on training length behave as their docstrings say.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import statistics
@@ -807,3 +808,23 @@ def test_explainable_label_matched_rows_share_xbyol_total_steps(explainable, tmp
         assert first.method.name == "byol" and second.train.init_from == str(tmp_path / "seed0" / "byol_half")
         assert second.method.semantic.byol_weight == 0.0 and second.method.semantic.fusion is False
         assert explainable.config_for(args, "byol_ft", 0).train.steps == steps
+
+
+def test_explainable_chunked_training_resumes_to_the_full_run(explainable, tmp_path, tiny_cfg):
+    """--chunk-steps: each call trains at most N more steps from the newest checkpoint and says when the run is
+    unfinished; the finished run is the one a single call makes (exact resume)."""
+    cfg = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train, steps=3))
+    args = explainable.parse_args(["--chunk-steps", "2"])
+    with pytest.raises(explainable.Unfinished, match="step 2 of 3"):
+        explainable.train_chunk(args, cfg)
+    run_dir = explainable.train_chunk(args, cfg)  # steps 3 of 3
+    assert explainable.train_chunk(args, cfg) == run_dir  # finished: nothing more to train
+    whole = dataclasses.replace(cfg, out_dir=str(tmp_path / "whole"))
+    one_go = explainable.train_chunk(explainable.parse_args([]), whole)
+    a = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(one_go / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 3
+    for (name, x), (_, y) in zip(a["method"].items(), b["method"].items()):
+        assert torch.equal(x, y), name
+    with pytest.raises(SystemExit):
+        explainable.parse_args(["--chunk-steps", "0"])
