@@ -71,8 +71,9 @@ from xbyol.models import create_backbone
 from xbyol.run import load_run
 from xbyol.training.optim import build_optimizer
 from xbyol.training.precision import resolve_channels_last, resolve_precision
+from xbyol.training.sampler import batch_indices, steps_per_epoch
 from xbyol.training.schedules import lr_at
-from xbyol.training.trainer import batch_indices, resolve_device, steps_per_epoch, train
+from xbyol.training.trainer import resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STEPS = {"shapes": 300, "digits": 1200, "fashion-mnist": 6200}

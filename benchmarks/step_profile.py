@@ -2,10 +2,11 @@
 
 Trains ``--steps`` steps of the ``shapes_byol`` preset with a setting of
 ``train_throughput.py`` (after an untimed warm-up run of the same length, so oneDNN's
-kernels exist), under cProfile, and splits the wall time of the training loop into: the
-two augmented views (``ByolViews.forward``), reading batches (the trainer's DataLoader),
-the forward passes without the views, the backward pass, the optimiser step, the EMA and
-everything else of the loop (logging, monitors, checks). cProfile adds its own cost to
+kernels exist), under cProfile, switched on and off by a trainer callback around the
+training loop, and splits the loop's wall time into: the two augmented views
+(``ByolViews.forward``), reading batches (the dataset's ``get_batch``), the forward passes
+without the views (``training_step``), the backward pass, the optimiser step, the EMA
+(``after_optimizer_step``) and everything else of the loop (logging, monitors, checks). cProfile adds its own cost to
 every Python call, so the shares are approximate; "Training throughput" in
 benchmarks/BENCHMARKS.md quotes them next to the stage split of ``train_throughput.py``.
 
@@ -60,8 +61,10 @@ from xbyol.augment.views import adjust_brightness, adjust_contrast, adjust_hue, 
 from xbyol.config import Config
 from xbyol.data import build_dataset
 from xbyol.methods.byol import BYOL
-from xbyol.training import train, trainer
+from xbyol.training import train
+from xbyol.training.callbacks import Callback
 from xbyol.training.host_memory import apply_run_setting
+from xbyol.training.trainer import resolve_device
 
 
 def _key(fn) -> tuple[str, int, str]:  # type: ignore[no-untyped-def]
@@ -70,16 +73,33 @@ def _key(fn) -> tuple[str, int, str]:  # type: ignore[no-untyped-def]
     return code.co_filename, code.co_firstlineno, code.co_name
 
 
-# part -> the function whose cumulative time it is (the optimiser: AdamW, the preset's)
-PARTS = {
-    "loop": _key(trainer.Trainer._loop),
-    "views": _key(ByolViews.forward),
-    "batches": _key(trainer._batches),
-    "forward": _key(trainer._StepModule.forward),
-    "backward": _key(torch.Tensor.backward),
-    "optimizer": _key(torch.optim.AdamW.step),
-    "ema": _key(BYOL.after_optimizer_step),
-}
+def parts(cfg: Config) -> dict[str, tuple[str, int, str]]:
+    """Part of the step -> the public function whose cumulative time it is (the optimiser: AdamW, the preset's)."""
+    return {
+        "views": _key(ByolViews.forward),
+        "batches": _key(type(build_dataset(cfg, "train")).get_batch),
+        "forward": _key(BYOL.training_step),
+        "backward": _key(torch.Tensor.backward),
+        "optimizer": _key(torch.optim.AdamW.step),
+        "ema": _key(BYOL.after_optimizer_step),
+    }
+
+
+class LoopProfile(Callback):
+    """Profiles the training loop: cProfile from the trainer's ``on_train_start`` to its
+    ``on_train_end``; :attr:`seconds` is the wall time between the two."""
+
+    def __init__(self) -> None:
+        self.profile = cProfile.Profile()
+        self.seconds = 0.0
+
+    def on_train_start(self, step: int, total: int) -> None:
+        self.seconds = -time.perf_counter()
+        self.profile.enable()
+
+    def on_train_end(self, step: int, status: str) -> None:
+        self.profile.disable()
+        self.seconds += time.perf_counter()
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -99,7 +119,7 @@ def view_step_times(cfg: Config, repeats: int = 30) -> dict[str, float]:
     Keys: ``both views`` (``ByolViews`` end to end), ``to float``, then per view ``view1: crop + flip``,
     ``view1: ColorJitter``, ... and ``view1: normalise``, then ``adjust_hue`` etc. (each on every image).
     """
-    device = trainer.resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device)
     cfg = resolved(cfg, device)  # channels_last made concrete, so the views see a run's memory format
     apply_run_setting(device, cfg.train.retain_freed_memory)
     dataset = build_dataset(cfg, "train")
@@ -151,7 +171,7 @@ def views_against(cfg: Config, rev: str, repeats: int, reps: int) -> dict[str, o
         repetition), ``ratio`` (their median) and ``max_abs_diff`` between the two versions'
         views of one batch for the same seed.
     """
-    device = trainer.resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device)
     cfg = resolved(cfg, device)
     apply_run_setting(device, cfg.train.retain_freed_memory)
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
@@ -226,17 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_cfg(args.backbone, args.batch_size, args.steps, tmp, SETTINGS[args.setting])
         train(cfg, overwrite=True)  # warm-up: oneDNN kernels, allocator pages
-        profile = cProfile.Profile()
-        profile.enable()
-        train(cfg, overwrite=True)
-        profile.disable()
-    stats = pstats.Stats(profile)
-    recorded = stats.stats  # type: ignore[attr-defined]  # {(file, line, name): (calls, calls, own, cumulative, callers)}
-    seconds = {part: recorded[key][3] if key in recorded else 0.0 for part, key in PARTS.items()}
+        clock = LoopProfile()
+        train(cfg, overwrite=True, callbacks=[clock])
+    recorded = pstats.Stats(clock.profile).stats  # type: ignore[attr-defined]  # {(file, line, name): (calls, calls, own, cumulative, callers)}
+    seconds = {part: recorded[key][3] if key in recorded else 0.0 for part, key in parts(cfg).items()}
     # the views run inside the method's forward: report the forward without them
     seconds["forward"] -= seconds["views"]
-    seconds["rest of the loop"] = seconds["loop"] - sum(v for k, v in seconds.items() if k != "loop")
-    loop = seconds.pop("loop")
+    loop = clock.seconds
+    seconds["rest of the loop"] = loop - sum(seconds.values())
     step_ms = 1e3 * loop / args.steps
     return _report(args, f"{args.setting}: {step_ms:.0f} ms per step under cProfile", "| part | ms per step | % of the step |",
                    [f"| {part} | {1e3 * sec / args.steps:.1f} | {100 * sec / loop:.1f} |" for part, sec in seconds.items()],

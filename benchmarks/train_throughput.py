@@ -11,7 +11,7 @@ one first in odd repetitions and second in even ones (the swap cancels a steady 
 
 - **full**: ``xbyol.train`` itself on the ``configs/shapes_byol.yaml`` preset (AdamW, its
   logging and collapse-monitor intervals) with the setting's overrides. A step is the time
-  between two consecutive ``after_optimizer_step`` calls of the method (less the bare step
+  between two consecutive ``on_step_end`` calls of a trainer callback (less the bare step
   taken in between, with ``--pairing steps``), so it holds everything the trainer does per
   step: reading the batch, both augmented views, the forward and backward passes, the
   optimiser, the EMA update, logging and monitors.
@@ -50,7 +50,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -62,9 +62,10 @@ from xbyol.data import build_dataset
 from xbyol.data.base import SampleDataset
 from xbyol.losses.byol import byol_loss
 from xbyol.methods import create_method
-from xbyol.methods.byol import BYOL, resolve_concat_views
+from xbyol.methods.byol import resolve_concat_views
 from xbyol.models import create_backbone
 from xbyol.models.ema import update_momentum
+from xbyol.training.callbacks import Callback, StepInfo
 from xbyol.training.host_memory import apply_run_setting
 from xbyol.training.optim import build_optimizer
 from xbyol.training.precision import resolve_channels_last, resolve_precision
@@ -106,44 +107,36 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@contextlib.contextmanager
-def step_clock(
-    device: torch.device = torch.device("cpu"), between: Callable[[int], None] | None = None
-) -> Iterator[list[tuple[float, float]]]:
-    """Record ``(wall, process CPU)`` seconds at the end of every optimiser step of BYOL runs.
+class StepClock(Callback):
+    """Records ``(wall, process CPU)`` seconds in :attr:`marks` at the end of every optimiser step of a run.
 
-    The trainer calls ``method.after_optimizer_step`` once per step, after the optimiser;
-    the time between two calls is one whole training step as the trainer runs it. On CUDA
-    the mark waits for the step's kernels first (:func:`sync`). ``between(k)``, when given,
-    runs after the mark of step ``k`` (from 0) and is marked in turn, so the marks alternate:
-    end of step 0, end of ``between(0)``, end of step 1, ...
+    A trainer callback: :meth:`on_step_end` comes once per step, after the optimiser and the
+    EMA update, so the time between two marks is one whole training step as the trainer
+    runs it. On CUDA the mark waits for the step's kernels first (:func:`sync`).
+    ``between(k)``, when given, runs after the mark of step ``k`` (from 0) and is marked in
+    turn, so the marks alternate: end of step 0, end of ``between(0)``, end of step 1, ...
     """
-    marks: list[tuple[float, float]] = []
-    original = BYOL.after_optimizer_step
 
-    def mark() -> None:
-        sync(device)
-        marks.append((time.perf_counter(), time.process_time()))
+    def __init__(self, device: torch.device = torch.device("cpu"), between: Callable[[int], None] | None = None) -> None:
+        self.device, self.between = device, between
+        self.marks: list[tuple[float, float]] = []
 
-    def marked(self: BYOL, tau: float) -> dict[str, float]:
-        out = original(self, tau)
-        mark()
-        if between is not None:
-            between(len(marks) // 2)
-            mark()
-        return out
+    def _mark(self) -> None:
+        sync(self.device)
+        self.marks.append((time.perf_counter(), time.process_time()))
 
-    BYOL.after_optimizer_step = marked  # type: ignore[method-assign]
-    try:
-        yield marks
-    finally:
-        BYOL.after_optimizer_step = original  # type: ignore[method-assign]
+    def on_step_end(self, step: int, info: StepInfo) -> None:
+        self._mark()
+        if self.between is not None:
+            self.between(step - 1)
+            self._mark()
 
 
 def full_step_times(cfg: Config, warmup: int) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of every step after ``warmup`` of a real ``xbyol.train`` run."""
-    with step_clock(resolve_device(cfg.train.device)) as marks:
-        train(cfg, overwrite=True)
+    clock = StepClock(resolve_device(cfg.train.device))
+    train(cfg, overwrite=True, callbacks=[clock])
+    marks = clock.marks
     return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks[warmup - 1 : -1], marks[warmup:])]
 
 
@@ -155,7 +148,7 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 
 def resolved(cfg: Config, device: torch.device) -> Config:
     """``cfg`` with the ``auto`` precision, memory format and view batching made concrete, as the trainer does."""
-    concat = resolve_concat_views(cfg.method.concat_views, device)
+    concat = resolve_concat_views(cfg.method.concat_views)
     channels_last = resolve_channels_last(cfg.train.channels_last, create_backbone(cfg.model.backbone))
     return dataclasses.replace(
         cfg,
@@ -252,7 +245,7 @@ def limit_step_times(
 def interleaved_step_times(cfg: Config, warmup: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(wall, CPU) seconds of full and bare steps taken in turn, within one ``xbyol.train`` run.
 
-    After each optimiser step of the run (at ``method.after_optimizer_step``, once the EMA
+    After each optimiser step of the run (at the trainer's ``on_step_end``, once the EMA
     is done) one bare step (:func:`_bare_step`, on its own copy of the modules and
     optimiser) runs and is timed; a full step is the time from the end of that bare step
     to the end of the next optimiser step, so it holds everything the trainer does per
@@ -268,9 +261,9 @@ def interleaved_step_times(cfg: Config, warmup: int) -> tuple[list[tuple[float, 
     if warmup < 1:
         raise ValueError(f"warmup: expected at least 1 (the first full step has no start mark), got {warmup}")
     bare = _bare_step(cfg)
-    with step_clock(resolve_device(cfg.train.device), between=lambda k: bare(k, cfg.train.steps)) as marks:
-        train(cfg, overwrite=True)
-    ends, bare_ends = marks[0::2], marks[1::2]  # end of each optimiser step, end of the bare step after it
+    clock = StepClock(resolve_device(cfg.train.device), between=lambda k: bare(k, cfg.train.steps))
+    train(cfg, overwrite=True, callbacks=[clock])
+    ends, bare_ends = clock.marks[0::2], clock.marks[1::2]  # end of each optimiser step, end of the bare step after it
     full = [(e[0] - b[0], e[1] - b[1]) for b, e in zip(bare_ends[:-1], ends[1:])]
     limit = [(b[0] - e[0], b[1] - e[1]) for e, b in zip(ends, bare_ends)]
     return full[warmup - 1 :], limit[warmup:]

@@ -148,8 +148,6 @@ def test_throughput_full_step_clock_sees_every_step(throughput, tmp_path, monkey
     # one mark after each of the 4 steps, at 0, 1, 4, 9 s: a step is the time since the mark before it, so
     # the first step (no mark before it) is the one discarded
     assert times == [(1.0, 10.0), (3.0, 10.0), (5.0, 10.0)]
-    # the clock is removed afterwards: the method's hook is the original again
-    assert throughput.BYOL.after_optimizer_step.__name__ == "after_optimizer_step"
 
 
 def test_throughput_main_runs_every_setting_end_to_end(throughput, capsys, monkeypatch, tmp_path):
@@ -309,7 +307,6 @@ def test_throughput_interleaved_clock_splits_full_and_bare_steps(throughput, tmp
     assert full == [(3.0, 10.0), (4.0, 10.0), (8.0, 10.0)]
     assert limit == [(1.0, 10.0), (3.0, 10.0), (1.0, 10.0)]
     assert calls == [(0, 4), (1, 4), (2, 4), (3, 4)]
-    assert throughput.BYOL.after_optimizer_step.__name__ == "after_optimizer_step"  # the hook is restored
     with pytest.raises(ValueError, match="warmup"):
         throughput.interleaved_step_times(cfg, warmup=0)
 

@@ -121,7 +121,7 @@ class CrossModalCfg:
 
 @dataclass
 class MethodCfg:
-    name: str = choice("byol", ["byol", "xbyol", "xmodal", "clip"], "training objective")
+    name: str = opt("byol", "training objective, a registered method (`xbyol.methods.names()`)")
     tau_base: float = opt(0.996, "EMA momentum at step 0; follows a cosine schedule to 1", 0.0, 1.0)
     concat_views: bool | str = choice("auto", ["auto", True, False], "BYOL/xbyol: pass both views through the networks as one batch (BatchNorm statistics shared across the views) or one view at a time (statistics per view, as in the paper's code); auto: concatenated")
     semantic: SemanticCfg = field(default_factory=SemanticCfg)

@@ -12,7 +12,7 @@ from xbyol import config as config_mod
 from xbyol.config import Config, ConfigError, DataCfg
 from xbyol.data import create_dataset
 from xbyol.data.base import SampleDataset, batch_loader, collate, resolve_num_workers
-from xbyol.training.trainer import _batches
+from xbyol.training.sampler import step_batches
 
 # repeated, unsorted and negative indices: the batch must follow the list exactly
 INDICES = [3, 0, 7, 3, -1, 5]
@@ -93,8 +93,10 @@ def test_training_batches_come_without_masks(tmp_path):
     cfg = Config()
     cfg.data.batch_size = 4
     ds = _datasets(tmp_path)["shapes"]
-    got = list(_batches(ds, cfg, start_step=0, total=2, rank=0, world=1))
-    assert len(got) == 2 and all("masks" not in b and b["image"].shape[0] == 4 for b in got)
+    got = list(step_batches(ds, cfg, start_step=0, total=2, rank=0, world=1))
+    assert len(got) == 2 and all("masks" not in b and b["image"].shape[0] == 4 for _, b in got)
+    # each batch comes with the indices the sampler asked for, which it holds
+    assert all(b["index"].tolist() == idx for idx, b in got)
 
 
 def test_num_workers_auto_is_cores_minus_one_on_cuda_and_zero_on_cpu(monkeypatch):

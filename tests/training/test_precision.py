@@ -33,9 +33,9 @@ def test_auto_channels_last_is_on_for_conv_backbones_only():
 
 
 def test_auto_concat_views_is_concatenated_on_every_device():
-    assert resolve_concat_views("auto", torch.device("cpu")) is True
-    assert resolve_concat_views("auto", torch.device("cuda", 0)) is True
-    assert resolve_concat_views(False, torch.device("cpu")) is False
+    assert resolve_concat_views("auto") is True
+    assert resolve_concat_views(False) is False
+    assert resolve_concat_views(True) is True
 
 
 @pytest.mark.parametrize("concat", [True, False])

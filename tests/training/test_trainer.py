@@ -8,7 +8,7 @@ import torch
 from xbyol.config import DataCfg, from_dict, load_run_config, to_dict
 from xbyol.training import TrainingDiverged, train
 from xbyol.training.checkpoint import load_checkpoint
-from xbyol.training.trainer import batch_indices
+from xbyol.training.sampler import batch_indices
 
 
 def _weights(run_dir):

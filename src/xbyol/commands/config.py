@@ -16,11 +16,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported on use, not at the top: see xbyol.commands (--help must not load torch)
+    from xbyol import data, methods, models
     from xbyol.config import describe, dump, load
 
     if args.config or args.overrides:
         print(dump(load(args.config, args.overrides)), end="")
         return 0
+    registered = {"data.name": data.names, "model.backbone": models.names, "method.name": methods.names}
     for key, default, help_ in describe():
+        if key in registered:
+            help_ += f" (one of {', '.join(registered[key]())})"
         print(f"{key:32s} {str(default):24s} {help_}")
     return 0

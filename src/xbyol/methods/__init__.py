@@ -6,7 +6,7 @@ Importing the package registers the built-in methods in :data:`METHODS`.
 from __future__ import annotations
 
 from xbyol.methods import byol, clip, xbyol, xmodal  # noqa: F401 - registers the built-ins
-from xbyol.methods.base import METHODS, Method, create_method
+from xbyol.methods.base import METHODS, Method, check_method_name, create_method
 
 
 def names() -> list[str]:
@@ -14,4 +14,4 @@ def names() -> list[str]:
     return METHODS.names()
 
 
-__all__ = ["METHODS", "Method", "create_method", "names"]
+__all__ = ["METHODS", "Method", "check_method_name", "create_method", "names"]

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xbyol.config import Config
+from xbyol.config import Config, ConfigError
 from xbyol.data.base import SampleDataset
 from xbyol.registry import Registry
 
@@ -63,6 +63,13 @@ class Method(nn.Module):
         return {}
 
 
+def check_method_name(name: str) -> None:
+    """Raise :class:`ConfigError` naming ``method.name`` and the registered methods unless ``name`` is one."""
+    if name not in METHODS:
+        raise ConfigError(f"method.name: {name!r} is not allowed; choose one of {', '.join(METHODS.names())}")
+
+
 def create_method(cfg: Config, dataset: SampleDataset) -> Method:
     """Build the method named by ``cfg.method.name``."""
+    check_method_name(cfg.method.name)
     return METHODS.create(cfg.method.name, cfg=cfg, dataset=dataset)

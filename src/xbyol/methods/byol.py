@@ -18,9 +18,10 @@ from xbyol.models.heads import PredictionHead, ProjectionHead
 from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
 
 
-def resolve_concat_views(value: bool | str, device: torch.device | None = None) -> bool:
-    """``"auto"`` -> one concatenated batch, on CPU and CUDA alike (measured:
-    benchmarks/BENCHMARKS.md, sections "Training throughput (CPU)" and "GPU")."""
+def resolve_concat_views(value: bool | str) -> bool:
+    """``method.concat_views`` as a bool: ``"auto"`` -> one concatenated batch, on CPU and CUDA alike
+    (measured: benchmarks/BENCHMARKS.md, sections "Training throughput (CPU)" and "GPU"). The method
+    resolves it once; the trainer reads the result from ``method.concat_views``."""
     if value == "auto":
         return True
     return bool(value)

@@ -2,7 +2,7 @@
 
 Logged every ``train.monitor_every`` steps as ``<name>_std``, ``<name>_rank`` and
 ``<name>_std_healthy`` (the isotropic reference ``1/sqrt(D)``), beside the trainer's
-:class:`xbyol.training.trainer.MetricsLog`.
+:class:`xbyol.training.run_files.MetricsLog`.
 """
 
 from __future__ import annotations

@@ -4,33 +4,28 @@ checkpointing and logging live here; methods only turn a batch into a loss."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
-import json
 import math
 import os
-import platform
 import random
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from xbyol import __version__
 from xbyol import config as config_mod
 from xbyol.config import Config, ConfigError
 from xbyol.data import build_dataset
-from xbyol.data.base import SampleDataset, batch_loader, resolve_num_workers
-from xbyol.data.io import atomic_write
+from xbyol.data.base import resolve_num_workers
 from xbyol.errors import CheckpointError
-from xbyol.methods import create_method
-from xbyol.methods.byol import resolve_concat_views
+from xbyol.methods import check_method_name, create_method
 from xbyol.training import distributed as dist_utils
+from xbyol.training.callbacks import Callback, StepInfo
 from xbyol.training.checkpoint import (
     LAST,
     first_bad_tensor,
@@ -48,6 +43,8 @@ from xbyol.training.monitors import monitor_stats
 from xbyol.training.optim import build_optimizer
 from xbyol.training.precision import resolve_channels_last, resolve_precision
 from xbyol.training.resume import check_resume_changes
+from xbyol.training.run_files import MetricsLog, RunInfo, tensorboard_writer
+from xbyol.training.sampler import step_batches, steps_per_epoch
 from xbyol.training.schedules import lr_at, tau_at
 
 
@@ -88,70 +85,6 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def steps_per_epoch(n: int, batch_size: int, world: int) -> int:
-    per_rank = n // world
-    return per_rank // batch_size
-
-
-def batch_indices(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[list[int]]:
-    """Deterministic shuffled batches of one epoch for one rank (drop_last).
-
-    The order depends only on ``(seed, epoch)``, so a resume mid-epoch skips the batches
-    already seen and continues with exactly the same data.
-    """
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    perm = perm[: (n // world) * world][rank::world]
-    nb = len(perm) // batch_size
-    return [perm[i * batch_size : (i + 1) * batch_size].tolist() for i in range(nb)]
-
-
-class MetricsLog:
-    """``metrics.csv`` writer whose header grows when new keys appear (rewrites the file then)."""
-
-    def __init__(self, path: Path, resume_step: int | None = None) -> None:
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-        self.keys: list[str] = []
-        if path.is_file():
-            with path.open() as f:
-                reader = csv.DictReader(f)
-                self.keys = list(reader.fieldnames or [])
-                for row in reader:
-                    if resume_step is not None and int(row["step"]) > resume_step:
-                        continue
-                    self.rows.append(row)
-            self._rewrite()
-
-    def _rewrite(self) -> None:
-        text = io.StringIO(newline="")
-        w = csv.DictWriter(text, fieldnames=self.keys)
-        w.writeheader()
-        for row in self.rows:
-            w.writerow({k: row.get(k, "") for k in self.keys})
-        atomic_write(self.path, text.getvalue())
-
-    def log(self, row: dict[str, Any]) -> None:
-        row = {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-        self.rows.append(row)
-        new = [k for k in row if k not in self.keys]
-        if new or not self.path.is_file():
-            self.keys += new
-            self._rewrite()
-            return
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.keys).writerow({k: row.get(k, "") for k in self.keys})
-
-
-def tensorboard_writer(run_dir: Path):
-    """A TensorBoard ``SummaryWriter`` on ``RUN_DIR/tensorboard`` when tensorboard is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-
-
 class _StepModule(nn.Module):
     """Routes DDP's forward to ``method.training_step`` so gradients are all-reduced."""
 
@@ -176,26 +109,13 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def hardware_info(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "device": str(device),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "world_size": dist_utils.world_size(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def train(
     cfg: Config,
     resume: bool = False,
     overwrite: bool = False,
     stop_after: int | None = None,
     extend: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> Path:
     """Train ``cfg.method.name`` on ``cfg.data.name``; returns the run directory.
 
@@ -211,6 +131,7 @@ def train(
         extend: with ``resume``, accept config keys that differ from the checkpoint's
             and change the run's maths (e.g. ``train.steps``); they are printed and
             recorded in ``run.json``. Without it such differences are refused.
+        callbacks: :class:`~xbyol.training.callbacks.Callback` hooks called at every step.
 
     Raises:
         TrainingDiverged: the loss or a weight became NaN/Inf or exceeded
@@ -218,7 +139,7 @@ def train(
         TrainingInterrupted: SIGINT/SIGTERM (a checkpoint of the last step is saved).
         ConfigError, CheckpointError, FileExistsError: bad input, before any step runs.
     """
-    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, extend=extend)
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, extend=extend, callbacks=callbacks)
     return trainer.run(stop_after)
 
 
@@ -239,8 +160,11 @@ def resume_run(run_dir: str | Path, overrides: list[str] | None = None, extend: 
 class Trainer:
     """One training run in visible phases: set up, restore, step, log, check, checkpoint."""
 
-    def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False, extend: bool = False) -> None:
+    def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False, extend: bool = False,
+                 callbacks: Sequence[Callback] = ()) -> None:
         self.cfg, t = cfg, cfg.train
+        check_method_name(cfg.method.name)
+        self.callbacks = list(callbacks)
         self.device = resolve_device(t.device)
         self.distributed = dist_utils.init_from_env(self.device)
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
@@ -271,9 +195,7 @@ class Trainer:
         if self.verbose and cfg.data.root:
             print(f"opening {cfg.data.name} data at {cfg.data.root} ...", flush=True)
         self.dataset = build_dataset(cfg, "train")
-        concat = resolve_concat_views(cfg.method.concat_views, self.device)
-        method_cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, concat_views=concat))
-        self.method = create_method(method_cfg, self.dataset)
+        self.method = create_method(cfg, self.dataset)
         if t.init_from and ckpt is None:  # on resume the checkpoint already holds the fine-tuned weights
             copied = initialise_from(self.method, t.init_from)
             if self.verbose:
@@ -281,7 +203,7 @@ class Trainer:
         self.method = self.method.to(self.device)
         self.precision = resolve_precision(t.precision, self.device)
         self.channels_last = resolve_channels_last(t.channels_last, self.method.backbone)
-        self.concat_views = concat
+        self.concat_views: bool | None = getattr(self.method, "concat_views", None)  # the method resolves its "auto"
         self.num_workers = resolve_num_workers(cfg.data.num_workers, self.device, dist_utils.local_world_size())
         self.retain_freed_memory = apply_run_setting(self.device, t.retain_freed_memory)
         if self.channels_last:
@@ -357,11 +279,7 @@ class Trainer:
         removed = remove_stale_temporaries(self.ckpt_dir) if self.ckpt_dir.is_dir() else []
         if removed and self.verbose:
             print(f"removed {len(removed)} partial checkpoint file(s) left by an interrupted write", flush=True)
-        log = MetricsLog(self.run_dir / "metrics.csv", resume_step=self.step if self.resume else None)
-        if not self.resume and log.rows:
-            log.rows, log.keys = [], []
-            log._rewrite()
-        return log
+        return MetricsLog(self.run_dir / "metrics.csv", resume_step=self.step if self.resume else None)
 
     def _config_to_save(self) -> Config:
         """The config with the run's own ``out_dir``/``name`` as first saved (a resume may run elsewhere)."""
@@ -416,7 +334,7 @@ class Trainer:
         tb = tensorboard_writer(self.run_dir) if self.main else None
         if self.verbose:
             print("\n".join(self.describe()), flush=True)
-        segment = _RunInfo(self.run_dir, self.cfg, self.device, self.total, self.step, self.changes, self.resolved()) if self.main else None
+        segment = RunInfo(self.run_dir, self.cfg, self.device, self.total, self.step, self.changes, self.resolved()) if self.main else None
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
@@ -424,6 +342,8 @@ class Trainer:
             bar = tqdm(total=self.total, initial=self.step, desc=f"train {self.cfg.method.name}", unit="step", dynamic_ncols=True)
         end = self.total if stop_after is None else min(stop_after, self.total)
         status = "failed"
+        for cb in self.callbacks:
+            cb.on_train_start(self.step, self.total)
         try:
             with StopRequest(announce=self.main) as stop:
                 status = self._loop(end, stop, log, tb, bar)
@@ -443,6 +363,8 @@ class Trainer:
                 tb.close()
             if segment is not None:
                 segment.close(self.step, status)
+            for cb in self.callbacks:
+                cb.on_train_end(self.step, status)
             torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
 
     def _loop(self, end: int, stop: StopRequest, log: MetricsLog | None, tb: Any, bar: Any) -> str:
@@ -451,13 +373,16 @@ class Trainer:
         t_last, imgs_since = time.perf_counter(), 0
         t_saved = time.monotonic()
         first_bad_loss = torch.zeros((), dtype=torch.long, device=self.device)
-        for batch in _batches(self.dataset, self.cfg, start_step=self.step, total=end, rank=self.rank, world=self.world,
-                              num_workers=self.num_workers, pin_memory=self.device.type == "cuda"):
+        for _, batch in step_batches(self.dataset, self.cfg, self.step, end, self.rank, self.world,
+                                     num_workers=self.num_workers, pin_memory=self.device.type == "cuda"):
             out, lr = self._step(batch, first_bad_loss)
             extra = self.method.after_optimizer_step(tau_at(self.step, self.total, self.cfg.method.tau_base))
             self.step += 1
             step = self.step
-            imgs_since += batch["image"].shape[0] * self.world
+            images = batch["image"].shape[0] * self.world
+            for cb in self.callbacks:
+                cb.on_step_end(step, StepInfo(self.total, lr, images, out, extra))
+            imgs_since += images
             at_log = step % t.log_every == 0 or step == self.total or step == 1
             due = step < end and (
                 step % self.ckpt_every == 0 or (t.ckpt_minutes is not None and time.monotonic() - t_saved >= 60 * t.ckpt_minutes)
@@ -531,6 +456,8 @@ class Trainer:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)):
                     tb.add_scalar(k, v, step)
+        for cb in self.callbacks:
+            cb.on_log(step, row)
         if bar:
             bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.3g}", tau=f"{extra.get('tau', float('nan')):.4f}", img_s=f"{ips:.0f}")
 
@@ -611,89 +538,3 @@ class Trainer:
             keep_previous=True,
         )
         self.saved_step = self.step
-
-
-class _StepBatches:
-    """Batch indices from global step ``start`` to ``end``, epoch after epoch (a batch sampler).
-
-    The indices depend only on ``(seed, epoch, rank, world)``; nothing here draws from the
-    global RNG, so where a run is resumed cannot shift the augmentations' random stream.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, start: int, end: int, rank: int, world: int) -> None:
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.start, self.end, self.rank, self.world = start, end, rank, world
-
-    def __len__(self) -> int:
-        return max(self.end - self.start, 0)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        spe = steps_per_epoch(self.n, self.batch_size, self.world)
-        step = self.start
-        while step < self.end:
-            epoch, offset = divmod(step, spe)
-            for batch in batch_indices(self.n, self.batch_size, self.seed, epoch, self.rank, self.world)[offset:]:
-                if step >= self.end:
-                    return
-                yield batch
-                step += 1
-
-
-def _batches(
-    dataset: SampleDataset, cfg: Config, start_step: int, total: int, rank: int, world: int, num_workers: int = 0, pin_memory: bool = False
-) -> Iterator[dict[str, Any]]:
-    """Collated batches (``dataset.get_batch``) from global step ``start_step`` up to ``total``, from one DataLoader.
-
-    The loader gets a generator of its own (seeded by ``train.seed``): its base-seed draw
-    for workers would otherwise consume the global torch RNG that the augmentations use.
-    Batches come without per-pixel concept masks, which no method's training step reads;
-    on CUDA they come in pinned memory, so the copy to the GPU does not hold up the host.
-    """
-    sampler = _StepBatches(len(dataset), cfg.data.batch_size, cfg.train.seed, start_step, total, rank, world)
-    yield from batch_loader(dataset, sampler, num_workers, torch.Generator().manual_seed(cfg.train.seed), masks=False, pin_memory=pin_memory)
-
-
-class _RunInfo:
-    """``run.json``: version, hardware, and one segment per training session (start, end, time, outcome)."""
-
-    def __init__(self, run_dir: Path, cfg: Config, device: torch.device, total: int, start_step: int, changes: list, resolved: dict[str, Any]) -> None:
-        self.path = run_dir / "run.json"
-        self.t0 = time.perf_counter()
-        info: dict[str, Any] = {}
-        if self.path.is_file():
-            try:
-                info = json.loads(self.path.read_text())
-            except json.JSONDecodeError:
-                info = {}
-        if start_step == 0:
-            info = {}
-        info.update(
-            {
-                "xbyol_version": __version__,
-                "method": cfg.method.name,
-                "dataset": cfg.data.name,
-                "backbone": cfg.model.backbone,
-                "total_steps": total,
-                "hardware": hardware_info(device),
-                "resolved": resolved,
-                "finished": False,
-            }
-        )
-        info.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S"))
-        segment: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "start_step": start_step}
-        if changes:
-            segment["changed_keys"] = {k: {"from": old, "to": new} for k, old, new in changes}
-        info.setdefault("segments", []).append(segment)
-        self.info = info
-        self._write()
-
-    def close(self, step: int, status: str) -> None:
-        seg = self.info["segments"][-1]
-        seg.update({"end_step": step, "duration_s": time.perf_counter() - self.t0, "status": status})
-        self.info["duration_s"] = sum(s.get("duration_s", 0.0) for s in self.info["segments"])
-        self.info["num_segments"] = len(self.info["segments"])
-        self.info["finished"] = status == "finished"
-        self._write()
-
-    def _write(self) -> None:
-        atomic_write(self.path, json.dumps(self.info, indent=2))
