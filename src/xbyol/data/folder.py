@@ -26,7 +26,8 @@ Layout (``root`` = ``data.root``)::
   (bilinear), then a centre square is cropped.
 - Unreadable files are found lazily: a file that fails to decode when first read is
   replaced in that batch by the next readable image (the same one every time, so an
-  exact resume stays exact), counted in ``load_failures`` and reported by one warning;
+  exact resume stays exact) and counted in ``load_failures``; the trainer lists them in
+  ``RUN_DIR/unreadable.txt`` and says how many in one line per epoch.
   ``strict=True`` raises instead, naming the file. Nothing is opened at construction.
 - Test split: ``test_root`` (same layout, same classes) when given, else a
   deterministic per-class 20% split of ``root`` fixed by ``seed``.
@@ -37,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,13 +94,15 @@ def summarize(items: list[str], limit: int = 3) -> str:
 class ImageFilesDataset(SampleDataset):
     """Base for datasets read from image files: skip-and-count handling of bad files.
 
-    Subclasses set ``self.strict`` and implement :meth:`load_sample`, which raises
-    :class:`UnreadableImageError` when a file cannot be decoded. ``__getitem__`` then
-    returns the next readable sample instead (or raises when ``strict``).
+    Subclasses set ``self.strict`` and ``self.paths`` (file ``i``) and implement
+    :meth:`load_sample`, which raises :class:`UnreadableImageError` when a file cannot be
+    decoded. ``__getitem__`` then returns the next readable sample instead, whose
+    ``"index"`` tells the replacement apart (or raises when ``strict``).
     """
 
     strict: bool = False
     dataset_name: str = "dataset"
+    paths: Sequence[str | Path]
 
     def __init__(self) -> None:
         self.load_failures = 0
@@ -118,18 +122,11 @@ class ImageFilesDataset(SampleDataset):
                 continue
             try:
                 return self.load_sample(j)
-            except UnreadableImageError as e:
+            except UnreadableImageError:
                 if self.strict:
                     raise
                 self._bad.add(j)
                 self.load_failures += 1
-                if self.load_failures == 1:
-                    warnings.warn(
-                        f"{self.dataset_name}: {e}; using the next readable image instead "
-                        "(further failures are counted in .load_failures)",
-                        DatasetWarning,
-                        stacklevel=2,
-                    )
         raise RuntimeError(f"{self.dataset_name}: no readable image left among {n} files")
 
 

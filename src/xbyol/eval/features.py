@@ -53,7 +53,7 @@ def extract_features(
     try:
         batches = loader
         if progress:
-            batches = tqdm(loader, desc="features", unit="batch", leave=False)
+            batches = tqdm(loader, desc="features", unit="batch", leave=False, disable=None)  # off where stderr is no terminal
         for batch in batches:
             x = preprocess(batch["image"].to(device, non_blocking=True))  # (B, 3, H, W)
             f = encode_fn(x)  # (B, D)

@@ -418,7 +418,7 @@ def dissect(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=0)
 
     def batches(desc: str) -> Iterable[dict[str, Any]]:
-        return tqdm(loader, desc=f"dissect {name}: {desc}", unit="batch", leave=False) if progress else loader
+        return tqdm(loader, desc=f"dissect {name}: {desc}", unit="batch", leave=False, disable=None) if progress else loader
 
     was_training = backbone.training
     backbone.eval()

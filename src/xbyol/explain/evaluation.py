@@ -135,7 +135,7 @@ def explain_eval(
 
     bar = None
     if progress:
-        bar = tqdm(total=len(methods), desc="explain-eval", unit="method")
+        bar = tqdm(total=len(methods), desc="explain-eval", unit="method", disable=None)  # off where stderr is no terminal
     table: dict[str, dict[str, float]] = {}
     for method in methods:
         rows: dict[str, list[Any]] = {  # tensors; deletion_auc's return type also allows (auc, curves)

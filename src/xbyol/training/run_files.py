@@ -141,3 +141,38 @@ class RunInfo:
 
     def _write(self) -> None:
         atomic_write(self.path, json.dumps(self.info, indent=2))
+
+
+class UnreadableFiles:
+    """Training images a file-backed dataset replaced by a readable neighbour: ``RUN_DIR/unreadable.txt``.
+
+    The trainer passes every batch's requested indices and the ``"index"`` the dataset
+    returned for them (:func:`xbyol.training.sampler.step_batches`); where the two differ,
+    the requested file could not be decoded. :meth:`report` writes the sorted list of such
+    files and prints one line, e.g. ``folder: 3 of 17 files unreadable, replaced by their
+    neighbours; listed in runs/x/unreadable.txt``; nothing when every file was readable.
+
+    Args:
+        run_dir: the run directory.
+        dataset: the training dataset; ``dataset.paths[i]`` names file ``i``.
+    """
+
+    def __init__(self, run_dir: Path, dataset: Any) -> None:
+        self.path, self.dataset = run_dir / "unreadable.txt", dataset
+        self.found: set[int] = set()
+        self.reported_at: int | None = None
+
+    def add(self, requested: list[int], returned: torch.Tensor) -> None:
+        """Record the requested indices whose sample came from another index (``returned``: ``[B]``)."""
+        self.found.update(i for i, j in zip(requested, returned.tolist()) if i != j)
+
+    def report(self, step: int) -> None:
+        """At ``step`` (an epoch's end, the session's end): write the list and print the line, unless
+        nothing is unreadable or this step was reported already (an epoch end that ends the run prints once)."""
+        if not self.found or self.reported_at == step:
+            return
+        self.reported_at = step
+        atomic_write(self.path, "".join(f"{self.dataset.paths[i]}\n" for i in sorted(self.found)))
+        name = getattr(self.dataset, "dataset_name", "dataset")
+        print(f"{name}: {len(self.found)} of {len(self.dataset)} files unreadable, replaced by their neighbours; "
+              f"listed in {self.path}", flush=True)

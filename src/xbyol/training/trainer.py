@@ -22,6 +22,7 @@ from xbyol import config as config_mod
 from xbyol.config import Config, ConfigError
 from xbyol.data import build_dataset
 from xbyol.data.base import resolve_num_workers
+from xbyol.data.folder import ImageFilesDataset
 from xbyol.errors import CheckpointError
 from xbyol.methods import check_method_name, create_method
 from xbyol.training import distributed as dist_utils
@@ -42,8 +43,9 @@ from xbyol.training.interrupt import StopRequest
 from xbyol.training.monitors import monitor_stats
 from xbyol.training.optim import build_optimizer
 from xbyol.training.precision import resolve_channels_last, resolve_precision
+from xbyol.training.progress import progress_display
 from xbyol.training.resume import check_resume_changes
-from xbyol.training.run_files import MetricsLog, RunInfo, tensorboard_writer
+from xbyol.training.run_files import MetricsLog, RunInfo, UnreadableFiles, tensorboard_writer
 from xbyol.training.sampler import step_batches, steps_per_epoch
 from xbyol.training.schedules import lr_at, tau_at
 
@@ -164,12 +166,11 @@ class Trainer:
                  callbacks: Sequence[Callback] = ()) -> None:
         self.cfg, t = cfg, cfg.train
         check_method_name(cfg.method.name)
-        self.callbacks = list(callbacks)
         self.device = resolve_device(t.device)
         self.distributed = dist_utils.init_from_env(self.device)
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
         self.main = self.rank == 0
-        self.verbose = self.main and t.progress
+        self.verbose = self.main  # the start-up summary and notes; the per-step display is a callback
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.run_dir = cfg.run_dir
@@ -231,6 +232,7 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt)
         self.step_module = self._wrap_distributed()
+        self.callbacks = [*callbacks, progress_display(t.progress, f"train {cfg.method.name}")] if self.main else list(callbacks)
         self.scaler = torch.amp.GradScaler("cuda") if (self.precision == "fp16" and self.device.type == "cuda") else None
 
     # ------------------------------------------------------------------------- set-up
@@ -302,13 +304,11 @@ class Trainer:
     def describe(self) -> list[str]:
         """What the run found and will do, printed before the first step."""
         cfg, t, ds = self.cfg, self.cfg.train, self.dataset
-        skipped = len(getattr(ds, "skipped_files", []) or [])
         start = f"resuming from step {self.step}/{self.total} ({self.restored_from.name})" if self.resume else "new run"
         lines = [
             f"run directory: {self.run_dir} ({start})",
             f"data: {cfg.data.name}, train split {len(ds)} images, {len(ds.class_names)} classes"
-            + (f", {skipped} unreadable files skipped" if skipped else "")
-            + f"; batch {cfg.data.batch_size} x {self.world} process(es), {self.num_workers} loader worker(s)",
+            f"; batch {cfg.data.batch_size} x {self.world} process(es), {self.num_workers} loader worker(s)",
             f"schedule: {self.total} steps = {self.total / self.steps_per_epoch:.2f} epochs of {self.steps_per_epoch} steps"
             f"; {t.optimizer} lr {self.base_lr:.3g}, warm-up {self.warmup} steps",
             f"model: {cfg.method.name} on {cfg.model.backbone}; device {self.device} ({torch.get_num_threads()} threads)"
@@ -335,18 +335,14 @@ class Trainer:
         if self.verbose:
             print("\n".join(self.describe()), flush=True)
         segment = RunInfo(self.run_dir, self.cfg, self.device, self.total, self.step, self.changes, self.resolved()) if self.main else None
-        bar = None
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.total, initial=self.step, desc=f"train {self.cfg.method.name}", unit="step", dynamic_ncols=True)
+        unreadable = UnreadableFiles(self.run_dir, self.dataset) if self.main and isinstance(self.dataset, ImageFilesDataset) else None
         end = self.total if stop_after is None else min(stop_after, self.total)
         status = "failed"
         for cb in self.callbacks:
             cb.on_train_start(self.step, self.total)
         try:
             with StopRequest(announce=self.main) as stop:
-                status = self._loop(end, stop, log, tb, bar)
+                status = self._loop(end, stop, log, tb, unreadable)
             return self.run_dir
         except KeyboardInterrupt as e:
             status = "interrupted"
@@ -357,24 +353,26 @@ class Trainer:
             status = "diverged"
             raise
         finally:
-            if bar:
-                bar.close()
             if tb is not None:
                 tb.close()
             if segment is not None:
                 segment.close(self.step, status)
+            if unreadable is not None:
+                unreadable.report(self.step)
             for cb in self.callbacks:
                 cb.on_train_end(self.step, status)
             torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
 
-    def _loop(self, end: int, stop: StopRequest, log: MetricsLog | None, tb: Any, bar: Any) -> str:
+    def _loop(self, end: int, stop: StopRequest, log: MetricsLog | None, tb: Any, unreadable: UnreadableFiles | None) -> str:
         t = self.cfg.train
         self.method.train()
         t_last, imgs_since = time.perf_counter(), 0
         t_saved = time.monotonic()
         first_bad_loss = torch.zeros((), dtype=torch.long, device=self.device)
-        for _, batch in step_batches(self.dataset, self.cfg, self.step, end, self.rank, self.world,
-                                     num_workers=self.num_workers, pin_memory=self.device.type == "cuda"):
+        for indices, batch in step_batches(self.dataset, self.cfg, self.step, end, self.rank, self.world,
+                                           num_workers=self.num_workers, pin_memory=self.device.type == "cuda"):
+            if unreadable is not None:
+                unreadable.add(indices, batch["index"])
             out, lr = self._step(batch, first_bad_loss)
             extra = self.method.after_optimizer_step(tau_at(self.step, self.total, self.cfg.method.tau_base))
             self.step += 1
@@ -395,9 +393,9 @@ class Trainer:
                 now = time.perf_counter()
                 ips = imgs_since / max(now - t_last, 1e-9)
                 t_last, imgs_since = now, 0
-                self._log(step, lr, out, extra, ips, log, tb, bar)
-            if bar:
-                bar.update(1)
+                self._log(step, lr, out, extra, ips, log, tb)
+            if unreadable is not None and step % self.steps_per_epoch == 0:
+                unreadable.report(step)
             if due:
                 self._save()
                 t_saved = time.monotonic()
@@ -442,7 +440,7 @@ class Trainer:
             self.optimizer.step()
         return out, lr
 
-    def _log(self, step: int, lr: float, out: dict[str, torch.Tensor], extra: dict[str, float], ips: float, log: MetricsLog | None, tb: Any, bar: Any) -> None:
+    def _log(self, step: int, lr: float, out: dict[str, torch.Tensor], extra: dict[str, float], ips: float, log: MetricsLog | None, tb: Any) -> None:
         t = self.cfg.train
         row: dict[str, Any] = {"step": step, "epoch": (step - 1) // self.steps_per_epoch, "lr": lr}
         row.update({k: float(v.detach()) for k, v in out.items() if not k.startswith("embed/") and v.numel() == 1})
@@ -458,8 +456,6 @@ class Trainer:
                     tb.add_scalar(k, v, step)
         for cb in self.callbacks:
             cb.on_log(step, row)
-        if bar:
-            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.3g}", tau=f"{extra.get('tau', float('nan')):.4f}", img_s=f"{ips:.0f}")
 
     # ------------------------------------------------------------------------- health and stops
 
