@@ -65,4 +65,5 @@ def test_run_json_records_what_auto_resolved_to(tiny_cfg, monkeypatch):
     assert cfg.train.precision == "auto" and cfg.train.channels_last == "auto"
     train(cfg)
     resolved = json.loads((cfg.run_dir / "run.json").read_text())["resolved"]
-    assert resolved == {"precision": "fp32", "channels_last": True, "concat_views": True, "retain_freed_memory": True}
+    assert resolved == {"precision": "fp32", "channels_last": True, "concat_views": True, "retain_freed_memory": True,
+                        "num_workers": 0}

@@ -172,7 +172,7 @@ def test_start_up_summary_says_what_the_run_found_and_will_do(tiny_cfg, capsys):
     train(cfg)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"run directory: {cfg.run_dir} (new run)"
-    assert out[1] == "data: shapes, train split 256 images, 5 classes; batch 64 x 1 process(es)"
+    assert out[1] == "data: shapes, train split 256 images, 5 classes; batch 64 x 1 process(es), 0 loader worker(s)"
     assert out[2].startswith("schedule: 2 steps = 0.50 epochs of 4 steps; adamw lr 0.001, warm-up 0 steps")
     assert out[3].startswith("model: byol on resnet10_16; device cpu (1 threads), precision fp32, memory format NCHW, views concatenated")
     assert out[4] == f"checkpoints: every 4 steps and every 10 min, to {cfg.run_dir / 'checkpoints' / 'last.pt'} (the one before kept as prev.pt)"
