@@ -48,6 +48,7 @@ class DataCfg:
     captions_file: str | None = opt(None, "captions file (folder: captions.jsonl; coco-captions: the JSON)")
     test_root: str | None = opt(None, "separate directory for the test split (folder, coco-captions images)")
     test_captions_file: str | None = opt(None, "captions of the test split (folder: of test_root; coco-captions: its JSON)")
+    validation: bool = opt(False, "mnist, fashion-mnist, digits: hold the end of the training images out as the evaluation split (what `xbyol eval`, `--eval`, reports and the explorer call test) and train on the rest; the test split is not read. Held out: the last 10,000 of the 60,000 MNIST / Fashion-MNIST training images (the last sixth of another file), the last 20% (287) of digits' 1,437. Choose settings with it on; score the test split once, with it off")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from data_fixtures import make_cifar10, make_cifar100, make_coco, make_idx, make
 from torch.utils.data import DataLoader
 
 from xbyol import data
-from xbyol.config import DataCfg
+from xbyol.config import ConfigError, DataCfg
 
 
 def data_options(name: str, tmp_path: Path) -> DataCfg:
@@ -82,5 +82,23 @@ def test_unknown_split_and_name():
         data.create_dataset(DataCfg(name="shapes"), "val")
     with pytest.raises(KeyError, match="available"):
         data.create_dataset(DataCfg(name="imagenet"))
-    with pytest.raises(TypeError, match="expected the data options \\(a DataCfg"):
-        data.create_dataset("shapes", "train")  # the old signature create_dataset(name, split, **options)
+    with pytest.raises(TypeError, match="expected a dataset name or data options \\(a DataCfg"):
+        data.create_dataset({"name": "shapes"}, "train")
+
+
+def test_a_name_and_keywords_build_what_the_data_options_build(tmp_path):
+    """torchvision style, ``create_dataset(name, split, **options)``, beside ``create_dataset(DataCfg, split)``."""
+    root = make_idx(tmp_path / "fm", n_train=12, n_test=4, side=28)
+    by_name = data.create_dataset("fashion-mnist", "train", image_size=28, root=str(root))
+    by_cfg = data.create_dataset(DataCfg(name="fashion-mnist", root=str(root), image_size=28), "train")
+    assert len(by_name) == 12 and torch.equal(by_name.images, by_cfg.images) and torch.equal(by_name.labels, by_cfg.labels)
+    # keywords also override the fields of a DataCfg
+    small = data.create_dataset(DataCfg(name="fashion-mnist", root=str(root)), "test", image_size=14)
+    assert small.images.shape == (4, 1, 14, 14)
+
+
+def test_keywords_are_checked_like_config_keys():
+    with pytest.raises(ConfigError, match="unknown config key data.colour"):
+        data.create_dataset("shapes", "train", colour="red")
+    with pytest.raises(ConfigError, match="data.image_size: expected an integer, got 'big'"):
+        data.create_dataset(DataCfg(name="shapes"), "train", image_size="big")

@@ -4,7 +4,8 @@ The 1,797 images of ``sklearn.datasets.load_digits`` are 8x8 grayscale in ``0..1
 They are scaled to ``0..255``, resized to ``image_size`` with bilinear interpolation
 (torch) and repeated to three channels. The train/test split is a fixed stratified
 80/20 split (``sklearn.model_selection.train_test_split`` with ``random_state=seed``),
-so both splits hold the ten classes in the same proportions. Concepts are the ten digit
+so both splits hold the ten classes in the same proportions (``data.validation``: the last
+20% of the training split is the evaluation split instead). Concepts are the ten digit
 names (group ``"digit"``, one-hot); captions read "a handwritten digit seven".
 """
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from xbyol.config import DataCfg
 from xbyol.data.base import DATASETS, GrayClassDataset
+from xbyol.data.validation import DIGITS_FRACTION, held_out_rows
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEST_FRACTION = 0.2
@@ -45,6 +47,8 @@ class DigitsDataset(GrayClassDataset):
         split: ``"train"`` or ``"test"``.
         image_size: output side in pixels.
         seed: seed of the stratified split.
+        validation: both splits from the training split: its last 20% is the test split, the rest
+            the train split (:mod:`xbyol.data.validation`).
     """
 
     name = "digits"
@@ -53,7 +57,7 @@ class DigitsDataset(GrayClassDataset):
     concept_groups = {"digit": list(range(10))}
     has_captions = True
 
-    def __init__(self, split: str = "train", image_size: int = 32, seed: int = 0) -> None:
+    def __init__(self, split: str = "train", image_size: int = 32, seed: int = 0, validation: bool = False) -> None:
         from sklearn.datasets import load_digits
 
         if split not in ("train", "test"):
@@ -62,9 +66,11 @@ class DigitsDataset(GrayClassDataset):
             raise ValueError(f"digits: image_size must be positive, got {image_size}")
         self.split = split
         self.image_size = image_size
-        self.seed = seed
+        self.seed, self.validation = seed, validation
         bunch = load_digits()
         train, test = split_indices(bunch.target, seed)
+        if validation:
+            train, test = (train[held_out_rows(len(train), DIGITS_FRACTION, s, "digits")] for s in ("train", "test"))
         self.source_indices = train if split == "train" else test  # rows of load_digits()
         self.images = resize_digits(bunch.images[self.source_indices], image_size)  # (N, 1, S, S)
         self.labels = torch.from_numpy(bunch.target[self.source_indices].astype(np.int64))
@@ -73,10 +79,11 @@ class DigitsDataset(GrayClassDataset):
         return f"a handwritten digit {DIGIT_NAMES[label]}"
 
     def describe(self) -> str:
-        return f"digits[{self.split}]: {len(self)} images {self.image_size}px, split seed {self.seed}"
+        split = "validation" if self.validation and self.split == "test" else self.split
+        return f"digits[{split}]: {len(self)} images {self.image_size}px, split seed {self.seed}"
 
 
 @DATASETS.register("digits")
 def digits(cfg: DataCfg, split: str) -> DigitsDataset:
     """scikit-learn handwritten digits (1,797 real 8x8 images, bundled), stratified 80/20 split."""
-    return DigitsDataset(split=split, image_size=cfg.image_size, seed=cfg.seed)
+    return DigitsDataset(split=split, image_size=cfg.image_size, seed=cfg.seed, validation=cfg.validation)

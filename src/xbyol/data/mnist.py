@@ -5,6 +5,9 @@
     train-images-idx3-ubyte[.gz]  train-labels-idx1-ubyte[.gz]   (60,000 images)
     t10k-images-idx3-ubyte[.gz]   t10k-labels-idx1-ubyte[.gz]    (10,000 images)
 
+With ``data.validation`` both splits come from ``train-*``: the last 10,000 images are
+the evaluation split, the first 50,000 the training split (:mod:`xbyol.data.validation`).
+
 Fashion-MNIST's default root is ``/usr/share/datasets/fashion-mnist/``, where Debian's
 package ``dataset-fashion-mnist`` installs the files. The 28x28 grayscale images are
 resized once, when the split is read, to ``image_size`` (bilinear, antialiased; 28 keeps
@@ -30,6 +33,7 @@ from xbyol.data.base import DATASETS, GrayClassDataset
 from xbyol.data.digits import DIGIT_NAMES
 from xbyol.data.folder import article, check_root
 from xbyol.data.idx import read_idx
+from xbyol.data.validation import IDX_FRACTION, held_out_rows
 
 NATIVE_SIZE = 28
 FASHION_CLASSES = [
@@ -107,11 +111,14 @@ class IdxDataset(GrayClassDataset):
         root: folder of the four IDX files (default: :func:`default_root`).
         split: ``"train"`` (``train-*``) or ``"test"`` (``t10k-*``).
         image_size: output side in pixels (28 = native).
+        validation: both splits from ``train-*``: the last sixth is the test split (10,000 of 60,000),
+            the rest the train split (:mod:`xbyol.data.validation`).
     """
 
     has_captions = True
 
-    def __init__(self, name: str, root: str | Path | None, split: str = "train", image_size: int = NATIVE_SIZE) -> None:
+    def __init__(self, name: str, root: str | Path | None, split: str = "train", image_size: int = NATIVE_SIZE,
+                 validation: bool = False) -> None:
         if name not in SPECS:
             raise ValueError(f"unknown IDX dataset {name!r}; expected one of {', '.join(SPECS)}")
         spec = SPECS[name]
@@ -119,9 +126,9 @@ class IdxDataset(GrayClassDataset):
             raise ValueError(f"{name}: split must be 'train' or 'test', got {split!r}")
         if image_size < 1:
             raise ValueError(f"{name}: image_size must be positive, got {image_size}")
-        self.name, self.split, self.image_size = name, split, image_size
+        self.name, self.split, self.image_size, self.validation = name, split, image_size, validation
         self.root = check_root(root if root not in (None, "") else default_root(name), name, "root", spec.how_to_get)
-        image_file, label_file = (find_file(self.root, stem, spec) for stem in _FILES[split])
+        image_file, label_file = (find_file(self.root, stem, spec) for stem in _FILES["train" if validation else split])
         images, labels = read_idx(image_file), read_idx(label_file)
         if images.dtype != np.uint8 or images.ndim != 3:
             raise ValueError(f"{image_file}: expected uint8 images [N, H, W], got {images.dtype} {list(images.shape)}")
@@ -132,6 +139,9 @@ class IdxDataset(GrayClassDataset):
         n_classes = len(spec.class_names)
         if len(labels) and int(labels.max()) >= n_classes:
             raise ValueError(f"{label_file}: label {int(labels.max())} outside 0..{n_classes - 1} ({name} has {n_classes} classes)")
+        if validation:
+            rows = held_out_rows(len(labels), IDX_FRACTION, split, name)
+            images, labels = images[rows], labels[rows]
         self.files = (image_file, label_file)
         self.class_names = list(spec.class_names)
         self.concept_names = list(spec.class_names)
@@ -146,12 +156,13 @@ class IdxDataset(GrayClassDataset):
         return self._caption.format(noun, article=article(noun))
 
     def describe(self) -> str:
-        return f"{self.name}[{self.split}] {self.root}: {len(self)} images {self.image_size}px"
+        split = "validation" if self.validation and self.split == "test" else self.split
+        return f"{self.name}[{split}] {self.root}: {len(self)} images {self.image_size}px"
 
 
 def _factory(name: str) -> Callable[[DataCfg, str], IdxDataset]:
     def make(cfg: DataCfg, split: str) -> IdxDataset:
-        return IdxDataset(name, cfg.root, split=split, image_size=cfg.image_size)
+        return IdxDataset(name, cfg.root, split=split, image_size=cfg.image_size, validation=cfg.validation)
 
     return make
 

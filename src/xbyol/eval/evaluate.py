@@ -111,7 +111,8 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
         run = load_run(run_dir, device=device)
         cfg = run.cfg
         train_set, test_set = run.dataset("train"), run.dataset("test")
-    results: dict[str, Any] = {"step": run.step, "dataset": cfg.data.name, "method": cfg.method.name}
+    results: dict[str, Any] = {"step": run.step, "dataset": cfg.data.name, "method": cfg.method.name,
+                               "split": "validation" if cfg.data.validation else "test"}
     if len(train_set.class_names) > 1:
         trained, classifier = probe_and_knn(run.method.encode, train_set, test_set, cfg, run.device, progress, stage)
         results["trained"] = trained
@@ -139,6 +140,8 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
 def format_results(results: dict[str, Any]) -> str:
     """A plain-text table: the core probes side by side, then each evaluator's section."""
     lines = []
+    if results.get("split") == "validation":
+        lines.append("scored on the validation split (data.validation: the end of the training images)")
     if "trained" in results:
         rows: list[tuple[str, ...]] = [("", "trained", "random init")]
         for key in ("linear_probe", "knn"):
