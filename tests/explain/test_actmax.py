@@ -109,3 +109,22 @@ def test_linear_unit_reaches_the_box_corner_closed_form():
     reached = unit(None, normalize(out)).item()
     assert reached <= best + 1e-4  # the corner is the maximum
     assert (reached - worst) / (best - worst) > 0.99
+
+
+def test_a_unit_silent_on_grey_is_still_maximised_from_the_default_noise_start():
+    # unit = mean_ij relu(sum_c x_c - 3) on normalised images: negative everywhere on a grey image
+    # (grey 0.5 normalises to 0.07, 0.20, 0.42), so a near-grey start has no gradient and never moves.
+    # The closed-form maximum over [0, 1] images is the white image: sum_c (1 - mean_c) / std_c - 3.
+    conv = nn.Conv2d(3, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.fill_(-3.0)
+    model = nn.Sequential(conv, nn.ReLU())
+    obj = ChannelObjective("1", 0)
+    white = obj(model, normalize(torch.ones(1, 3, 8, 8))).item()
+    assert white == pytest.approx(sum((1 - m) / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))) - 3, abs=1e-4)
+    assert obj(model, normalize(torch.full((1, 3, 8, 8), 0.5))).item() == 0.0
+    stuck = maximize(model, obj, 8, steps=60, init_std=0.01)
+    assert obj(model, normalize(stuck)).item() == 0.0  # the old near-grey start: no gradient, no progress
+    out = maximize(model, obj, 8)  # the defaults, regularisers included
+    assert obj(model, normalize(out)).item() > 0.9 * white

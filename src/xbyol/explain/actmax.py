@@ -144,14 +144,16 @@ class _Image(nn.Module):
     scale: torch.Tensor  # buffers (typed here: register_buffer does not tell mypy)
     colour: torch.Tensor
 
-    def __init__(self, n: int, size: int, param: str, decorrelate: bool, generator: torch.Generator) -> None:
+    def __init__(
+        self, n: int, size: int, param: str, decorrelate: bool, generator: torch.Generator, init_std: float = 0.01
+    ) -> None:
         super().__init__()
         self.size, self.param, self.decorrelate = size, param, decorrelate
         if param == "pixel":
-            init = 0.01 * torch.randn(n, 3, size, size, generator=generator)
+            init = init_std * torch.randn(n, 3, size, size, generator=generator)
         else:
             # real and imaginary parts of the rfft2 spectrum
-            init = 0.01 * torch.randn(n, 3, size, size // 2 + 1, 2, generator=generator)
+            init = init_std * torch.randn(n, 3, size, size // 2 + 1, 2, generator=generator)
             fy = torch.fft.fftfreq(size)[:, None]
             fx = torch.fft.rfftfreq(size)[None, :]
             freq = torch.sqrt(fx**2 + fy**2).clamp(min=1.0 / size)  # (size, size//2+1)
@@ -187,6 +189,7 @@ def maximize(
     seed: int = 0,
     n: int = 1,
     device: str | torch.device = "cpu",
+    init_std: float | None = None,
 ) -> torch.Tensor:
     """Images that maximise ``objective``.
 
@@ -209,6 +212,10 @@ def maximize(
         seed: seed of the initialisation and of the jitter.
         n: number of images (independent starts).
         device: where to optimise.
+        init_std: standard deviation of the initial parameters; default 1.0 for ``"pixel"`` (a
+            noise image, sigmoid of N(0, 1)) and 0.01 for ``"fourier"``. A near-grey start
+            (0.01) leaves a ReLU unit that is silent on grey images with no gradient, so it
+            never moves (BENCHMARKS, "Explainers against references").
 
     Returns:
         ``[n, 3, image_size, image_size]`` float in [0, 1] on the CPU.
@@ -220,8 +227,10 @@ def maximize(
     device = torch.device(device)
     if jitter is None:
         jitter = max(1, image_size // 32)
+    if init_std is None:
+        init_std = 1.0 if param == "pixel" else 0.01
     gen = torch.Generator().manual_seed(seed)
-    image = _Image(n, image_size, param, decorrelate, gen).to(device)
+    image = _Image(n, image_size, param, decorrelate, gen, init_std).to(device)
     opt = torch.optim.Adam([image.params], lr=lr)
     was_training = model.training
     model.eval()
