@@ -105,3 +105,15 @@ def test_wrapped_backbone_contract_and_loss_gradient():
     twin.load_state_dict(net.state_dict())
     with pytest.raises(ValueError, match="weight"):
         wrap_interpretable(create_backbone("resnet10_16"), weight=-1.0)
+
+
+def test_filter_loss_under_bf16_autocast_keeps_float_precision():
+    # activations like a trained layer's (peaks of ~100 over 8 x 8 maps) with tau = 0.5: scores of ~100,
+    # which bf16 rounds to 0.5; the loss must match the float64 value and stay within [-H(T), 0]
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(128, 4, 8, 8, generator=g) ** 8 * 100
+    exact = filter_loss(x.bfloat16().double(), tau=0.5).item()  # the same bf16 activations, in float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = filter_loss(x.bfloat16(), tau=0.5).item()
+    assert got == pytest.approx(exact, abs=1e-3)
+    assert -entropy_of_prior(8, 8) <= got <= 0

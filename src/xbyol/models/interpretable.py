@@ -105,12 +105,15 @@ def filter_loss(activations: torch.Tensor, beta: float = BETA, tau: float | None
     if activations.dtype not in (torch.float32, torch.float64):
         activations = activations.float()  # exp/log of small differences need more than 16 bits
     b, c, h, w = activations.shape
-    t, prior = templates(h, w, beta, activations.device, activations.dtype, tau)
-    score = torch.einsum("bchw,thw->cbt", activations, t)  # (C, B, T): tr(x . T)
-    log_px_t = score - score.logsumexp(dim=1, keepdim=True)  # (C, B, T): log p(x | T), normalised over X
-    log_joint = log_px_t + prior.log()  # (C, B, T): log p(x, T)
-    log_px = log_joint.logsumexp(dim=2, keepdim=True)  # (C, B, 1): log p(x)
-    mi = (log_joint.exp() * (log_px_t - log_px)).sum(dim=(1, 2))  # (C,)
+    # autocast off: under bf16 autocast the einsum would run in bf16 again (8 bits of mantissa: scores
+    # of ~100 lose 0.5), and the MI estimate left its bounds [0, H(T)]
+    with torch.autocast(activations.device.type, enabled=False):
+        t, prior = templates(h, w, beta, activations.device, activations.dtype, tau)
+        score = torch.einsum("bchw,thw->cbt", activations, t)  # (C, B, T): tr(x . T)
+        log_px_t = score - score.logsumexp(dim=1, keepdim=True)  # (C, B, T): log p(x | T), normalised over X
+        log_joint = log_px_t + prior.log()  # (C, B, T): log p(x, T)
+        log_px = log_joint.logsumexp(dim=2, keepdim=True)  # (C, B, 1): log p(x)
+        mi = (log_joint.exp() * (log_px_t - log_px)).sum(dim=(1, 2))  # (C,)
     return -mi.mean()
 
 
