@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from xbyol import __version__
 from xbyol.commands import COMMANDS
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # a warning is one plain line, without Python's category, file and source line
+    warnings.formatwarning = lambda message, *_, **__: f"xbyol {args.command}: warning: {_one_line(str(message))}\n"
     if debug_enabled(args):
         return int(args.func(args) or 0)
     try:

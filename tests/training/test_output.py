@@ -49,6 +49,7 @@ def _folder(tmp_path: Path) -> tuple[Path, Path]:
     (root / "apple" / "broken.png").write_bytes(_encoded("PNG")[:200])  # cut short
     (root / "box" / "late.jpg").write_bytes(_encoded("JPEG")[:-10])  # fails only on decode
     (root / "box" / "zz_broken.png").write_bytes(b"not an image at all")
+    (root / "captions.jsonl").write_text('{"file": "apple/img0.png", "caption": "a red apple"}\nnot json\n')
     return root, test_root
 
 
@@ -87,9 +88,13 @@ def test_unreadable_files_are_one_line_per_epoch_and_listed_in_the_run_dir(folde
     assert proc.stdout.splitlines().count(line) == 2
     listed = (run_dir / "unreadable.txt").read_text().splitlines()
     assert [Path(p).relative_to(run_dir.parent.parent / "train").as_posix() for p in listed] == BROKEN
-    # no Python warning format (category, source line) anywhere a user looks
+    # no Python warning format (category, source line) anywhere a user looks; a warning is one plain line
     for text in (proc.stdout, proc.stderr):
         assert "Warning" not in text and "warnings.warn" not in text and ".py:" not in text
+    assert proc.stderr.splitlines() == [f"xbyol train: warning: folder {run_dir.parent.parent / 'train'} [train]: skipped 1 "
+                                        f"malformed line(s) of {run_dir.parent.parent / 'train' / 'captions.jsonl'}: line 2 "
+                                        "(not JSON (Expecting value)); 15 image(s) have no caption in "
+                                        f"{run_dir.parent.parent / 'train' / 'captions.jsonl'}; using 'a photo of a <class>'"]
 
 
 def test_eval_into_a_pipe_draws_no_progress_bars(folder_run):

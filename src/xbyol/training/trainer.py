@@ -69,9 +69,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.step, self.signum, self.saved = step, signum, saved
         self.exit_code = 128 + signum
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
