@@ -4,6 +4,7 @@ no carriage-return redraws, no Python warning format; step callbacks see every s
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -49,6 +50,7 @@ def _folder(tmp_path: Path) -> tuple[Path, Path]:
     (root / "apple" / "broken.png").write_bytes(_encoded("PNG")[:200])  # cut short
     (root / "box" / "late.jpg").write_bytes(_encoded("JPEG")[:-10])  # fails only on decode
     (root / "box" / "zz_broken.png").write_bytes(b"not an image at all")
+    (test_root / "box" / "bad.png").write_bytes(b"not an image either")
     (root / "captions.jsonl").write_text('{"file": "apple/img0.png", "caption": "a red apple"}\nnot json\n')
     return root, test_root
 
@@ -106,6 +108,11 @@ def test_eval_into_a_pipe_draws_no_progress_bars(folder_run):
     assert "linear probe" in proc.stdout
     # the stage lines are the log: each stage starts and ends in one plain line
     assert any(re.fullmatch(r"eval: .* done in \d+\.\d s", s) for s in proc.stderr.splitlines())
+    # unreadable files (3 in the train split, 1 in test_root): one line per split, and the counts in eval.json
+    for line in ("folder: 3 of 16 files of the train split unreadable, replaced by their neighbours",
+                 "folder: 1 of 5 files of the test split unreadable, replaced by their neighbours"):
+        assert line in proc.stderr.splitlines()
+    assert json.loads((run_dir / "eval.json").read_text())["unreadable_files"] == {"train": 3, "test": 1}
 
 
 def test_progress_false_prints_the_summary_and_plain_lines(tiny_cfg, capsys):
