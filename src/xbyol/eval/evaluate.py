@@ -131,7 +131,7 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
             res = EVALUATORS.create(name, run=run)
         if res is not None:
             results[name] = res
-    unreadable = {split: ds.load_failures for split, ds in (("train", train_set), ("test", test_set)) if getattr(ds, "load_failures", 0)}
+    unreadable = {split: n for split, ds in (("train", train_set), ("test", test_set)) if (n := getattr(ds, "load_failures", 0))}
     for split, n in unreadable.items():
         print(f"{cfg.data.name}: {n} of {len(run.dataset(split))} files of the {split} split unreadable, "
               "replaced by their neighbours", file=sys.stderr, flush=True)
