@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,48 @@ def test_callbacks_see_every_step_log_and_end_and_a_resume_starts_where_it_stopp
                            ("step", 3, 4), ("end", 3, "stopped")]
     train(cfg, resume=True, callbacks=[second])
     assert second.calls == [("start", 3, 4), ("step", 4, 4), ("log", 4, 4), ("end", 4, "finished")]
+
+
+_UNION_SCRIPT = r'''
+import sys
+from pathlib import Path
+import torch
+import torch.distributed as dist
+from xbyol.training.run_files import UnreadableFiles
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+
+
+class Folder:  # what UnreadableFiles reads of a dataset
+    dataset_name, paths = "folder", [f"img{i}.png" for i in range(10)]
+
+    def __len__(self):
+        return 10
+
+
+files = UnreadableFiles(Path(sys.argv[1]), Folder())
+# rank 0 read indices 0-4 and found 3 replaced by 4; rank 1 read 5-9 and found 7 and 9 replaced
+requested, returned = ([0, 1, 2, 3, 4], [0, 1, 2, 4, 4]) if rank == 0 else ([5, 6, 7, 8, 9], [5, 6, 8, 8, 0])
+files.add(requested, torch.tensor(returned))
+files.report(4, gather=True)
+files.report(4)  # the same step again: no second line
+dist.destroy_process_group()
+'''
+
+
+def test_unreadable_files_of_every_rank_are_reported_once_by_rank_0(tmp_path):
+    script = tmp_path / "union.py"
+    script.write_text(_UNION_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(_env(), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2")
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=dict(env, RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0].splitlines() == [f"folder: 3 of 10 files unreadable, replaced by their neighbours; "
+                                       f"listed in {tmp_path / 'unreadable.txt'}"]
+    assert outs[1][0] == ""  # only rank 0 speaks
+    assert (tmp_path / "unreadable.txt").read_text().splitlines() == ["img3.png", "img7.png", "img9.png"]

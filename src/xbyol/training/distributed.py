@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -43,12 +44,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+def union_over_ranks(items: set[int]) -> set[int]:
+    """The union of every rank's ``items`` (a collective: all ranks call it at the same step); ``items`` without DDP."""
     if not is_distributed():
-        return x
-    y = x.detach().clone()
-    dist.all_reduce(y)
-    return y / world_size()
+        return items
+    parts: list[Any] = [None] * world_size()
+    dist.all_gather_object(parts, items)
+    return set().union(*parts)
 
 
 def local_world_size() -> int:

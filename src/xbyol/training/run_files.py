@@ -151,6 +151,7 @@ class UnreadableFiles:
     the requested file could not be decoded. :meth:`report` writes the sorted list of such
     files and prints one line, e.g. ``folder: 3 of 17 files unreadable, replaced by their
     neighbours; listed in runs/x/unreadable.txt``; nothing when every file was readable.
+    Under DDP every rank records what its share read and rank 0 reports the union.
 
     Args:
         run_dir: the run directory.
@@ -166,10 +167,13 @@ class UnreadableFiles:
         """Record the requested indices whose sample came from another index (``returned``: ``[B]``)."""
         self.found.update(i for i, j in zip(requested, returned.tolist()) if i != j)
 
-    def report(self, step: int) -> None:
-        """At ``step`` (an epoch's end, the session's end): write the list and print the line, unless
-        nothing is unreadable or this step was reported already (an epoch end that ends the run prints once)."""
-        if not self.found or self.reported_at == step:
+    def report(self, step: int, gather: bool = False) -> None:
+        """At ``step`` (an epoch's end, the session's end): write the list and print the line (rank 0), unless
+        nothing is unreadable or this step was reported already (an epoch end that ends the run prints once).
+        ``gather``: first take the union over the ranks, where every rank reaches this step (a collective)."""
+        if gather:
+            self.found = dist_utils.union_over_ranks(self.found)
+        if not dist_utils.is_main() or not self.found or self.reported_at == step:
             return
         self.reported_at = step
         atomic_write(self.path, "".join(f"{self.dataset.paths[i]}\n" for i in sorted(self.found)))

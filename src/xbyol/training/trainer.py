@@ -167,7 +167,6 @@ class Trainer:
         self.distributed = dist_utils.init_from_env(self.device)
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
         self.main = self.rank == 0
-        self.verbose = self.main  # the start-up summary and notes; the per-step display is a callback
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.run_dir = cfg.run_dir
@@ -190,13 +189,13 @@ class Trainer:
         torch.manual_seed(t.seed)
         np.random.seed(t.seed)
         random.seed(t.seed)
-        if self.verbose and cfg.data.root:
+        if self.main and cfg.data.root:
             print(f"opening {cfg.data.name} data at {cfg.data.root} ...", flush=True)
         self.dataset = build_dataset(cfg, "train")
         self.method = create_method(cfg, self.dataset)
         if t.init_from and ckpt is None:  # on resume the checkpoint already holds the fine-tuned weights
             copied = initialise_from(self.method, t.init_from)
-            if self.verbose:
+            if self.main:
                 print(f"initialised {len(copied)} encoder tensors from {t.init_from}", flush=True)
         self.method = self.method.to(self.device)
         self.precision = resolve_precision(t.precision, self.device)
@@ -276,7 +275,7 @@ class Trainer:
         if not self.resume or self.changes:
             config_mod.save(self._config_to_save(), self.run_dir / "config.yaml")
         removed = remove_stale_temporaries(self.ckpt_dir) if self.ckpt_dir.is_dir() else []
-        if removed and self.verbose:
+        if removed:
             print(f"removed {len(removed)} partial checkpoint file(s) left by an interrupted write", flush=True)
         return MetricsLog(self.run_dir / "metrics.csv", resume_step=self.step if self.resume else None)
 
@@ -329,10 +328,10 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         log = self._prepare_run_dir()
         tb = tensorboard_writer(self.run_dir) if self.main else None
-        if self.verbose:
+        if self.main:
             print("\n".join(self.describe()), flush=True)
         segment = RunInfo(self.run_dir, self.cfg, self.device, self.total, self.step, self.changes, self.resolved()) if self.main else None
-        unreadable = UnreadableFiles(self.run_dir, self.dataset) if self.main and isinstance(self.dataset, ImageFilesDataset) else None
+        unreadable = UnreadableFiles(self.run_dir, self.dataset) if isinstance(self.dataset, ImageFilesDataset) else None
         end = self.total if stop_after is None else min(stop_after, self.total)
         status = "failed"
         for cb in self.callbacks:
@@ -391,8 +390,8 @@ class Trainer:
                 ips = imgs_since / max(now - t_last, 1e-9)
                 t_last, imgs_since = now, 0
                 self._log(step, lr, out, extra, ips, log, tb)
-            if unreadable is not None and step % self.steps_per_epoch == 0:
-                unreadable.report(step)
+            if unreadable is not None and (step % self.steps_per_epoch == 0 or step == end):
+                unreadable.report(step, gather=True)
             if due:
                 self._save()
                 t_saved = time.monotonic()
