@@ -61,7 +61,7 @@ def test_metrics_csv_with_a_growing_header_reads_nan_for_missing_cells(tmp_path)
     std = next(p for p in panels if p["title"].startswith("collapse: embedding std"))
     # the monitor skips the NaN row; the healthy level is the dashed reference line
     assert std["lines"][0]["x"] == [2.0] and std["lines"][0]["y"] == [0.12]
-    assert std["lines"][1]["style"] == "--" and std["lines"][1]["label"] == "projection healthy 1/sqrt(d)"
+    assert std["lines"][1]["style"] == "--" and std["lines"][1]["label"] == "projection isotropic 1/sqrt(d)"
     assert read_metrics(tmp_path / "absent.csv") is None
 
 
@@ -251,7 +251,7 @@ def test_training_panels_split_losses_drop_constants_and_draw_references():
          "projection_rank": [10.0, 12.0, 20.0, 25.0]}
     panels = {p["title"]: p for p in training_panels(m, batch_size=32)}
     assert list(panels) == ["loss", "loss component: byol", "loss component: semantic",
-                            "collapse: embedding std (dashed: healthy)",
+                            "collapse: embedding std (dashed: isotropic)",
                             "collapse: effective rank (dashed: maximum)"]  # no labelled_fraction panel
     rank = panels["collapse: effective rank (dashed: maximum)"]["lines"]
     # d = 1 / 0.125^2 = 64, the batch has 32 rows: the rank cannot exceed 32
@@ -260,10 +260,21 @@ def test_training_panels_split_losses_drop_constants_and_draw_references():
     assert "loss component: byol" not in {p["title"] for p in training_panels({"step": [1.0, 2.0], "loss": [2.0, 1.0],
                                                                                "loss_byol": [2.0, 1.0]})}
 
+    # d = 64, 32 rows: std 0.08 * sqrt(64) = 64% of isotropic, rank 25 / 32 = 78% of its maximum: healthy
+    assert collapse_warnings(m, batch_size=32) == []
+
+
+def test_collapse_warnings_fire_below_their_calibrated_fractions():
+    m = {"step": [1.0, 2.0], "projection_std_healthy": [0.125] * 2, "projection_std": [0.08, 0.03],
+         "projection_rank": [25.0, 1.5]}
+    # std 0.03 * 8 = 0.24 < 0.3; rank 1.5 / 32 = 0.047 < 0.05 (hand-worked)
     assert collapse_warnings(m, batch_size=32) == [
-        "projection_std ends at 0.0800, 64% of the healthy 1/sqrt(d) = 0.1250"]  # rank 25 >= 32 / 2: no warning
-    m["projection_rank"][-1] = 15.0
-    assert collapse_warnings(m, batch_size=32)[1] == "projection_rank ends at 15, below half its maximum 32"
+        "projection_std ends at 0.0300, 24% of the isotropic 1/sqrt(d) = 0.1250 (collapsed below 30%)",
+        "projection_rank ends at 1.5 of at most 32 (collapsed below 5%)"]
+    m["projection_std"][-1], m["projection_rank"][-1] = 0.0375, 1.6  # exactly 0.3 and 0.05: not below
+    assert collapse_warnings(m, batch_size=32) == []
+    m["projection_rank"][-1] = 3.0  # 3 / 64 < 0.05 without the batch cap (rank of a 64-dim embedding)
+    assert collapse_warnings(m) == ["projection_rank ends at 3.0 of at most 64 (collapsed below 5%)"]
 
 
 def test_smoothing_adds_an_ema_over_faint_raw_values():

@@ -14,10 +14,17 @@ They sit with the methods, whose ``"embed/"`` outputs they read: a method warns 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 RANKME_EPS = 1e-7
+#: a monitored embedding has collapsed when its std falls below this fraction of ``1/sqrt(D)``
+#: (calibrated on collapsed and healthy runs: benchmarks/BENCHMARKS.md, section "Collapse warnings")
+COLLAPSED_STD_FRACTION = 0.3
+#: ... or when its effective rank falls below this fraction of its maximum ``min(N, D)``
+COLLAPSED_RANK_FRACTION = 0.05
 
 
 def _check(z: torch.Tensor, name: str, min_rows: int) -> None:
@@ -60,3 +67,26 @@ def effective_rank(z: torch.Tensor) -> float:
         return 0.0
     p = sigma / total + RANKME_EPS  # (min(N, D),)
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+def collapse_signs(std: float, rank: float, dim: int, rows: int | None = None) -> dict[str, float]:
+    """The monitors of one embedding that say it has collapsed, as fractions of their healthy reference.
+
+    BYOL's healthy embeddings sit well below the isotropic references (a healthy run ends with a
+    std near ``1/sqrt(D)`` and a rank a fraction of ``D``), so the thresholds
+    :data:`COLLAPSED_STD_FRACTION` and :data:`COLLAPSED_RANK_FRACTION` are set between healthy
+    and really collapsed runs, not at the references themselves.
+
+    Args:
+        std: :func:`embedding_std` of the ``[N, D]`` embeddings.
+        rank: :func:`effective_rank` of them.
+        dim: ``D``.
+        rows: ``N`` (the rank is at most ``min(N, D)``); ``None``: ``D``.
+
+    Returns:
+        ``{"std": std * sqrt(D)}`` and/or ``{"rank": rank / min(N, D)}`` for the monitors below
+        their threshold; empty when the embedding looks healthy.
+    """
+    std_frac, rank_frac = std * math.sqrt(dim), rank / min(dim, rows or dim)
+    return {k: v for k, v, low in (("std", std_frac, COLLAPSED_STD_FRACTION), ("rank", rank_frac, COLLAPSED_RANK_FRACTION))
+            if v < low}

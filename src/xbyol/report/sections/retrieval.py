@@ -40,7 +40,7 @@ def retrieval_section(a: RunArtifacts, baselines: Sequence[Baseline] = ()) -> Se
     emb = r.get("embeddings")
     if isinstance(emb, dict):
         sec.blocks.append(KeyValues(list(emb.items()), caption="Collapse check of the retrieval embeddings "
-                                    "(std per dimension vs the healthy 1/sqrt(d), RankMe)"))
+                                    "(std per dimension vs the isotropic 1/sqrt(d), RankMe)"))
     return sec
 
 

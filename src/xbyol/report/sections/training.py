@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from xbyol.methods.collapse import COLLAPSED_RANK_FRACTION, COLLAPSED_STD_FRACTION, collapse_signs
 from xbyol.report.artifacts import METRICS_FILE, RunArtifacts
 from xbyol.report.blocks import Figure, Note, Section, Table, format_value
 from xbyol.report.context import ReportContext, absent
@@ -52,7 +53,7 @@ def training_panels(metrics: dict[str, list[float]], smoothing: float = 0.0,
     Each loss component gets a panel of its own (their scales differ and drawn together
     they cannot be told apart); a component identical to the total is not repeated. A
     metric that never changes (e.g. ``labelled_fraction`` on fully labelled data) gets no
-    panel. The collapse monitors carry their healthy reference as a dashed line:
+    panel. The collapse monitors carry their isotropic reference as a dashed line:
     ``1/sqrt(d)`` for the embedding std (logged as ``*_std_healthy``) and the largest
     possible effective rank, ``min(d, batch_size)``.
 
@@ -98,8 +99,8 @@ def training_panels(metrics: dict[str, list[float]], smoothing: float = 0.0,
     add("EMA momentum tau", [c for c in cols if c == "tau"], smooth=False)
     std = [c for c in cols if c.endswith("_std")]
     healthy = [c for c in cols if c.endswith("_std_healthy")]
-    add("collapse: embedding std (dashed: healthy)", std, smooth=False,  # sparse: an EMA would lag by many steps
-        extra=[ln for ln in (_line(metrics, c, c.replace("_std_healthy", " healthy 1/sqrt(d)"), "--") for c in healthy) if ln])
+    add("collapse: embedding std (dashed: isotropic)", std, smooth=False,  # sparse: an EMA would lag by many steps
+        extra=[ln for ln in (_line(metrics, c, c.replace("_std_healthy", " isotropic 1/sqrt(d)"), "--") for c in healthy) if ln])
     used.update(healthy)
     ranks = [c for c in cols if c.endswith("_rank")]
     rank_refs = []
@@ -119,26 +120,27 @@ def training_panels(metrics: dict[str, list[float]], smoothing: float = 0.0,
 
 
 def collapse_warnings(metrics: dict[str, list[float]], batch_size: int | None = None) -> list[str]:
-    """Monitors that end below their healthy reference, in words.
+    """Monitored embeddings whose last logged std or effective rank says they collapsed
+    (:func:`xbyol.methods.collapse.collapse_signs`), in words.
 
-    The embedding std warns below ``1/sqrt(d)``; the effective rank below half its maximum
-    ``min(d, batch_size)`` (only perfectly isotropic embeddings reach the maximum itself).
+    Args:
+        metrics: columns of ``metrics.csv`` with ``<name>_std``, ``<name>_rank`` and ``<name>_std_healthy``.
+        batch_size: rows of the batch the monitors were computed on (caps the rank).
     """
     out = []
-    for c in metrics:
-        if c.endswith("_std") and f"{c}_healthy" in metrics:
-            _, ys = _series(metrics, c)
-            _, hs = _series(metrics, f"{c}_healthy")
-            if ys and hs and ys[-1] < hs[-1]:
-                out.append(f"{c} ends at {format_value(ys[-1])}, {100 * ys[-1] / hs[-1]:.0f}% of the healthy "
-                           f"1/sqrt(d) = {format_value(hs[-1])}")
-        if c.endswith("_rank"):
-            d = _healthy_dim(metrics, c.removesuffix("_rank"))
-            _, ys = _series(metrics, c)
-            if d is not None and ys:
-                top = min(d, batch_size) if batch_size else d
-                if ys[-1] < top / 2:
-                    out.append(f"{c} ends at {format_value(ys[-1])}, below half its maximum {top}")
+    for c in [c.removesuffix("_std_healthy") for c in metrics if c.endswith("_std_healthy")]:
+        d = _healthy_dim(metrics, c)
+        std, rank = _series(metrics, f"{c}_std")[1], _series(metrics, f"{c}_rank")[1]
+        if d is None or not std or not rank:
+            continue
+        signs = collapse_signs(std[-1], rank[-1], d, batch_size)
+        if "std" in signs:
+            out.append(f"{c}_std ends at {format_value(std[-1])}, {100 * signs['std']:.0f}% of the isotropic "
+                       f"1/sqrt(d) = {format_value(d ** -0.5)} (collapsed below {100 * COLLAPSED_STD_FRACTION:.0f}%)")
+        if "rank" in signs:
+            top = min(d, batch_size or d)
+            out.append(f"{c}_rank ends at {rank[-1]:.1f} of at most {top} "
+                       f"(collapsed below {100 * COLLAPSED_RANK_FRACTION:.0f}%)")
     return out
 
 
