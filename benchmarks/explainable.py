@@ -16,9 +16,13 @@ only the method options differ. Per training seed (``train.seed`` and ``data.see
 - ``byol_ft``: the seed's BYOL run fine-tuned on the concept labels for the same number of
   steps with the semantic loss alone (``method.semantic.byol_weight=0``, no fusion,
   ``train.init_from``), its learned map scored;
-- ``supervised_ml``: a supervised multi-label model (the backbone plus a linear head trained
-  with binary cross-entropy on the concept labels, same budget, light augmentation as in
-  ``benchmarks/quality.py``), post-hoc map on its backbone;
+- ``byol_ft_matched``: the label-matched fine-tune: BYOL for ``steps // 2`` (``byol_half``), then
+  fine-tuned like ``byol_ft`` for the other half, the same total steps as xbyol;
+- ``supervised_ml``: a supervised model (the backbone plus a linear head over the concepts: binary
+  cross-entropy where concepts are multi-label (shapes), softmax cross-entropy where each image has
+  one (class names); same budget, light augmentation as in ``benchmarks/quality.py``), post-hoc map
+  on its backbone; ``supervised_head``: the same model read through its own head (no SCS: a head
+  has no concept-space vector);
 - ``random_init`` (no training): the backbone freshly initialised with the seed, post-hoc
   map on the backbone representation;
 - ``raw_pixels`` (no training): the preprocessed image flattened to ``3 * H * W`` values,
@@ -32,7 +36,16 @@ concept map (``scores_without_masks``; the same numbers as ``xbyol eval`` and
 evaluation (linear probe, kNN; label = shape of the largest object) and the ``concepts``
 evaluator (SCS, concept accuracy, SSCS with its chance level and resolution ceiling).
 With ``--explain-eval`` the byol, xbyol and random-init encoders of each seed are also
-graded by ``xbyol explain-eval`` (a second section).
+graded by ``xbyol explain-eval`` (a second section). ``--nulls`` scores the reference
+representations of ``xbyol.eval.concept_nulls`` (chance, label prior, per-image optimum: the
+table's last columns); ``--rank-faithfulness`` runs ``xbyol.explain.rank_faithfulness`` (the
+concept "why" against a permuted-names null, on a common rank scale) on every row.
+
+Label matching: every post-hoc map is fitted on the training images the probe uses (shapes:
+all of them, the images xbyol trains on; Fashion-MNIST: the first ``--eval-train``, so only
+``--eval-train 60000`` matches xbyol, which draws from all 60,000). Where the test set is
+fixed (Fashion-MNIST), per-image values are stored next to each score (``per_image``) for
+paired test-set intervals (``benchmarks/verdicts.py``).
 
 Results accumulate in ``--json`` (default ``benchmarks/results/explainable.json``), one
 entry per (seed, variant); an entry already there is reused, so seeds and variants can be
@@ -118,7 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (train.seed and data.seed)")
-    p.add_argument("--variants", nargs="+", default=["raw_pixels", "random_init", "byol", "xbyol"],
+    p.add_argument("--variants", nargs="*", default=["raw_pixels", "random_init", "byol", "xbyol"],
                    help="rows: raw_pixels, random_init, byol, xbyol, xbyol_nofusion, xbyol_w<lambda>")
     p.add_argument("--explain-eval", action="store_true", help="also grade the explainers of byol, xbyol, random init")
     p.add_argument("--explain-images", type=int, default=16, help="test images for explain-eval")
@@ -558,12 +571,11 @@ def faithfulness_scores(args: argparse.Namespace, variant: str, seed: int) -> di
     return explanation_faithfulness(run, seed=seed)
 
 
-def split_targets(run: Any, split: str, bank: Any, limit: int | None = None) -> torch.Tensor:
-    """``[N, K]`` bool concept positives of the first ``limit`` images of ``run``'s ``split`` (``None``: all)."""
+def split_targets(dataset: Any, bank: Any, limit: int | None = None) -> torch.Tensor:
+    """``[N, K]`` bool concept positives of the first ``limit`` images of ``dataset`` (``None``: all)."""
     from xbyol.concepts.vocabulary import ConceptLabeler
     from xbyol.data.base import collate
 
-    dataset = run.dataset(split)
     images = dataset if limit is None else torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     labeler = ConceptLabeler(bank.texts, dataset)
     loader = torch.utils.data.DataLoader(images, batch_size=256, shuffle=False, collate_fn=collate)
@@ -574,27 +586,21 @@ def null_scores(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """SCS and concept accuracy of the reference representations of :mod:`xbyol.eval.concept_nulls` on the
     seed's test split (chance: generator seeded with ``seed``; label prior: the training split's frequencies,
     the first ``--eval-train`` images on Fashion-MNIST, as the post-hoc maps)."""
-    from xbyol.concepts.projection import run_bank
+    from xbyol.concepts.build import bank_for
+    from xbyol.data import build_dataset
     from xbyol.eval.concept_eval import scores_of_representations
     from xbyol.eval.concept_nulls import chance_representations, label_prior_representation, oracle_representations
-    from xbyol.run import load_run
 
-    run = load_run(Path(args.out) / f"seed{seed}" / "byol")
-    bank = run_bank(run)
-    test_t = split_targets(run, "test", bank)
-    train_t = split_targets(run, "train", bank, args.eval_train)
+    cfg = config_for(args, "byol", seed)  # the seed's data and concept bank; no run needed
+    train_data = build_dataset(cfg, "train")
+    bank = bank_for(cfg.method.semantic, train_data)
+    test_t = split_targets(build_dataset(cfg, "test"), bank)
+    train_t = split_targets(train_data, bank, args.eval_train)
     emb = bank.embeddings.float()  # (K, E)
     reps = {"chance": chance_representations(len(test_t), emb.shape[1], torch.Generator().manual_seed(seed)),
             "label_prior": label_prior_representation(train_t, emb)[None].expand(len(test_t), -1),
             "oracle": oracle_representations(test_t, emb)}
-    groups = bank.groups or {"all": list(range(len(bank)))}
-    out = {}
-    for name, r in reps.items():
-        out[name] = scores_of_representations(r, test_t, bank)
-        if args.dataset != "shapes":
-            cos = torch.nn.functional.normalize(r, dim=-1) @ emb.T  # (N, K)
-            out[name]["per_image"] = per_image_scores(r, cos, test_t, groups, emb)
-    return out
+    return {name: scores_of_representations(r, test_t, bank) for name, r in reps.items()}
 
 
 def rank_faithfulness_scores(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
@@ -956,7 +962,7 @@ def rank_section(data: dict[str, Any]) -> list[str]:
 def run_all(args: argparse.Namespace, data: dict[str, Any], path: Path) -> None:
     """Score every (seed, variant) not yet in ``data``, saving ``path`` after each entry."""
     order = [v for v in args.variants if v not in UNTRAINED]
-    if (any(v in NEEDS_BYOL for v in args.variants) or args.nulls or args.rank_faithfulness) and "byol" not in order:
+    if (any(v in NEEDS_BYOL for v in args.variants) or args.rank_faithfulness) and "byol" not in order:
         order.insert(0, "byol")  # the untrained rows reuse the BYOL run's data and bank
     if "byol_ft_matched" in order and "byol_half" not in order:
         order.insert(order.index("byol_ft_matched"), "byol_half")  # its starting point
@@ -968,7 +974,7 @@ def run_all(args: argparse.Namespace, data: dict[str, Any], path: Path) -> None:
         for v in order:
             if v in runs:
                 needs_dir = (v == "byol" and (any(w not in runs for w in NEEDS_BYOL if w in args.variants)
-                                              or args.nulls or rank_todo)) or v in rank_todo \
+                                              or rank_todo)) or v in rank_todo \
                     or (v == "byol_half" and ("byol_ft_matched" in rank_todo or "byol_ft_matched" not in runs))
                 if needs_dir and v not in UNTRAINED and v not in SUPERVISED:
                     restore_run(args, v, seed, runs)
