@@ -878,7 +878,8 @@ def fashion_section(args: argparse.Namespace, data: dict[str, Any], command: str
         "concept accuracy is a 10-way classification through the concept map. xbyol adds the semantic loss "
         "(contrastive, lambda 1, T 0.1) and concept attention. The fine-tuned row starts from the seed's BYOL run, so "
         "it has had twice the steps of the others; the supervised row trains the backbone with a linear head and "
-        "binary cross-entropy on the concept labels, then gets the same post-hoc map as random init. **Label use:** xbyol trains with the class labels, so "
+        "binary cross-entropy on the concept labels, then gets the same post-hoc map as random init (a later run uses "
+        "softmax cross-entropy, as each image has one concept, and adds the model read through its own head). " + NULLS_TEXT + " **Label use:** xbyol trains with the class labels, so "
         "its probe and concept scores are not self-supervised results; every post-hoc map uses the same labels after "
         "training (a linear map fitted with the same semantic loss on standardised features: 300 full-batch Adam steps, "
         "lr 0.01; `xbyol.concepts.projection`). Each model encodes the images once, without augmentation, in fp32; that "
@@ -898,6 +899,14 @@ def fashion_section(args: argparse.Namespace, data: dict[str, Any], command: str
         "segmentation masks.", "",
         table(data, args.variants, args.dataset), "",
     ] + rank_section(data))
+
+
+NULLS_TEXT = ("SCS and concept accuracy (with `--nulls`, mean over the seeds' test sets; `xbyol.eval.concept_nulls`, "
+              "docs/FORMULAS.md): chance = a random representation (i.i.d. normal vectors), label prior = one constant "
+              "vector for every image (the training-frequency-weighted sum of the concept embeddings), ceiling = the "
+              "per-image optimum of the SCS margin (mean of the true concepts' embeddings minus the others'; its "
+              "accuracy is that vector's, not an upper bound). A constant vector near the embeddings' common "
+              "direction gets a high SCS match, which is why the margin, not the match, is the score.")
 
 
 def section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str:
@@ -928,7 +937,8 @@ def section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str
         "representation. SSCS background rule: a pixel is background when its best in-group score is below "
         "min + 0.5 (max - min) of that image. Chance: uniform random score maps at the 4x4 feature-map "
         "resolution, same pipeline; ceiling: the ground-truth masks area-pooled to 4x4, same pipeline. Raw pixels "
-        "have no spatial concept map, so no SSCS.", "",
+        "have no spatial concept map, so no SSCS. "
+        + NULLS_TEXT, "",
         table(data, args.variants, args.dataset), "",
     ] + ([
         "### Faithfulness of the concept \"why\" (`explain_embedding`)", "",
