@@ -825,3 +825,20 @@ def test_explainable_chunked_training_resumes_to_the_full_run(explainable, tmp_p
         assert torch.equal(x, y), name
     with pytest.raises(SystemExit):
         explainable.parse_args(["--chunk-steps", "0"])
+
+
+# ----------------------------------------------------------------------------- decode_rate.py
+
+
+def test_decode_rate_reports_every_row(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports its sibling jpeg_folder
+    try:
+        decode_rate = _load("decode_rate")
+        out = tmp_path / "decode.json"
+        assert decode_rate.main(["--num", "6", "--repeats", "1", "--json", str(out)]) == 0
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["source"], r["size"], r["draft"]) for r in rows] == [
+        (f"{w}x{h}", s, d) for w, h, s, d in decode_rate.ROWS]
+    assert all(r["images"] == 6 and r["img_s_wall"] > 0 and r["img_s_cpu"] > 0 for r in rows)  # too few per class for a test split
