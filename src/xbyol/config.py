@@ -43,7 +43,7 @@ class DataCfg:
     num_test: int = opt(2000, "number of test images (generated datasets)", low=1)
     seed: int = opt(0, "seed of generation and of the train/test split")
     batch_size: int = opt(256, "images per optimiser step (per process under DDP)", low=1)
-    num_workers: int | str = opt("auto", "DataLoader worker processes that read and decode batches; auto: the cores left to each process minus one on CUDA (decoding beside the GPU's step), 0 on the CPU (the step's arithmetic needs every core)", low=0, words=("auto",))
+    num_workers: int | str = opt("auto", "DataLoader worker processes that read and decode batches; auto: for datasets read from image files (folder, coco-captions) on CUDA, the cores left to each process minus one (decoding beside the GPU's step); 0 on the CPU (the step's arithmetic needs every core) and for datasets held in memory", low=0, words=("auto",))
     strict: bool = opt(False, "raise on an unreadable image instead of skipping it")
     captions_file: str | None = opt(None, "captions file (folder: captions.jsonl; coco-captions: the JSON)")
     test_root: str | None = opt(None, "separate directory for the test split (folder, coco-captions images)")

@@ -6,12 +6,13 @@ import os
 
 import pytest
 import torch
-from data_fixtures import make_idx
+from data_fixtures import make_idx, make_image_folder
 
 from xbyol import config as config_mod
 from xbyol.config import Config, ConfigError, DataCfg
 from xbyol.data import create_dataset
 from xbyol.data.base import SampleDataset, batch_loader, collate, resolve_num_workers
+from xbyol.data.folder import FolderDataset
 from xbyol.training.sampler import step_batches
 
 # repeated, unsorted and negative indices: the batch must follow the list exactly
@@ -107,6 +108,14 @@ def test_num_workers_auto_is_cores_minus_one_on_cuda_and_zero_on_cpu(monkeypatch
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert resolve_num_workers("auto", torch.device("cuda", 0)) == 0  # one core: nothing left for workers
     assert resolve_num_workers(3, torch.device("cpu")) == 3  # a number is taken as it is
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert resolve_num_workers("auto", torch.device("cuda", 0), reads_files=False) == 0  # in memory: one gather
+
+
+def test_only_datasets_read_from_files_say_so(tmp_path):
+    assert not any(ds.reads_files for ds in _datasets(tmp_path).values())
+    make_image_folder(tmp_path / "f", {"a": 3, "b": 3})
+    assert FolderDataset(tmp_path / "f").reads_files
 
 
 def test_num_workers_config_takes_a_number_or_auto():

@@ -47,6 +47,8 @@ class SampleDataset(Dataset):
         mask_concepts: indices of concepts whose masks are annotated (``[]`` when no masks).
         has_captions: whether samples carry ``caption``.
         image_size: side of the square images.
+        reads_files: whether reading a batch decodes image files (worth loader workers on CUDA)
+            rather than gathering from arrays in memory.
     """
 
     class_names: list[str] = []
@@ -55,6 +57,7 @@ class SampleDataset(Dataset):
     mask_concepts: list[int] = []
     has_captions: bool = False
     image_size: int = 32
+    reads_files: bool = False
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -179,22 +182,26 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
-def resolve_num_workers(setting: int | str, device: torch.device, processes: int = 1) -> int:
-    """``data.num_workers`` as a number: ``auto`` is the cores left to each process minus one on CUDA, 0 on the CPU.
+def resolve_num_workers(setting: int | str, device: torch.device, processes: int = 1, reads_files: bool = True) -> int:
+    """``data.num_workers`` as a number: ``auto`` is the cores left to each process minus one on CUDA, else 0.
 
     On CUDA the host only queues kernels, so its other cores can decode the next batches
     (a folder of JPEGs at 224 px would otherwise starve the GPU); on the CPU the same
-    cores run the step's arithmetic, and worker processes only compete with it.
+    cores run the step's arithmetic, and worker processes only compete with it. A dataset
+    held in memory (``reads_files`` false: shapes, digits, CIFAR, MNIST) gathers a batch
+    with one indexing operation, which a worker would only add a copy between processes to.
 
     Args:
         setting: a non-negative number of worker processes, or ``"auto"``.
         device: the run's device.
         processes: training processes on this machine (DDP's local world size); each
             one gets its own workers.
+        reads_files: whether the dataset decodes files to read a batch
+            (:attr:`SampleDataset.reads_files`).
     """
     if setting != "auto":
         return int(setting)
-    if device.type != "cuda":
+    if device.type != "cuda" or not reads_files:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(cores // max(processes, 1) - 1, 0)

@@ -103,6 +103,7 @@ class ImageFilesDataset(SampleDataset):
     strict: bool = False
     dataset_name: str = "dataset"
     paths: Sequence[str | Path]
+    reads_files = True
 
     def __init__(self) -> None:
         self.load_failures = 0

@@ -201,7 +201,9 @@ class Trainer:
         self.precision = resolve_precision(t.precision, self.device)
         self.channels_last = resolve_channels_last(t.channels_last, self.method.backbone)
         self.concat_views: bool | None = getattr(self.method, "concat_views", None)  # the method resolves its "auto"
-        self.num_workers = resolve_num_workers(cfg.data.num_workers, self.device, dist_utils.local_world_size())
+        self.num_workers = resolve_num_workers(
+            cfg.data.num_workers, self.device, dist_utils.local_world_size(), self.dataset.reads_files
+        )
         self.retain_freed_memory = apply_run_setting(self.device, t.retain_freed_memory)
         if self.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
