@@ -57,6 +57,7 @@ FIXED_TEST: dict[str, Any] = {
     "explainable.json": None,
     "explainable_fashion_mnist.json": lambda path: 10000,
     "quality_seeds.json": _quality_test_images,
+    "quality_shapes64.json": _quality_test_images,
     "crossmodal.json": lambda path: 1000,
     "crossmodal_800.json": lambda path: 1000,
     "crossmodal_projector_norm.json": lambda path: 1000,
