@@ -11,11 +11,13 @@ import csv
 import io
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from xbyol import __version__
 from xbyol.config import Config
@@ -178,5 +180,6 @@ class UnreadableFiles:
         self.reported_at = step
         atomic_write(self.path, "".join(f"{self.dataset.paths[i]}\n" for i in sorted(self.found)))
         name = getattr(self.dataset, "dataset_name", "dataset")
-        print(f"{name}: {len(self.found)} of {len(self.dataset)} files unreadable, replaced by their neighbours; "
-              f"listed in {self.path}", flush=True)
+        tqdm.write(f"{name}: {len(self.found)} of {len(self.dataset)} files unreadable, replaced by their neighbours; "
+                   f"listed in {self.path}", file=sys.stdout)  # above a progress bar, where one is drawn
+        sys.stdout.flush()
