@@ -8,7 +8,7 @@ trains
 - **healthy** runs: every preset in ``configs/`` whose data are on this machine, shortened to
   ``--steps`` optimiser steps (``cifar10_byol`` needs CIFAR-10 files and is skipped without them);
 - **collapse** runs: the digits preset at 16 px with one thing broken that makes BYOL collapse
-  (Grill et al. 2020, table 5b; Chen & He 2021): no predictor, and no predictor with no
+  (Grill et al. 2020, section 5; Chen & He 2021): no predictor, and no predictor with no
   moving-average target (tau 0);
 - a **degraded** run: the same with a learning rate far too high, which learns badly but does not
   collapse (and, higher still, diverges: the trainer stops it);
@@ -50,7 +50,7 @@ BROKEN_BASE = ("digits_byol", ["data.image_size=16"])
 
 @contextlib.contextmanager
 def _no_predictor() -> Iterator[None]:
-    """BYOL's predictor replaced by the identity (Grill et al. 2020, table 5b: collapse)."""
+    """BYOL's predictor replaced by the identity (Grill et al. 2020, section 5: collapse)."""
     with mock.patch("xbyol.methods.byol.PredictionHead", lambda *args: nn.Identity()):
         yield
 
