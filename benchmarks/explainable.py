@@ -465,7 +465,7 @@ def split_features(encode_fn: Callable[[torch.Tensor], torch.Tensor], run: Any, 
     post-hoc map's fit), with their labels."""
     from xbyol.concepts.vocabulary import ConceptLabeler
     from xbyol.data.base import collate
-    from xbyol.eval.features import extract_features
+    from xbyol.rundir import extract_features
 
     dataset = run.dataset(split)
     images = dataset if limit is None else torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))

@@ -385,14 +385,6 @@ def save(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(dump(cfg))
 
 
-def load_run_config(run_dir: str | Path) -> Config:
-    """The resolved config saved in a run directory."""
-    p = Path(run_dir) / "config.yaml"
-    if not p.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory: {p} is missing")
-    return load(p)
-
-
 def describe() -> list[tuple[str, Any, str]]:
     """(dotted key, default, help) for every config key: the README table and `--help`."""
     rows: list[tuple[str, Any, str]] = []

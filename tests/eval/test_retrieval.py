@@ -12,6 +12,7 @@ from xbyol.eval.retrieval import (
     recall_at_k,
     retrieval_summary,
 )
+from xbyol.rundir import extract_features
 
 
 def test_first_relevant_rank_hand_built():
@@ -126,7 +127,10 @@ def test_evaluator_protocol_hand_computed():
     from xbyol.eval.retrieval_eval import retrieval_metrics
 
     ds = _FakeDataset()
-    run = types.SimpleNamespace(method=_FakeMethod(), dataset=lambda split: ds, device=torch.device("cpu"))
+    def encode(split, indices=None, fn=None, progress=False):
+        return extract_features(fn, ds)[0]
+
+    run = types.SimpleNamespace(method=_FakeMethod(), dataset=lambda split: ds, device=torch.device("cpu"), encode=encode)
     res = retrieval_metrics(run, ks=(1, 2))
     i2t, t2i = res["image_to_text"], res["text_to_image"]
     # image->text over the distinct captions [blue, crimson, red]: ranks 1, 1, 3

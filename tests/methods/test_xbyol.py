@@ -11,6 +11,7 @@ from hand_worked import FixedViews, flat, linear
 from torch import nn
 
 from xbyol.concepts.attention import ConceptAttention
+from xbyol.rundir import CONCEPT_MAP, RunDir
 from xbyol.text import sentence_model
 
 E = 48  # width of the fake text embeddings
@@ -259,7 +260,9 @@ def test_explain_embedding_for_xbyol_and_byol_runs(short_runs, fake_text):
             weights = [w for _, w in row]
             assert weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1 + 1e-6
             assert all(c in run.dataset("train").concept_names for c, _ in row)
-    assert (short_runs["byol"] / "concept_map.pt").is_file()  # the post-hoc map is cached
+    byol = RunDir(short_runs["byol"])
+    assert (byol.cache_dir() / CONCEPT_MAP).is_file()  # the post-hoc map is cached outside the run directory
+    assert not (byol.root / CONCEPT_MAP).exists()
 
 
 @pytest.mark.slow

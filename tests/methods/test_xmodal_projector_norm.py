@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from xbyol.config import ConfigError, from_dict, load_run_config
+from xbyol.config import ConfigError, from_dict
 from xbyol.methods.xmodal import projector_output_norm, shared_space_projector
+from xbyol.rundir import RunDir
 
 
 @pytest.mark.parametrize("kind", ["layer", "none"])
@@ -79,6 +80,6 @@ def test_run_dir_saved_with_projector_bn_false_still_loads(tmp_path):
     text = (run_dir / "config.yaml").read_text()
     assert "  projector_norm: none\n" in text
     (run_dir / "config.yaml").write_text(text.replace("  projector_norm: none\n", "  projector_bn: false\n"))
-    assert load_run_config(run_dir).method.crossmodal.projector_norm == "none"
+    assert RunDir(run_dir).read_config().method.crossmodal.projector_norm == "none"
     run = load_run(run_dir)  # the checkpoint's weights load into the rebuilt bare projector heads
     assert "net.0.weight" in run.method.image_projector.state_dict()

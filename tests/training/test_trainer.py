@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from xbyol.config import DataCfg, from_dict, load_run_config, to_dict
+from xbyol.config import DataCfg, from_dict, to_dict
+from xbyol.rundir import RunDir
 from xbyol.training import TrainingDiverged, train
 from xbyol.training.checkpoint import load_checkpoint
 from xbyol.training.sampler import batch_indices
@@ -17,7 +18,7 @@ def _weights(run_dir):
 
 def test_a_short_run_writes_config_checkpoint_and_metrics(tiny_cfg):
     run_dir = train(tiny_cfg)
-    assert load_run_config(run_dir) == tiny_cfg
+    assert RunDir(run_dir).read_config() == tiny_cfg
     ck = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert ck["step"] == 6 and ck["total_steps"] == 6
     assert {"method", "optimizer", "rng", "config"} <= set(ck)

@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Print the top concepts of each image's embedding. xbyol runs use their concept attention "
             "weights; other runs a concept map fitted after training on the training labels "
-            "(cached in RUN_DIR/concept_map.pt). Images are files (resized and centre-cropped to the "
+            "(cached outside RUN_DIR, in the xbyol cache directory, keyed by the checkpoint). Images are files (resized and centre-cropped to the "
             "run's image size) or test-set indices with --indices."
         ),
     )

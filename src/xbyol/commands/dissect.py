@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,18 +38,20 @@ def run(args: argparse.Namespace) -> int:
     # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.explain.dissection_run import dissect_run, format_summary
     from xbyol.run import load_run
+    from xbyol.rundir import RunDir
 
     if not 0 < args.quantile < 1:
         raise ValueError(f"--quantile must be in (0, 1), got {args.quantile}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    run_ = load_run(args.run_dir, device=args.device)
-    results = dissect_run(
-        run_, args.layer, args.quantile, args.iou_threshold, args.split, args.batch_size,
-        None if args.baseline == "none" else args.baseline, args.out, args.top_units, args.top_images,
-        progress=not args.no_progress,
-    )
+    paths = RunDir(args.run_dir)
+    with paths.lock() if args.out is None else contextlib.nullcontext():  # its default output is in the run directory
+        results = dissect_run(
+            load_run(args.run_dir, device=args.device), args.layer, args.quantile, args.iou_threshold, args.split,
+            args.batch_size, None if args.baseline == "none" else args.baseline, args.out, args.top_units,
+            args.top_images, progress=not args.no_progress,
+        )
     print(format_summary(results))
-    out = args.out or f"{args.run_dir}/dissect/{results['trained'].layer}"
-    print(f"\nwritten: {out}/ (iou.csv, units.csv, summary.json, top_units.png)")
+    out = args.out or paths.dissect / results["trained"].layer
+    print(f"\nwritten: {out}/ (tables, summary and top_units.png)")
     return 0

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             labels.append(f"test{i}")
     images = torch.stack(imgs).to(run_.device)
     target = parse_target(args.target, run_)
-    out = Path(args.out) if args.out else run_.path("explain")
+    out = Path(args.out) if args.out else run_.paths.explain
     out.mkdir(parents=True, exist_ok=True)
     x = preprocess(images)
     for method in methods:

@@ -30,15 +30,18 @@ def run(args: argparse.Namespace) -> int:
     # imported on use, not at the top: see xbyol.commands (--help must not load torch)
     from xbyol.explain.evaluation import explain_eval, format_table
     from xbyol.run import load_run
+    from xbyol.rundir import RunDir
 
-    result = explain_eval(
-        load_run(args.run_dir, device=args.device),
-        methods=args.method,
-        n_images=args.n_images,
-        batch_size=args.batch_size,
-        n_robust=args.n_robust,
-        progress=not args.no_progress,
-    )
+    paths = RunDir(args.run_dir)
+    with paths.lock():
+        result = explain_eval(
+            load_run(args.run_dir, device=args.device),
+            methods=args.method,
+            n_images=args.n_images,
+            batch_size=args.batch_size,
+            n_robust=args.n_robust,
+            progress=not args.no_progress,
+        )
     print(format_table(result))
-    print(f"\nwritten: {args.run_dir}/explain_eval.json")
+    print(f"\nwritten: {paths.explain_eval}")
     return 0

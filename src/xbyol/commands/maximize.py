@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             scores = obj(model, normalize(imgs.to(run_.device)))  # type: ignore[operator]
         print(f"{name}: scores {', '.join(f'{s:.4f}' for s in scores.tolist())}")
         rows.append(imgs)
-    out = Path(args.out) if args.out else run_.path("maximize", _slug("+".join(n for n, _ in targets)) + ".png")
+    out = Path(args.out) if args.out else run_.paths.maximize / (_slug("+".join(n for n, _ in targets)) + ".png")
     save_grid(torch.cat(rows), out, nrow=args.n)
     print(f"written: {out} ({len(targets)} rows x {args.n} images)")
     return 0

@@ -19,11 +19,8 @@ from typing import Any
 import torch
 
 from xbyol.concepts.vocabulary import read_concepts_file, validate_texts
-from xbyol.data.io import atomic_write
+from xbyol.rundir import CONCEPTS_JSON, CONCEPTS_PT, RunDir
 from xbyol.text.sentence_model import BUNDLED_MODEL, cached_embeddings
-
-CONCEPTS_JSON = "concepts.json"
-CONCEPTS_PT = "concept_embeddings.pt"
 
 
 def apply_prompt(prompt: str, texts: list[str]) -> list[str]:
@@ -176,8 +173,8 @@ class ConceptBank:
         """Write ``concepts.json`` and ``concept_embeddings.pt`` into ``directory`` (atomically)."""
         d = Path(directory)
         blob = {"texts": self.texts, "embeddings": self.embeddings.detach().cpu()}
-        atomic_write(d / CONCEPTS_PT, lambda f: torch.save(blob, f))
-        atomic_write(d / CONCEPTS_JSON, json.dumps(self.record(), indent=1))
+        RunDir.write(d / CONCEPTS_PT, lambda f: torch.save(blob, f))
+        RunDir.write(d / CONCEPTS_JSON, json.dumps(self.record(), indent=1))
 
     @classmethod
     def load(cls, directory: str | Path) -> "ConceptBank":

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
 from xbyol.augment import preprocess
 from xbyol.concepts.projection import concept_projection
+from xbyol.rundir import Run
 
 
 @torch.no_grad()
-def concept_weights_of(run: Any, feats: torch.Tensor) -> torch.Tensor:
+def concept_weights_of(run: Run, feats: torch.Tensor) -> torch.Tensor:
     """Weights ``[N, K]`` (rows sum to 1) of every bank concept for representations ``[N, D]``.
 
     For an ``xbyol`` run with fusion these are the concept-attention weights ``alpha`` of
@@ -32,7 +31,7 @@ def concept_weights_of(run: Any, feats: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def concept_weights(run: Any, images: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+def concept_weights(run: Run, images: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
     """Weights ``[B, K]`` (rows sum to 1) of every bank concept for uint8 images ``[B, 3, H, W]``.
 
     The weights of :func:`concept_weights_of` on the images' representations.
@@ -47,7 +46,7 @@ def concept_weights(run: Any, images: torch.Tensor) -> tuple[torch.Tensor, list[
     return concept_weights_of(run, feats).cpu(), list(bank.texts)
 
 
-def explain_embedding(run: Any, images_uint8: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
+def explain_embedding(run: Run, images_uint8: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """Top concepts of each image's embedding, with their weights.
 
     Args:

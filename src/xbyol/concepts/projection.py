@@ -18,26 +18,20 @@ the training statistics during the fit (as the linear probe standardises its fea
 and the standardisation is folded into the linear map afterwards; so every post-hoc row
 of a comparison (raw pixels, random init, BYOL) is fitted the same way, whatever the
 scale of its features. The fit is cached in
-``RUN_DIR/concept_map.pt`` (keyed by checkpoint step, concepts and fitting settings).
+``concept_map.pt`` under the xbyol cache directory, never in the run directory (keyed by the
+checkpoint's SHA-256, the concepts and the fitting settings).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
-from xbyol.augment import preprocess
 from xbyol.concepts.bank import ConceptBank
 from xbyol.concepts.build import bank_for
 from xbyol.concepts.vocabulary import ConceptLabeler
-from xbyol.data.base import collate
-from xbyol.data.io import atomic_write
 from xbyol.losses.semantic import semantic_loss
-
-POSTHOC_FILE = "concept_map.pt"
+from xbyol.rundir import CONCEPT_MAP, CONCEPT_MAP_BACKBONE, Run, RunDir, extract_features
 
 
 class ConceptMap(nn.Module):
@@ -133,37 +127,29 @@ def fit_concept_map(
     return ConceptMap(projector, linear).eval()
 
 
-@torch.no_grad()
-def representations_and_targets(run: Any, split: str, bank: ConceptBank, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def representations_and_targets(run: Run, split: str, bank: ConceptBank) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled backbone representations ``[N, D]`` of the un-augmented images of a split and their positives ``[N, K]``."""
     dataset = run.dataset(split)
-    labeler = ConceptLabeler(bank.texts, dataset)
-    backbone = run.backbone.eval()
-    feats, targets = [], []
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    for batch in loader:
-        feats.append(backbone(preprocess(batch["image"].to(run.device))).float())  # (B, D)
-        targets.append(labeler(batch).cpu())  # (B, K)
-    return torch.cat(feats), torch.cat(targets)
+    feats, targets = extract_features(run.backbone, dataset, device=run.device, targets=ConceptLabeler(bank.texts, dataset))
+    return feats.to(run.device), targets.to(run.device)  # (N, D), (N, K)
 
 
-def run_bank(run: Any) -> ConceptBank:
-    """The concept bank of a run: the method's own, else read back from or built into the run directory."""
+def run_bank(run: Run) -> ConceptBank:
+    """The concept bank of a run: the method's own, else one saved in the run directory, else built
+    from the texts (their embeddings are cached outside the run directory)."""
     method_bank = getattr(run.method, "bank", None)
     if isinstance(method_bank, ConceptBank):
         return method_bank
-    bank = bank_for(run.cfg.method.semantic, run.dataset("train"), run.run_dir)
-    if not ConceptBank.exists(run.run_dir):
-        bank.save(run.run_dir)
-    return bank
+    return bank_for(run.cfg.method.semantic, run.dataset("train"), run.paths.root)
 
 
-def concept_projection(run: Any, use_projector: bool = True) -> tuple[ConceptMap, ConceptBank]:
+def concept_projection(run: Run, use_projector: bool = True) -> tuple[ConceptMap, ConceptBank]:
     """``(project_fn, bank)``: a map from the run's representation ``[B, D]`` to the concept space ``[B, E]``.
 
     For ``xbyol`` runs this is the learned map (projector + concept head). For other runs
-    a post-hoc map is fitted once (see the module docstring) and cached in
-    ``RUN_DIR/concept_map.pt`` (``concept_map_backbone.pt`` when ``use_projector=False``).
+    a post-hoc map is fitted once (see the module docstring) and cached outside the run
+    directory, in ``RunDir.cache_dir()`` (keyed by the checkpoint's SHA-256), as
+    ``concept_map.pt`` (``concept_map_backbone.pt`` when ``use_projector=False``).
 
     Args:
         run: a :class:`xbyol.run.LoadedRun`.
@@ -171,12 +157,13 @@ def concept_projection(run: Any, use_projector: bool = True) -> tuple[ConceptMap
             architecture as ``xbyol``) or fit the linear map on the representation itself.
     """
     method = run.method
-    if hasattr(method, "concept_map") and hasattr(method, "concept_head"):
-        return method.concept_map().eval(), method.bank
+    learned = getattr(method, "concept_map", None)  # an xbyol method's own map and bank
+    if callable(learned) and hasattr(method, "concept_head"):
+        return learned().eval(), run_bank(run)
     bank = run_bank(run)
     s = run.cfg.method.semantic
     projector = getattr(method, "projector", None) if use_projector else None
-    path = Path(run.run_dir) / (POSTHOC_FILE if use_projector else "concept_map_backbone.pt")
+    path = run.paths.cache_dir(run.checkpoint) / (CONCEPT_MAP if use_projector else CONCEPT_MAP_BACKBONE)
     key = {"step": int(run.step), "texts": bank.texts, "prompt": bank.prompt, "loss": s.loss,
            "temperature": float(s.temperature), "steps": int(s.posthoc_steps), "lr": float(s.posthoc_lr),
            "seed": int(run.cfg.train.seed), "projector": projector is not None, "standardized": True}
@@ -188,8 +175,8 @@ def concept_projection(run: Any, use_projector: bool = True) -> tuple[ConceptMap
             linear.load_state_dict(w)
             return ConceptMap(projector, linear.to(run.device)).eval(), bank
     feats, targets = representations_and_targets(run, "train", bank)
-    cmap = fit_concept_map(feats, targets.to(feats.device), bank.embeddings.to(feats.device), projector,
+    cmap = fit_concept_map(feats, targets, bank.embeddings.to(feats.device), projector,
                            s.loss, s.temperature, s.posthoc_steps, s.posthoc_lr, run.cfg.train.seed)
     blob = {"key": key, "linear": {k: v.detach().cpu() for k, v in cmap.linear.state_dict().items()}}
-    atomic_write(path, lambda f: torch.save(blob, f))
+    RunDir.write(path, lambda f: torch.save(blob, f))
     return cmap, bank

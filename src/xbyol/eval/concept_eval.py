@@ -35,6 +35,7 @@ from xbyol.eval.concept_scores import (
     sscs_counts,
 )
 from xbyol.eval.evaluators import EVALUATORS
+from xbyol.rundir import Run
 
 
 def _mask_groups(bank_groups: dict[str, list[int]], vocab_cols: dict[int, int], mask_concepts: set[int]) -> dict[str, tuple[list[int], list[int]]]:
@@ -63,7 +64,7 @@ def scores_of_representations(reps: torch.Tensor, targets: torch.Tensor, bank: A
 
 
 def concept_scores(
-    run: Any, split: str = "test", batch_size: int = 256, background: float | None = None, use_projector: bool = True,
+    run: Run, split: str = "test", batch_size: int = 256, background: float | None = None, use_projector: bool = True,
     class_concepts: bool = False,
 ) -> dict[str, Any] | None:
     """SCS, concept accuracy and SSCS of ``run`` on ``split``.
@@ -102,7 +103,7 @@ def concept_scores(
     # (variant, source, group) -> [intersection [G + 1], union [G + 1]] summed over batches
     counts: dict[tuple[str, str, str], list[Any]] = {}
     chance_gen = torch.Generator().manual_seed(0)
-    backbone = run.backbone.eval()
+    backbone: Any = run.backbone.eval()  # every registered backbone has forward_features / forward_head
     project_fn.eval()
     reps, targets = [], []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
@@ -157,6 +158,6 @@ def _mean(values) -> float:
 
 
 @EVALUATORS.register("concepts")
-def _concepts_evaluator(run: Any) -> dict[str, Any] | None:
+def _concepts_evaluator(run: Run) -> dict[str, Any] | None:
     """SCS (match / non-match / margin), concept accuracy per group, SSCS mIoU per mask group."""
     return concept_scores(run)

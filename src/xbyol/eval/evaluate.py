@@ -5,7 +5,6 @@ every applicable registered evaluator (concept scores, retrieval, ...)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -13,12 +12,11 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from xbyol.data.io import atomic_write
 from xbyol.eval.evaluators import EVALUATORS
-from xbyol.eval.features import extract_features
 from xbyol.eval.knn import knn_accuracy
 from xbyol.eval.linear_probe import linear_probe, probe_to_torch
 from xbyol.run import load_run
+from xbyol.rundir import RunDir, extract_features
 
 
 class StageTimer:
@@ -97,7 +95,7 @@ def raw_pixel_scores(train_set, test_set, cfg) -> dict[str, float]:
 
 
 def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, only: list[str] | None = None) -> dict[str, Any]:
-    """Evaluate a run; writes ``RUN_DIR/eval.json`` and ``RUN_DIR/probe.pt``; returns the results.
+    """Evaluate a run; writes ``RUN_DIR/eval.json`` and ``RUN_DIR/probe.pt`` under the run's lock; returns the results.
 
     Args:
         run_dir: a directory written by ``xbyol train``.
@@ -105,6 +103,11 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
         progress: show progress bars.
         only: names of registered evaluators to run (default: all applicable).
     """
+    with RunDir(run_dir).lock():
+        return _evaluate(run_dir, device, progress, only)
+
+
+def _evaluate(run_dir: str | Path, device: str, progress: bool, only: list[str] | None) -> dict[str, Any]:
     stage = StageTimer("eval", verbose=progress)
     t0 = time.perf_counter()
     with stage("loading the run and its datasets"):
@@ -117,10 +120,8 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
         trained, classifier = probe_and_knn(run.method.encode, train_set, test_set, cfg, run.device, progress, stage)
         results["trained"] = trained
         lin = probe_to_torch(classifier)
-        torch.save(
-            {"weight": lin.weight.detach().cpu(), "bias": lin.bias.detach().cpu(), "class_names": list(train_set.class_names)},
-            run.path("probe.pt"),
-        )
+        probe = {"weight": lin.weight.detach().cpu(), "bias": lin.bias.detach().cpu(), "class_names": list(train_set.class_names)}
+        run.paths.write(run.paths.probe, lambda f: torch.save(probe, f))
         if cfg.eval.baseline:
             rand = run.random_init_backbone(seed=cfg.train.seed)
             results["random_init"], _ = probe_and_knn(rand, train_set, test_set, cfg, run.device, progress, stage, "random init")
@@ -139,7 +140,7 @@ def evaluate(run_dir: str | Path, device: str = "cpu", progress: bool = True, on
         results["unreadable_files"] = unreadable
     results["eval_seconds"] = time.perf_counter() - t0
     results["stage_seconds"] = stage.seconds
-    atomic_write(run.path("eval.json"), json.dumps(results, indent=2))
+    run.paths.write_json(run.paths.eval, results)
     return results
 
 

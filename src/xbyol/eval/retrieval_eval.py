@@ -20,50 +20,55 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from xbyol.augment import preprocess
-from xbyol.data.base import collate
 from xbyol.data.io import load_image
 from xbyol.eval.evaluators import EVALUATORS
 from xbyol.eval.retrieval import caption_relevance, first_relevant_rank, retrieval_summary
 from xbyol.methods.collapse import effective_rank, embedding_std
+from xbyol.rundir import Run
 from xbyol.text.captions import item_captions
 
 KS = (1, 5, 10)
 _CHUNK = 1024
 
 
-def is_cross_modal(run: Any) -> bool:
+@runtime_checkable
+class Towers(Protocol):
+    """A method with an image and a text tower (xmodal, clip) into one retrieval space."""
+
+    def embed_images(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor: ...
+
+
+def is_cross_modal(run: Run) -> bool:
     """Whether the run's method embeds both images and texts."""
-    return hasattr(run.method, "embed_images") and hasattr(run.method, "embed_texts")
+    return isinstance(run.method, Towers)
 
 
-def _require_cross_modal(run: Any) -> None:
-    if not is_cross_modal(run):
+def _towers(run: Run) -> Towers:
+    if not isinstance(run.method, Towers):
         raise ValueError(
-            f"run {run.run_dir} was trained with method {run.cfg.method.name!r}, which has no text tower; "
+            f"run {run.paths.root} was trained with method {run.cfg.method.name!r}, which has no text tower; "
             "search needs a cross-modal run (method.name: xmodal or clip)"
         )
+    return run.method
 
 
-@torch.no_grad()
-def embed_dataset_images(run: Any, split: str = "test", batch_size: int = 256) -> torch.Tensor:
+def embed_dataset_images(run: Run, split: str = "test") -> torch.Tensor:
     """Retrieval embeddings ``[N, E]`` of every image of a split, in dataset order."""
-    ds = run.dataset(split)
-    out = []
-    for start in range(0, len(ds), batch_size):
-        batch = collate([ds[i] for i in range(start, min(len(ds), start + batch_size))])
-        out.append(run.method.embed_images(preprocess(batch["image"].to(run.device))).float().cpu())
-    return torch.cat(out)  # (N, E)
+    return run.encode(split, fn=_towers(run).embed_images)  # (N, E)
 
 
 @torch.no_grad()
-def embed_texts(run: Any, texts: list[str], batch_size: int = 512) -> torch.Tensor:
+def embed_texts(run: Run, texts: list[str], batch_size: int = 512) -> torch.Tensor:
     """Retrieval embeddings ``[M, E]`` of ``texts``."""
-    out = [run.method.embed_texts(texts[i : i + batch_size]).float().cpu() for i in range(0, len(texts), batch_size)]
+    towers = _towers(run)
+    out = [towers.embed_texts(texts[i : i + batch_size]).float().cpu() for i in range(0, len(texts), batch_size)]
     return torch.cat(out)  # (M, E)
 
 
@@ -78,9 +83,9 @@ def _ranks(queries: torch.Tensor, gallery: torch.Tensor, q_caps: list[list[str]]
     return torch.cat(ranks), torch.cat(counts)
 
 
-def retrieval_metrics(run: Any, split: str = "test", ks: tuple[int, ...] = KS) -> dict[str, dict[str, float]]:
+def retrieval_metrics(run: Run, split: str = "test", ks: tuple[int, ...] = KS) -> dict[str, dict[str, float]]:
     """Image->text and text->image retrieval of a cross-modal run (see the module docstring)."""
-    _require_cross_modal(run)
+    _towers(run)
     caps = item_captions(run.dataset(split))  # per image
     text_counts = Counter(c for cs in caps for c in cs)
     texts = sorted(text_counts)
@@ -108,7 +113,7 @@ def retrieval_metrics(run: Any, split: str = "test", ks: tuple[int, ...] = KS) -
 
 
 @EVALUATORS.register("retrieval")
-def retrieval_evaluator(run: Any) -> dict[str, dict[str, float]] | None:
+def retrieval_evaluator(run: Run) -> dict[str, dict[str, float]] | None:
     """Image<->text Recall@1/5/10 and median rank on the test split, with chance levels."""
     if not is_cross_modal(run):
         return None
@@ -122,14 +127,14 @@ def _item_path(ds: Any, i: int) -> str | None:
     return None
 
 
-def search_images(run: Any, text: str, k: int = 5, split: str = "test") -> list[dict[str, Any]]:
+def search_images(run: Run, text: str, k: int = 5, split: str = "test") -> list[dict[str, Any]]:
     """The ``k`` images of a split closest to ``text``.
 
     Returns:
         Best first: ``{"rank", "index", "score", "caption", "path"}`` (``path`` is None for
         generated datasets; ``index`` is the dataset index).
     """
-    _require_cross_modal(run)
+    _towers(run)
     if not text.strip():
         raise ValueError("search: --text is empty")
     ds = run.dataset(split)
@@ -148,19 +153,19 @@ def load_query_image(path: str | Path, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def search_captions(run: Any, image: str | Path | torch.Tensor, k: int = 5, split: str = "test") -> list[dict[str, Any]]:
+def search_captions(run: Run, image: str | Path | torch.Tensor, k: int = 5, split: str = "test") -> list[dict[str, Any]]:
     """The ``k`` distinct captions of a split closest to an image (a path or uint8 ``[3, H, W]``).
 
     Returns:
         Best first: ``{"rank", "caption", "score"}``.
     """
-    _require_cross_modal(run)
+    towers = _towers(run)
     if isinstance(image, torch.Tensor):
         x = image[None] if image.ndim == 3 else image
     else:
         x = load_query_image(image, run.cfg.data.image_size)
     texts = sorted({c for cs in item_captions(run.dataset(split)) for c in cs})
-    q = run.method.embed_images(preprocess(x.to(run.device))).float().cpu()[0]  # (E,)
+    q = towers.embed_images(preprocess(x.to(run.device))).float().cpu()[0]  # (E,)
     scores = embed_texts(run, texts) @ q  # (M,)
     top = scores.topk(min(k, len(scores)))
     return [{"rank": r + 1, "caption": texts[int(i)], "score": float(s)} for r, (s, i) in enumerate(zip(top.values, top.indices))]

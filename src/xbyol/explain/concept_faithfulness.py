@@ -26,13 +26,14 @@ concept, more than removing the direction of a random other concept does.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from xbyol.concepts.explain_embedding import concept_weights_of
 from xbyol.concepts.projection import representations_and_targets, run_bank
+from xbyol.rundir import Run
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -167,7 +168,7 @@ def direction_removal_faithfulness(
 
 
 @torch.no_grad()
-def explanation_faithfulness(run: Any, split: str = "test", seed: int = 0) -> dict[str, float]:
+def explanation_faithfulness(run: Run, split: str = "test", seed: int = 0) -> dict[str, float]:
     """:func:`direction_removal_faithfulness` of ``explain_embedding``'s weights on a run.
 
     Directions come from the training split's representations and concept labels; the

@@ -15,6 +15,7 @@ import torch
 from xbyol.augment import preprocess
 from xbyol.explain.base import EXPLAINERS, explain, minmax_normalize
 from xbyol.explain.spec import parse_target
+from xbyol.rundir import Run
 
 __all__ = ["DEFAULT_METHODS", "HEATMAP_SCALES", "MAX_CONCEPT_CHARS", "check_concept", "concept_heatmaps", "concept_mask",
            "default_methods"]
@@ -46,7 +47,7 @@ def check_concept(text: Any) -> str:
 
 
 def concept_heatmaps(
-    run: Any,
+    run: Run,
     images: torch.Tensor,
     concept: str,
     methods: Sequence[str],

@@ -48,6 +48,7 @@ from xbyol.augment import preprocess
 from xbyol.data.base import SampleDataset, collate
 from xbyol.explain.hooks import ActivationsAndGradients, resolve_layer
 from xbyol.explain.quantile import StreamingQuantile
+from xbyol.rundir import DISSECT_IOU, DISSECT_SUMMARY, DISSECT_UNITS
 
 __all__ = [
     "DissectionResult",
@@ -244,7 +245,7 @@ class DissectionResult:
         """Write ``iou.csv`` (all pairs), ``units.csv`` (best per unit) and ``summary.json``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"iou": out / "iou.csv", "units": out / "units.csv", "summary": out / "summary.json"}
+        paths = {"iou": out / DISSECT_IOU, "units": out / DISSECT_UNITS, "summary": out / DISSECT_SUMMARY}
         for key, rows in (("iou", self.table), ("units", self.unit_table)):
             with open(paths[key], "w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

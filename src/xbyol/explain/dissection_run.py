@@ -4,7 +4,7 @@ architecture; writes the tables (:meth:`DissectionResult.write`) and the figure 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import torch
 from torch import nn
@@ -12,9 +12,11 @@ from torch import nn
 from xbyol.explain.dissection import DissectionResult, dissect
 from xbyol.explain.dissection_figure import plot_top_units
 from xbyol.models.interpretable import InterpretableBackbone, wrap_interpretable
+from xbyol.models.resnet import ResNet
+from xbyol.rundir import Run
 
 
-def random_twin(run: Any, seed: int | None = None) -> nn.Module:
+def random_twin(run: Run, seed: int | None = None) -> nn.Module:
     """A randomly initialised backbone of the same architecture as ``run.backbone``
     (the interpretable wrapper included), seeded with ``seed`` (default ``train.seed``)."""
     seed = run.cfg.train.seed if seed is None else seed
@@ -23,12 +25,12 @@ def random_twin(run: Any, seed: int | None = None) -> nn.Module:
     if isinstance(trained, InterpretableBackbone) and not isinstance(twin, InterpretableBackbone):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            twin = wrap_interpretable(twin, trained.weight, tau=trained.interpretable.tau)
+            twin = wrap_interpretable(cast(ResNet, twin), trained.weight, tau=trained.interpretable.tau)
     return twin.to(run.device).eval()
 
 
 def dissect_run(
-    run: Any,
+    run: Run,
     layer: str | None = None,
     quantile: float = 0.005,
     iou_threshold: float = 0.04,
@@ -66,7 +68,7 @@ def dissect_run(
     for key, net in nets.items():
         res = dissect(net, dataset, layer, quantile, iou_threshold, batch_size, run.device, progress=progress)
         if out_dir is None:
-            out_dir = Path(run.run_dir) / "dissect" / res.layer
+            out_dir = run.paths.dissect / res.layer
         where = out_dir if key == "trained" else out_dir / key
         res.write(where)
         plot_top_units(

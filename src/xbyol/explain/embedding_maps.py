@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Subset
 
 from xbyol.data.sampling import dataset_labels, stratified_indices
-from xbyol.eval.features import extract_features
 from xbyol.explain.figure_files import pyplot, save_png
+from xbyol.rundir import Run, extract_features
 
 __all__ = ["METHODS", "category_colours", "color_values", "embed_2d", "embedding_map", "group_columns", "plot_map",
            "same_partition", "scatter_categories", "write_map_csv"]
@@ -207,7 +207,7 @@ def plot_map(coords: torch.Tensor, values: Sequence[str], path: str | Path, titl
 
 
 def embedding_map(
-    run: Any,
+    run: Run,
     method: str = "pca",
     color_by: str = "label",
     group: str | None = None,
@@ -249,7 +249,7 @@ def embedding_map(
     if n < 3:
         raise ValueError(f"need at least 3 images for a map, got {n}")
     subset = Subset(dataset, chosen)
-    feats, labels = extract_features(run.method.encode, subset, batch_size, run.device, progress)
+    feats, labels = extract_features(run.backbone, subset, batch_size, run.device, progress)
     coords = embed_2d(feats, method, seed)
     label_names = color_values(labels, dataset.class_names)
     extra: dict[str, list[str]] = {}
@@ -258,8 +258,8 @@ def embedding_map(
         extra = group_columns(concepts, dataset.concept_names, groups)
     values = label_names if color_by == "label" else extra[str(group)]
     tag = "label" if color_by == "label" else str(group)
-    out_dir = Path(out) if out is not None else Path(run.run_dir) / "maps"
+    out_dir = Path(out) if out is not None else run.paths.maps
     stem = f"map_{method}_{tag}".replace(" ", "_")
     csv_path = write_map_csv(out_dir / f"{stem}.csv", coords, label_names, chosen, extra)
-    png = plot_map(coords, values, out_dir / f"{stem}.png", title=f"{Path(run.run_dir).name}: {method} of {n} {split} embeddings", legend_title=tag)
+    png = plot_map(coords, values, out_dir / f"{stem}.png", title=f"{run.paths.root.name}: {method} of {n} {split} embeddings", legend_title=tag)
     return {"png": png, "csv": csv_path}

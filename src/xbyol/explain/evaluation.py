@@ -23,7 +23,6 @@ Results are written to ``RUN_DIR/explain_eval.json`` as
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import Any
@@ -34,7 +33,6 @@ from tqdm.auto import tqdm
 
 from xbyol.augment import preprocess
 from xbyol.concepts.projection import concept_projection
-from xbyol.data.io import atomic_write
 from xbyol.explain import EXPLAINERS, ConceptTarget, explain
 from xbyol.metrics import (
     blank_maps,
@@ -47,6 +45,7 @@ from xbyol.metrics import (
     model_randomization,
     pointing_game,
 )
+from xbyol.rundir import Run
 
 DEFAULT_METHODS = [
     "gradcam", "gradcampp", "xgradcam", "layercam", "scorecam", "eigencam",
@@ -89,7 +88,7 @@ def _nanmean(x: torch.Tensor) -> float:
 
 
 def explain_eval(
-    run: Any,
+    run: Run,
     methods: list[str] | None = None,
     n_images: int = 32,
     batch_size: int = 32,
@@ -205,7 +204,7 @@ def explain_eval(
         "methods": table,
     }
     if write:
-        atomic_write(run.path("explain_eval.json"), json.dumps(out, indent=2))
+        run.paths.write_json(run.paths.explain_eval, out)
     return out
 
 

@@ -12,9 +12,6 @@ An SSL encoder has no logits, so every explanation names what it explains:
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -28,15 +25,16 @@ from xbyol.explain.targets import (
     NormTarget,
     Target,
 )
+from xbyol.rundir import Run
 
 TARGET_KINDS = ("concept", "image", "class", "dim", "norm")
 
 
-def load_probe(run: Any) -> tuple[nn.Linear, list[str]]:
-    """The linear probe of ``RUN_DIR/probe.pt`` as an ``nn.Linear`` over backbone features."""
-    path = Path(run.run_dir) / "probe.pt"
+def load_probe(run: Run) -> tuple[nn.Linear, list[str]]:
+    """The linear probe of ``xbyol eval`` (``RunDir.probe``) as an ``nn.Linear`` over backbone features."""
+    path = run.paths.probe
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `xbyol eval {run.run_dir}` first to fit the linear probe")
+        raise FileNotFoundError(f"{path} is missing: run `xbyol eval {run.paths.root}` first to fit the linear probe")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     w, b = blob["weight"], blob["bias"]
     lin = nn.Linear(w.shape[1], w.shape[0]).to(run.device)
@@ -46,7 +44,7 @@ def load_probe(run: Any) -> tuple[nn.Linear, list[str]]:
     return lin.eval(), list(blob["class_names"])
 
 
-def parse_target(spec: str, run: Any) -> Target:
+def parse_target(spec: str, run: Run) -> Target:
     """Build the target named by ``spec`` for the run's backbone (see the module docstring)."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"target must be one of {', '.join(k + ':...' for k in TARGET_KINDS[:4])} or norm; got {spec!r}")
@@ -71,7 +69,7 @@ def parse_target(spec: str, run: Any) -> Target:
             image = test[i]["image"]
         else:
             image = load_image(arg, run.cfg.data.image_size)
-        ref = run.encode(image[None])[0]
+        ref = run.encode_images(image[None])[0]
         return EmbeddingSimilarityTarget(ref)
     if kind == "class":
         lin, names = load_probe(run)

@@ -7,36 +7,14 @@ malformed one.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xbyol.config import load_run_config
+from xbyol.rundir import DISSECT_SUMMARY, DISSECT_UNITS, RunDir
 
-__all__ = ["Dissection", "RunArtifacts", "find_dissections", "read_json", "read_metrics"]
-
-#: files written by the other commands, relative to the run directory
-EVAL_FILE = "eval.json"
-EXPLAIN_EVAL_FILE = "explain_eval.json"
-RUN_INFO_FILE = "run.json"
-METRICS_FILE = "metrics.csv"
-CHECKPOINT = Path("checkpoints") / "last.pt"
-DISSECT_DIR = "dissect"
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``; ``None`` when the file does not exist."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
-    return data
+__all__ = ["Dissection", "RunArtifacts", "find_dissections", "read_metrics"]
 
 
 def _number(text: str) -> float:
@@ -77,18 +55,17 @@ class Dissection:
     figures: list[Path] = field(default_factory=list)
 
 
-def find_dissections(run_dir: Path) -> list[Dissection]:
-    """Every ``RUN_DIR/dissect/**/summary.json`` (sorted by path)."""
-    root = run_dir / DISSECT_DIR
+def find_dissections(root: Path) -> list[Dissection]:
+    """Every ``summary.json`` under a run's dissection directory ``root`` (sorted by path)."""
     if not root.is_dir():
         return []
     out = []
-    for summary in sorted(root.rglob("summary.json")):
-        data = read_json(summary)
+    for summary in sorted(root.rglob(DISSECT_SUMMARY)):
+        data = RunDir.read_json(summary)
         if data is None:
             continue
         units: list[dict[str, str]] = []
-        units_csv = summary.parent / "units.csv"
+        units_csv = summary.parent / DISSECT_UNITS
         if units_csv.is_file():
             with open(units_csv, newline="") as fh:
                 units = list(csv.DictReader(fh))
@@ -101,7 +78,7 @@ def find_dissections(run_dir: Path) -> list[Dissection]:
 class RunArtifacts:
     """The files of a run directory (all optional but ``config.yaml``), read once."""
 
-    run_dir: Path
+    paths: RunDir
     cfg: Any
     run_info: dict[str, Any] | None
     metrics: dict[str, list[float]] | None
@@ -120,11 +97,8 @@ class RunArtifacts:
             strict: raise on a malformed optional file; otherwise record it in ``errors``
                 and treat the file as absent.
         """
-        d = Path(run_dir)
-        if not d.is_dir():
-            raise FileNotFoundError(f"run directory {d} does not exist")
-        if not (d / "config.yaml").is_file():
-            raise FileNotFoundError(f"{d / 'config.yaml'} is missing: is {d} a run directory written by `xbyol train`?")
+        d = RunDir(run_dir)
+        cfg = d.read_config()
         errors: dict[str, str] = {}
 
         def optional(name: str, reader):
@@ -137,13 +111,17 @@ class RunArtifacts:
                 return None
 
         return cls(
-            run_dir=d,
-            cfg=load_run_config(d),
-            run_info=optional(RUN_INFO_FILE, lambda: read_json(d / RUN_INFO_FILE)),
-            metrics=optional(METRICS_FILE, lambda: read_metrics(d / METRICS_FILE)),
-            eval=optional(EVAL_FILE, lambda: read_json(d / EVAL_FILE)),
-            explain_eval=optional(EXPLAIN_EVAL_FILE, lambda: read_json(d / EXPLAIN_EVAL_FILE)),
-            dissections=optional(DISSECT_DIR, lambda: find_dissections(d)) or [],
-            has_checkpoint=(d / CHECKPOINT).is_file(),
+            paths=d,
+            cfg=cfg,
+            run_info=optional(d.run_info.name, lambda: RunDir.read_json(d.run_info)),
+            metrics=optional(d.metrics.name, lambda: read_metrics(d.metrics)),
+            eval=optional(d.eval.name, lambda: RunDir.read_json(d.eval)),
+            explain_eval=optional(d.explain_eval.name, lambda: RunDir.read_json(d.explain_eval)),
+            dissections=optional(d.dissect.name, lambda: find_dissections(d.dissect)) or [],
+            has_checkpoint=d.checkpoint("last").is_file(),
             errors=errors,
         )
+
+    @property
+    def run_dir(self) -> Path:
+        return self.paths.root

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xbyol.config import load_run_config
 from xbyol.data.sampling import dataset_labels
 from xbyol.explain.base import EXPLAINERS
-from xbyol.report.artifacts import EVAL_FILE, RunArtifacts, read_json
+from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import Section
 from xbyol.run import LoadedRun, load_run
+from xbyol.rundir import RunDir
 
 __all__ = ["Baseline", "ReportContext", "ReportOptions", "absent", "cmd"]
 
@@ -79,9 +79,9 @@ class Baseline:
 
     @classmethod
     def read(cls, run_dir: str | Path) -> "Baseline":
-        d = Path(run_dir)
-        cfg = load_run_config(d)
-        return cls(label=f"{cfg.method.name} ({d.name})", eval=read_json(d / EVAL_FILE), path=d)
+        d = RunDir(run_dir)
+        cfg = d.read_config()
+        return cls(label=f"{cfg.method.name} ({d.root.name})", eval=d.read_json(d.eval), path=d.root)
 
 
 @dataclass
@@ -113,7 +113,7 @@ class ReportContext:
         for name, why in a.errors.items():
             print(f"xbyol report: could not read {name}: {why}", file=sys.stderr)
         ctx = cls(a, opts, [Baseline.read(b) for b in opts.baselines],
-                  no_model=f"needs the trained model: {a.run_dir / 'checkpoints' / 'last.pt'} is missing.")
+                  no_model=f"needs the trained model: {a.paths.checkpoint('last')} is missing.")
         if a.has_checkpoint:
             ctx.say("loading the model")
             try:

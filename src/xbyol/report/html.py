@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 from xbyol import __version__
-from xbyol.data.io import atomic_write
 from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import Section, format_value
 from xbyol.report.context import ReportContext, ReportOptions
 from xbyol.report.sections import SECTIONS, SectionSpec
+from xbyol.rundir import RunDir
 
 __all__ = ["ReportOptions", "build_sections", "render_html", "write_report"]
 
@@ -79,4 +79,4 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, options: Re
     """
     a, sections = build_sections(run_dir, options)
     html = render_html(a, sections)
-    return atomic_write(Path(out) if out is not None else Path(run_dir) / "report.html", html)
+    return RunDir.write(Path(out) if out is not None else a.paths.report, html)

@@ -5,17 +5,16 @@ They need ``checkpoints/last.pt``; progress bars cover the long steps."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from xbyol.augment import preprocess, unnormalize
+from xbyol.augment import unnormalize
 from xbyol.concepts.projection import concept_projection
 from xbyol.concepts.vocabulary import ConceptLabeler
-from xbyol.data.base import collate
 from xbyol.data.sampling import dataset_labels, stratified_indices
 from xbyol.explain.base import EXPLAINERS
 from xbyol.explain.concept_heatmaps import concept_heatmaps, concept_mask, default_methods
@@ -36,6 +35,7 @@ from xbyol.report.blocks import (
     Table,
 )
 from xbyol.report.figures import confusion_figure, embedding_map_figure
+from xbyol.rundir import Run, extract_features
 
 __all__ = ["concept_confusion", "confusion_blocks", "embedding_map_section", "gallery_concepts", "gallery_section",
            "nearest_neighbours", "neighbours_section", "probe_confusion", "probe_confusion_blocks",
@@ -51,18 +51,6 @@ def spread_indices(n: int, k: int) -> list[int]:
     if k >= n:
         return list(range(n))
     return [int(i * n / k) for i in range(k)]
-
-
-@torch.no_grad()
-def _encode(run: Any, dataset: Any, indices: list[int], progress: bool, desc: str, batch_size: int = 256) -> torch.Tensor:
-    out = []
-    with _tqdm(len(indices), desc, progress) as bar:
-        for s in range(0, len(indices), batch_size):
-            idx = indices[s : s + batch_size]
-            images = torch.stack([dataset[i]["image"] for i in idx])  # (b, 3, H, W)
-            out.append(run.encode(images).float().cpu())  # (b, D)
-            bar.update(len(idx))
-    return torch.cat(out)  # (N, D)
 
 
 # ----------------------------------------------------------------------------- embedding map
@@ -92,7 +80,7 @@ def _colourings(dataset: Any, indices: list[int], max_groups: int = 2) -> dict[s
     return out
 
 
-def embedding_map_section(run: Any, method: str = "tsne", max_points: int = 1000, progress: bool = True) -> Section:
+def embedding_map_section(run: Run, method: str = "tsne", max_points: int = 1000, progress: bool = True) -> Section:
     """2-D map of the test split's representations, coloured by label and concept groups."""
     sec = Section("embedding-map", "Embedding map")
     test = run.dataset("test")
@@ -100,7 +88,7 @@ def embedding_map_section(run: Any, method: str = "tsne", max_points: int = 1000
         sec.missing = f"the test split has {len(test)} images; a map needs at least 3."
         return sec
     indices = stratified_indices(dataset_labels(test), max_points)
-    feats = _encode(run, test, indices, progress, "embedding map: encode")
+    feats = run.encode("test", indices, progress=progress)
     coords = embed_2d(feats, method=method, seed=run.cfg.train.seed)  # (N, 2)
     title = f"{method.upper() if method != 'tsne' else 't-SNE'} of {len(indices)} test representations (step {run.step})"
     for name, values in _colourings(test, indices).items():
@@ -113,7 +101,7 @@ def embedding_map_section(run: Any, method: str = "tsne", max_points: int = 1000
 
 
 @torch.no_grad()
-def concept_confusion(run: Any, max_images: int = 2000, progress: bool = True) -> dict[str, tuple[list[str], torch.Tensor]]:
+def concept_confusion(run: Run, max_images: int = 2000, progress: bool = True) -> dict[str, tuple[list[str], torch.Tensor]]:
     """Per concept group: confusion counts ``[G, G]`` (true rows, predicted columns).
 
     The prediction is the group's concept with the highest cosine to the image in the
@@ -124,18 +112,11 @@ def concept_confusion(run: Any, max_images: int = 2000, progress: bool = True) -
     """
     project_fn, bank = concept_projection(run)
     test = run.dataset("test")
-    labeler = ConceptLabeler(bank.texts, test)
     indices = spread_indices(len(test), max_images)
-    emb = bank.embeddings.to(run.device)  # (K, E)
-    cos_all, tgt_all = [], []
-    with _tqdm(len(indices), "concept confusion", progress) as bar:
-        for s in range(0, len(indices), 256):
-            batch = collate([test[i] for i in indices[s : s + 256]])
-            z = project_fn(run.backbone(preprocess(batch["image"].to(run.device))))  # (b, E)
-            cos_all.append((F.normalize(z.float(), dim=-1) @ emb.T.float()).cpu())  # (b, K)
-            tgt_all.append(labeler(batch).cpu())  # (b, K)
-            bar.update(len(batch["image"]))
-    cos, tgt = torch.cat(cos_all), torch.cat(tgt_all).bool()
+    z, tgt = extract_features(lambda x: project_fn(run.backbone(x)), Subset(test, indices), device=run.device,
+                              progress=progress, targets=ConceptLabeler(bank.texts, test))  # (N, E), (N, K)
+    cos = F.normalize(z, dim=-1) @ bank.embeddings.float().cpu().T  # (N, K)
+    tgt = tgt.bool()
     groups = bank.groups or {"all": list(range(len(bank)))}
     out = {}
     for g, idx in groups.items():
@@ -154,7 +135,7 @@ def concept_confusion(run: Any, max_images: int = 2000, progress: bool = True) -
     return out
 
 
-def confusion_blocks(run: Any, progress: bool = True) -> list[Any]:
+def confusion_blocks(run: Run, progress: bool = True) -> list[Any]:
     """Figures of :func:`concept_confusion`, one per group."""
     conf = concept_confusion(run, progress=progress)
     if not conf:
@@ -210,7 +191,7 @@ def _subtitle(sample: dict[str, Any], dataset: Any) -> str:
 
 
 def gallery_section(
-    run: Any,
+    run: Run,
     n_images: int = 6,
     methods: Sequence[str] | None = None,
     groups: Sequence[str] = ("shape", "colour"),
@@ -281,7 +262,7 @@ def gallery_section(
 # ----------------------------------------------------------------------------- augmented views
 
 
-def views_section(run: Any, n_images: int = 4, seed: int = 0) -> Section:
+def views_section(run: Run, n_images: int = 4, seed: int = 0) -> Section:
     """A few training images with two draws of the two BYOL views the objective compares.
 
     The views come from the run's own augmentation (``cfg.aug``) with a fixed seed, so the
@@ -327,16 +308,6 @@ def views_section(run: Any, n_images: int = 4, seed: int = 0) -> Section:
 # ----------------------------------------------------------------------------- nearest neighbours
 
 
-@torch.no_grad()
-def _features(backbone: Any, dataset: Any, indices: list[int], device: Any, batch_size: int = 256) -> torch.Tensor:
-    """Backbone representations ``[N, D]`` of the given dataset images."""
-    out = []
-    for s in range(0, len(indices), batch_size):
-        images = torch.stack([dataset[i]["image"] for i in indices[s : s + batch_size]])  # (b, 3, H, W)
-        out.append(backbone(preprocess(images.to(device))).float().cpu())
-    return torch.cat(out)  # (N, D)
-
-
 def nearest_neighbours(features: torch.Tensor, queries: Sequence[int], k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` most cosine-similar rows of ``features [N, D]`` to each query row (the query itself excluded).
 
@@ -364,7 +335,7 @@ def random_pick_same_label_rate(labels: Sequence[int]) -> float:
     return sum(c * (c - 1) for c in Counter(labels).values()) / (n * (n - 1)) if n > 1 else float("nan")
 
 
-def neighbours_section(run: Any, n_queries: int = 4, k: int = 5, max_gallery: int = 2000) -> Section:
+def neighbours_section(run: Run, n_queries: int = 4, k: int = 5, max_gallery: int = 2000) -> Section:
     """For a few test images, their ``k`` nearest test images under the trained encoder and under random init."""
     sec = Section("neighbours", "Nearest neighbours",
                   intro="For a few test images, the most similar test images by cosine of the representation, under "
@@ -377,8 +348,8 @@ def neighbours_section(run: Any, n_queries: int = 4, k: int = 5, max_gallery: in
     labels_all = dataset_labels(test)
     pool = stratified_indices(labels_all, max_gallery)  # the searched gallery
     labels = [labels_all[i] for i in pool]
-    trained = _features(run.backbone.eval(), test, pool, run.device)  # (N, D)
-    random = _features(run.random_init_backbone(seed=run.cfg.train.seed), test, pool, run.device)  # (N, D)
+    trained = run.encode("test", pool)  # (N, D)
+    random = run.encode("test", pool, fn=run.random_init_backbone(seed=run.cfg.train.seed))  # (N, D)
     queries = stratified_indices(labels, n_queries)  # positions in the pool
     classes = list(getattr(test, "class_names", []) or [])
 
@@ -409,17 +380,13 @@ def neighbours_section(run: Any, n_queries: int = 4, k: int = 5, max_gallery: in
 
 
 @torch.no_grad()
-def probe_confusion(run: Any, batch_size: int = 256) -> tuple[list[str], torch.Tensor]:
+def probe_confusion(run: Run) -> tuple[list[str], torch.Tensor]:
     """Confusion counts ``[C, C]`` (true rows, predicted columns) of the linear probe of ``xbyol eval`` on the test split."""
     probe, class_names = load_probe(run)
     test = run.dataset("test")
     labels = torch.as_tensor(dataset_labels(test))
-    preds = []
-    for s in range(0, len(test), batch_size):
-        images = torch.stack([test[i]["image"] for i in range(s, min(len(test), s + batch_size))])  # (b, 3, H, W)
-        logits = probe(run.encode(images).float())  # (b, C) or (b, 1)
-        preds.append((logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1))
-    pred = torch.cat(preds).cpu()
+    logits = probe(run.encode("test"))  # (N, C) or (N, 1)
+    pred = (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)  # (N,)
     c = len(class_names)
     counts = torch.zeros(c, c, dtype=torch.long)
     keep = (labels >= 0) & (labels < c)
@@ -427,10 +394,10 @@ def probe_confusion(run: Any, batch_size: int = 256) -> tuple[list[str], torch.T
     return class_names, counts
 
 
-def probe_confusion_blocks(run: Any) -> list[Any]:
+def probe_confusion_blocks(run: Run) -> list[Any]:
     """The linear probe's confusion matrix (a figure) and per-class recall (a table)."""
-    if not (Path(run.run_dir) / "probe.pt").is_file():
-        return [Note(f"probe confusion matrix: not computed: run `xbyol eval {run.run_dir}` (writes probe.pt).")]
+    if not run.paths.probe.is_file():
+        return [Note(f"probe confusion matrix: not computed: run `xbyol eval {run.paths.root}` (writes {run.paths.probe.name}).")]
     names, counts = probe_confusion(run)
     total = int(counts.sum())
     accuracy = float(counts.diag().sum()) / max(1, total)
@@ -439,6 +406,6 @@ def probe_confusion_blocks(run: Any) -> list[Any]:
     rows = [[n, int(counts[i].sum()), float(counts[i, i]) / max(1, int(counts[i].sum())),
              names[int(counts[i].masked_fill(torch.arange(len(names)) == i, -1).argmax())] if counts[i].sum() > counts[i, i] else None]
             for i, n in enumerate(names)]
-    return [Figure(fig, caption=f"Linear probe (probe.pt of `xbyol eval`) on {total} test images; rows: true class, "
+    return [Figure(fig, caption=f"Linear probe ({run.paths.probe.name} of `xbyol eval`) on {total} test images; rows: true class, "
                                 "normalised to 1; numbers: counts", alt="probe confusion matrix"),
             Table(["class", "test images", "recall", "most often mistaken for"], rows, caption="Linear probe per class")]

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from xbyol.data.io import atomic_write
+from xbyol.rundir import cache_root
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -62,11 +63,7 @@ class TextModelRef:
 def embedding_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """Directory of cached text embeddings: the argument, else ``$XBYOL_CACHE_DIR/embeddings``,
     else ``~/.cache/xbyol/embeddings``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("XBYOL_CACHE_DIR")
-    root = Path(env) if env else Path.home() / ".cache" / "xbyol"
-    return root / "embeddings"
+    return Path(cache_dir) if cache_dir is not None else cache_root() / "embeddings"
 
 
 def offline() -> None:

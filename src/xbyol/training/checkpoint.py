@@ -20,9 +20,7 @@ import torch
 
 from xbyol.data.io import atomic_write
 from xbyol.errors import CheckpointError
-
-LAST = "last.pt"
-PREVIOUS = "prev.pt"
+from xbyol.rundir import LAST, PREVIOUS
 
 
 class CheckpointWarning(UserWarning):

@@ -7,6 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from xbyol.errors import CheckpointError
+from xbyol.rundir import RunDir
 from xbyol.training.checkpoint import load_checkpoint, load_latest_checkpoint
 
 ENCODER_PREFIXES = ("backbone.", "projector.", "target_backbone.", "target_projector.")
@@ -35,7 +36,7 @@ def initialise_from(method: nn.Module, source: str | Path) -> list[str]:
     """
     path = Path(source)
     if path.is_dir():
-        ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        ckpt_dir = RunDir(path).checkpoints if RunDir(path).checkpoints.is_dir() else path
         _, ckpt = load_latest_checkpoint(ckpt_dir)
     else:
         ckpt = load_checkpoint(path)

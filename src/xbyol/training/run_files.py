@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from xbyol import __version__
 from xbyol.config import Config
 from xbyol.data.io import atomic_write
+from xbyol.rundir import RunDir
 from xbyol.training import distributed as dist_utils
 
 
@@ -71,7 +72,7 @@ def tensorboard_writer(run_dir: Path):  # type: ignore[no-untyped-def]  # Summar
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional
         return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter(log_dir=str(RunDir(run_dir).tensorboard))
 
 
 def hardware_info(device: torch.device) -> dict[str, Any]:
@@ -104,7 +105,7 @@ class RunInfo:
 
     def __init__(self, run_dir: Path, cfg: Config, device: torch.device, total: int, start_step: int,
                  changes: list, resolved: dict[str, Any]) -> None:
-        self.path = run_dir / "run.json"
+        self.path = RunDir(run_dir).run_info
         self.t0 = time.perf_counter()
         info: dict[str, Any] = {}
         if start_step > 0 and self.path.is_file():
@@ -161,7 +162,7 @@ class UnreadableFiles:
     """
 
     def __init__(self, run_dir: Path, dataset: Any) -> None:
-        self.path, self.dataset = run_dir / "unreadable.txt", dataset
+        self.path, self.dataset = RunDir(run_dir).unreadable, dataset
         self.found: set[int] = set()
         self.reported_at: int | None = None
 

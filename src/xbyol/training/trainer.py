@@ -25,6 +25,7 @@ from xbyol.data.base import resolve_num_workers
 from xbyol.data.folder import ImageFilesDataset
 from xbyol.errors import CheckpointError
 from xbyol.methods import check_method_name, create_method
+from xbyol.rundir import RunDir
 from xbyol.training import distributed as dist_utils
 from xbyol.training.callbacks import Callback, StepInfo
 from xbyol.training.checkpoint import (
@@ -137,9 +138,11 @@ def train(
             ``train.max_abs_weight`` (the last good checkpoint is kept).
         TrainingInterrupted: SIGINT/SIGTERM (a checkpoint of the last step is saved).
         ConfigError, CheckpointError, FileExistsError: bad input, before any step runs.
+        RunInUseError: another process writes into the run directory.
     """
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite, extend=extend, callbacks=callbacks)
-    return trainer.run(stop_after)
+    with trainer.paths.lock() if trainer.main else contextlib.nullcontext():  # one writer per run
+        return trainer.run(stop_after)
 
 
 def resume_run(run_dir: str | Path, overrides: list[str] | None = None, extend: bool = False, stop_after: int | None = None) -> Path:
@@ -150,7 +153,7 @@ def resume_run(run_dir: str | Path, overrides: list[str] | None = None, extend: 
     :func:`train` with ``extend``.
     """
     run_dir = Path(run_dir)
-    saved = config_mod.load_run_config(run_dir)
+    saved = RunDir(run_dir).read_config()
     cfg = config_mod.from_dict(config_mod.to_dict(saved), overrides or [])
     cfg = dataclasses.replace(cfg, out_dir=str(run_dir.parent), name=run_dir.name)
     return train(cfg, resume=True, stop_after=stop_after, extend=extend)
@@ -169,8 +172,9 @@ class Trainer:
         self.main = self.rank == 0
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.run_dir = cfg.run_dir
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.paths = RunDir(cfg.run_dir)
+        self.run_dir = self.paths.root
+        self.ckpt_dir = self.paths.checkpoints
         self.ckpt_path = self.ckpt_dir / LAST
         self.resume = resume
         if self.main and not resume and not overwrite and self.ckpt_path.exists():
@@ -275,15 +279,15 @@ class Trainer:
             return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.resume or self.changes:
-            config_mod.save(self._config_to_save(), self.run_dir / "config.yaml")
+            self.paths.write_config(self._config_to_save())
         removed = remove_stale_temporaries(self.ckpt_dir) if self.ckpt_dir.is_dir() else []
         if removed:
             print(f"removed {len(removed)} partial checkpoint file(s) left by an interrupted write", flush=True)
-        return MetricsLog(self.run_dir / "metrics.csv", resume_step=self.step if self.resume else None)
+        return MetricsLog(self.paths.metrics, resume_step=self.step if self.resume else None)
 
     def _config_to_save(self) -> Config:
         """The config with the run's own ``out_dir``/``name`` as first saved (a resume may run elsewhere)."""
-        path = self.run_dir / "config.yaml"
+        path = self.paths.config
         if self.resume and path.is_file():
             saved = config_mod.load(path)
             return dataclasses.replace(self.cfg, out_dir=saved.out_dir, name=saved.name)

@@ -28,12 +28,13 @@ Safety of a local tool that may still be reached by other pages in the user's br
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from flask import Flask
 
 from xbyol.explain.render import colorbar_uri
 from xbyol.run import load_run
+from xbyol.rundir import Run
 from xbyol.web.explorer import Explorer
 from xbyol.web.routes import explorer_routes
 from xbyol.web.security import LOCAL_HOSTS, protect
@@ -43,7 +44,7 @@ __all__ = ["LOCAL_HOSTS", "Explorer", "create_app"]
 
 
 def create_app(
-    run: Any,
+    run: Run | str | Path,
     methods: Sequence[str] | None = None,
     device: str = "cpu",
     max_upload_bytes: int = 5 * 1024 * 1024,

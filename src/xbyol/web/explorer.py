@@ -19,6 +19,7 @@ from xbyol.explain.base import EXPLAINERS, Explainer
 from xbyol.explain.concept_heatmaps import concept_heatmaps, concept_mask, default_methods
 from xbyol.explain.render import heat_layer_uri, image_data_uri, outline_uri, overlay_uri
 from xbyol.explain.targets import ConceptTarget
+from xbyol.rundir import Run
 from xbyol.web.uploads import DEFAULT_MAX_PIXELS, UploadDecoder
 
 __all__ = ["Explorer", "concept_support", "ignores_target"]
@@ -50,7 +51,7 @@ class Explorer:
         top_k: concepts shown per image.
     """
 
-    def __init__(self, run: Any, methods: Sequence[str] | None = None, max_uploads: int = 32,
+    def __init__(self, run: Run, methods: Sequence[str] | None = None, max_uploads: int = 32,
                  max_pixels: int = DEFAULT_MAX_PIXELS, top_k: int = 5, max_concurrent_decodes: int = 2) -> None:
         self.run = run
         self.test = run.dataset("test")

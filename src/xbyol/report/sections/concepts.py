@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from xbyol.report import live
-from xbyol.report.artifacts import EVAL_FILE, RunArtifacts
+from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import Note, Section, Table, flatten, format_value
 from xbyol.report.context import Baseline, ReportContext, absent, cmd
 from xbyol.report.sections.evaluation import compare, missing_eval
+from xbyol.rundir import EVAL
 
 __all__ = ["build", "concepts_section"]
 
@@ -27,7 +28,7 @@ def concepts_section(a: RunArtifacts, baselines: Sequence[Baseline] = ()) -> Sec
                         "concept maps with the ground-truth segmentation.")
     ev = a.eval
     if ev is None:
-        return absent(sec, a, EVAL_FILE, missing_eval(a))
+        return absent(sec, a, EVAL, missing_eval(a))
     c = ev.get("concepts")
     if not isinstance(c, dict):
         sec.missing = ("not applicable: eval.json has no concept scores (the dataset has no labelled concepts, or only "

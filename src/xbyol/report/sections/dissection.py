@@ -6,9 +6,10 @@ import math
 from typing import Any
 
 from xbyol.explain.render import png_data_uri
-from xbyol.report.artifacts import DISSECT_DIR, RunArtifacts
+from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import Figure, KeyValues, Note, Section, Table
 from xbyol.report.context import ReportContext, absent, cmd
+from xbyol.rundir import DISSECT, DISSECT_SUMMARY
 
 __all__ = ["build", "dissection_section"]
 
@@ -28,7 +29,7 @@ def dissection_section(a: RunArtifacts, top_units: int = 10, max_figure_bytes: i
                   intro="A unit detects a concept when the IoU of its thresholded activation map with the concept's "
                         "segmentation exceeds the threshold (Bau et al. 2017).")
     if not a.dissections:
-        return absent(sec, a, DISSECT_DIR, f"not computed: run {cmd('dissect', a)} (writes {a.run_dir / 'dissect'}/<layer>/summary.json).")
+        return absent(sec, a, DISSECT, f"not computed: run {cmd('dissect', a)} (writes {a.paths.dissect}/<layer>/{DISSECT_SUMMARY}).")
     for d in a.dissections:
         s = d.summary
         where = d.directory.relative_to(a.run_dir)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from xbyol.report import live
-from xbyol.report.artifacts import EVAL_FILE, RunArtifacts
+from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import KeyValues, Note, Section, Table, flatten, format_value
 from xbyol.report.context import Baseline, ReportContext, absent, cmd
 from xbyol.report.sections.run import format_duration
+from xbyol.rundir import EVAL
 
 __all__ = ["build", "compare", "evaluation_section", "missing_eval"]
 
@@ -51,7 +52,7 @@ def evaluation_section(a: RunArtifacts, baselines: Sequence[Baseline] = (), chec
     sec = Section("evaluation", "Evaluation")
     ev = a.eval
     if ev is None:
-        return absent(sec, a, EVAL_FILE, missing_eval(a))
+        return absent(sec, a, EVAL, missing_eval(a))
     meta = [("evaluated at step", ev.get("step")), ("evaluation time", format_duration(ev.get("eval_seconds")))]
     sec.blocks.append(KeyValues(meta))
     if checkpoint_step is not None and ev.get("step") not in (None, checkpoint_step):
@@ -92,7 +93,7 @@ def evaluation_section(a: RunArtifacts, baselines: Sequence[Baseline] = (), chec
         sec.blocks.append(Note("no linear probe / kNN: the dataset has a single class."))
     for b in baselines:
         if b.eval is None:
-            sec.blocks.append(Note(f"baseline {b.label}: {b.path / 'eval.json'} is missing (run `xbyol eval {b.path}`)."))
+            sec.blocks.append(Note(f"baseline {b.label}: {b.path / EVAL} is missing (run `xbyol eval {b.path}`)."))
     for name, value in ev.items():
         if name in _EVAL_META or name in _OWN_SECTIONS or not isinstance(value, dict):
             continue

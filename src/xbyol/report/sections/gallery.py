@@ -6,9 +6,10 @@ from typing import Any
 
 from xbyol.metrics import METRICS
 from xbyol.report import live
-from xbyol.report.artifacts import EXPLAIN_EVAL_FILE, RunArtifacts
+from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import KeyValues, Note, Section, Table, flatten
 from xbyol.report.context import ReportContext, cmd
+from xbyol.rundir import EXPLAIN_EVAL
 
 __all__ = ["build", "explain_metrics_blocks"]
 
@@ -32,8 +33,8 @@ def explain_metrics_blocks(a: RunArtifacts) -> list[Any]:
     """The explanation-metrics table of ``explain_eval.json`` (``{"methods": {name: {metric: value}}}``)."""
     ee = a.explain_eval
     if ee is None:
-        if EXPLAIN_EVAL_FILE in a.errors:
-            return [Note(f"Explanation metrics could not be read: {a.errors[EXPLAIN_EVAL_FILE]}")]
+        if EXPLAIN_EVAL in a.errors:
+            return [Note(f"Explanation metrics could not be read: {a.errors[EXPLAIN_EVAL]}")]
         return [Note(f"Explanation metrics not computed: run {cmd('explain-eval', a)} (writes explain_eval.json).")]
     methods = ee.get("methods")
     blocks: list[Any] = []
@@ -53,7 +54,7 @@ def explain_metrics_blocks(a: RunArtifacts) -> list[Any]:
     if rest:
         blocks.append(KeyValues(list(flatten(rest).items()), caption="explanation-metric settings"))
     if not blocks:
-        blocks.append(Note(f"{a.run_dir / 'explain_eval.json'} holds no metrics."))
+        blocks.append(Note(f"{a.paths.explain_eval} holds no metrics."))
     return blocks
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from xbyol.report.artifacts import EVAL_FILE, RunArtifacts
+from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import KeyValues, Section
 from xbyol.report.context import Baseline, ReportContext, absent
 from xbyol.report.sections.evaluation import compare, missing_eval
+from xbyol.rundir import EVAL
 
 __all__ = ["build", "retrieval_section"]
 
@@ -17,7 +18,7 @@ def retrieval_section(a: RunArtifacts, baselines: Sequence[Baseline] = ()) -> Se
     sec = Section("retrieval", "Retrieval")
     ev = a.eval
     if ev is None:
-        return absent(sec, a, EVAL_FILE, missing_eval(a))
+        return absent(sec, a, EVAL, missing_eval(a))
     r = ev.get("retrieval")
     if not isinstance(r, dict):
         sec.missing = (f"not applicable: method {a.cfg.method.name!r} has no text tower "

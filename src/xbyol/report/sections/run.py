@@ -7,9 +7,10 @@ from typing import Any
 
 from xbyol import __version__
 from xbyol.config import dump
-from xbyol.report.artifacts import RUN_INFO_FILE, RunArtifacts
+from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import Code, KeyValues, Note, Section, format_value
 from xbyol.report.context import ReportContext
+from xbyol.rundir import CONFIG, RUN_INFO
 
 __all__ = ["build", "format_duration", "run_section"]
 
@@ -64,12 +65,12 @@ def run_section(a: RunArtifacts, checkpoint_step: int | None = None, datasets: l
     ]
     blocks: list[Any] = [KeyValues(items)]
     if a.run_info is None:
-        why = a.errors.get(RUN_INFO_FILE, "is missing")
-        blocks.append(Note(f"{a.run_dir / 'run.json'} {why}: training time and hardware are unknown."))
+        why = a.errors.get(RUN_INFO, "is missing")
+        blocks.append(Note(f"{a.paths.run_info} {why}: training time and hardware are unknown."))
     if not a.has_checkpoint:
-        blocks.append(Note(f"no checkpoint ({a.run_dir / 'checkpoints' / 'last.pt'} is missing): "
+        blocks.append(Note(f"no checkpoint ({a.paths.checkpoint('last')} is missing): "
                            "sections that need the trained model are skipped."))
-    blocks.append(Code(dump(cfg), summary="resolved config (config.yaml)"))
+    blocks.append(Code(dump(cfg), summary=f"resolved config ({CONFIG})"))
     return Section("run", "Run", blocks)
 
 

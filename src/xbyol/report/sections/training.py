@@ -6,10 +6,11 @@ import math
 from typing import Any, Sequence
 
 from xbyol.methods.collapse import COLLAPSED_RANK_FRACTION, COLLAPSED_STD_FRACTION, collapse_signs
-from xbyol.report.artifacts import METRICS_FILE, RunArtifacts
+from xbyol.report.artifacts import RunArtifacts
 from xbyol.report.blocks import Figure, Note, Section, Table, format_value
 from xbyol.report.context import ReportContext, absent
 from xbyol.report.figures import curves_figure
+from xbyol.rundir import METRICS
 
 __all__ = ["build", "collapse_warnings", "ema", "training_panels", "training_section"]
 
@@ -149,11 +150,11 @@ def training_section(a: RunArtifacts, smoothing: float = 0.0) -> Section:
     sec = Section("training", "Training curves")
     m = a.metrics
     if m is None:
-        return absent(sec, a, METRICS_FILE, f"not computed: {a.run_dir / 'metrics.csv'} is missing (written by `xbyol train`).")
+        return absent(sec, a, METRICS, f"not computed: {a.paths.metrics} is missing (written by `xbyol train`).")
     batch = int(a.cfg.data.batch_size)
     panels = training_panels(m, smoothing, batch)
     if not panels:
-        sec.missing = f"{a.run_dir / 'metrics.csv'} has no logged values yet."
+        sec.missing = f"{a.paths.metrics} has no logged values yet."
         return sec
     caption = "Logged every train.log_every steps; collapse monitors every train.monitor_every steps."
     if smoothing > 0:

@@ -1,4 +1,4 @@
-"""extract_features: order, preprocessing, dtypes, no gradients, module mode restored."""
+"""rundir.extract_features: order, preprocessing, dtypes, no gradients, module mode restored."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from torch import nn
 
 from xbyol.augment import preprocess
 from xbyol.data.base import SampleDataset
-from xbyol.eval.features import extract_features
+from xbyol.rundir import extract_features
 
 
 class TinySet(SampleDataset):
