@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from xbyol.augment import preprocess
-from xbyol.config import Config, ConfigError, dump, load
+from xbyol.config import Config, dump, load
 from xbyol.data.base import SampleDataset, collate
 from xbyol.data.io import atomic_write
 from xbyol.errors import XbyolError
@@ -126,7 +126,7 @@ class RunDir:
         if not self.root.is_dir():
             raise FileNotFoundError(f"run directory {self.root} does not exist")
         if not self.config.is_file():
-            raise ConfigError(f"{self.root} is not a run directory: {self.config} is missing")
+            raise FileNotFoundError(f"{self.config} is missing: is {self.root} a run directory written by `xbyol train`?")
         return self
 
     # ------------------------------------------------------------------ reads and writes
@@ -299,57 +299,32 @@ def extract_features(
 class Run(Protocol):
     """A trained run as every layer above training reads it (:class:`xbyol.run.LoadedRun` implements it).
 
-    ``cfg`` is the resolved config, ``device`` where the model lives, ``method`` the
-    trained method in eval mode, ``backbone`` its online encoder (``forward(x) -> [B, D]``,
-    ``forward_features``), ``step`` the optimiser step of the loaded checkpoint, ``checkpoint``
-    its name and
-    ``paths`` its run directory.
+    ``cfg``: the resolved config; ``device``: where the model lives; ``method``: the trained
+    method in eval mode; ``backbone``: its online encoder (``forward(x) -> [B, D]``,
+    ``forward_features``); ``step``: the optimiser step of the loaded checkpoint;
+    ``checkpoint``: its name (``"last"`` or ``"prev"``); ``paths``: the run directory;
+    ``dataset(split)``: a split, built once; ``encode(split, indices, fn)``: features
+    ``[N, D]`` (float32, CPU) of the un-augmented images ``indices`` (default all) of a split
+    through ``fn`` (preprocessed images ``[B, 3, H, W]`` -> features; default the backbone);
+    ``encode_images(images)``: representations ``[B, D]`` of uint8 images ``[B, 3, H, W]``.
     """
 
     @property
     def cfg(self) -> Config: ...
-
     @property
     def device(self) -> torch.device: ...
-
     @property
     def method(self) -> nn.Module: ...
-
     @property
     def backbone(self) -> nn.Module: ...
-
     @property
     def step(self) -> int: ...
-
     @property
-    def checkpoint(self) -> str:
-        """Which checkpoint was loaded: ``"last"`` or ``"prev"``."""
-        ...
-
+    def checkpoint(self) -> str: ...
     @property
     def paths(self) -> RunDir: ...
-
-    def dataset(self, split: str) -> SampleDataset:
-        """The run's dataset split (``"train"`` or ``"test"``), built once."""
-        ...
-
-    def encode(
-        self,
-        split: str,
-        indices: Sequence[int] | None = None,
-        fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Features ``[N, D]`` (float32, CPU) of the un-augmented images ``indices`` (default all) of a split.
-
-        ``fn`` maps preprocessed images ``[B, 3, H, W]`` to features (default: the backbone).
-        """
-        ...
-
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Representation ``[B, D]`` of uint8 (or [0,1] float) images ``[B, 3, H, W]``."""
-        ...
-
-    def random_init_backbone(self, seed: int = 0) -> nn.Module:
-        """A randomly initialised twin of the backbone, for baselines."""
-        ...
+    def dataset(self, split: str) -> SampleDataset: ...
+    def encode(self, split: str, indices: Sequence[int] | None = None,
+               fn: Callable[[torch.Tensor], torch.Tensor] | None = None, progress: bool = False) -> torch.Tensor: ...
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor: ...
+    def random_init_backbone(self, seed: int = 0) -> nn.Module: ...

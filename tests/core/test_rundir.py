@@ -57,7 +57,7 @@ def test_json_round_trip_and_errors(tmp_path):
         d.read_json(d.eval)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         RunDir(tmp_path / "nope").read_config()
-    with pytest.raises(ValueError, match="config.yaml is missing"):
+    with pytest.raises(FileNotFoundError, match="config.yaml is missing"):
         d.read_config()
 
 
