@@ -175,12 +175,13 @@ class RunDir:
 
     # ------------------------------------------------------------------ the writers' lock
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, create: bool = False) -> Iterator[None]:
         """Hold the run directory's advisory lock (``flock`` on ``.xbyol.lock``, which records our pid).
 
         A second process gets :class:`RunInUseError` naming the holder's pid. A lock file
         left by a process that died (its ``flock`` went with it) is taken over with a
-        one-line warning. Nested ``lock()`` calls in one process share the lock.
+        one-line warning. Nested ``lock()`` calls in one process share the lock. ``create``
+        makes the directory first (a new run); otherwise a missing one is an error.
 
         Raises:
             RunInUseError: another live process holds the lock.
@@ -193,7 +194,10 @@ class RunDir:
             finally:
                 _HELD[key][1] -= 1
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not self.root.is_dir():
+            raise FileNotFoundError(f"run directory {self.root} does not exist")
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -17,7 +17,7 @@ from xbyol.rundir import LOCK, RunDir, RunInUseError
 HOLD = """
 import sys, time
 from xbyol.rundir import RunDir
-with RunDir(sys.argv[1]).lock():
+with RunDir(sys.argv[1]).lock(create=True):
     print("locked", flush=True)
     time.sleep(600)
 """
@@ -75,7 +75,11 @@ def test_cache_dir_is_outside_the_run_and_keyed_by_the_checkpoint(tmp_path, monk
 
 def test_lock_records_the_pid_nests_and_leaves_no_pid(tmp_path):
     d = RunDir(tmp_path / "run")
-    with d.lock():
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # a reader's typo never creates a directory
+        with d.lock():
+            pass
+    assert not d.root.exists()
+    with d.lock(create=True):
         assert (tmp_path / "run" / LOCK).read_text().strip() == str(os.getpid())
         with d.lock():  # the same process: shared, not a deadlock
             pass

@@ -104,7 +104,8 @@ class _FakeDataset:
         return 3
 
     def __getitem__(self, i):
-        return {"image": torch.full((3, 4, 4), i, dtype=torch.uint8), "caption": self.all_captions[i][0], "index": i}
+        return {"image": torch.full((3, 4, 4), i, dtype=torch.uint8), "caption": self.all_captions[i][0], "index": i,
+                "label": -1}
 
 
 class _FakeMethod:

@@ -201,12 +201,13 @@ def test_concept_confusion_counts_single_concept_images(monkeypatch):
     """Hand-worked: image 0 is red and closest to red, image 1 is blue but closest to green,
     image 2 has two colours and image 3 none (both left out), image 4 is green and closest to green."""
     import xbyol.report.live as live
+    import xbyol.rundir as rundir
     from xbyol.concepts.bank import ConceptBank
     from xbyol.report.live import concept_confusion
 
     bank = ConceptBank(["red", "blue", "green"], torch.eye(3), {"colour": [0, 1, 2]})
     monkeypatch.setattr(live, "concept_projection", lambda run: (torch.nn.Identity(), bank))
-    monkeypatch.setattr(live, "preprocess", lambda x: x.float())
+    monkeypatch.setattr(rundir, "preprocess", lambda x: x.float())  # the encode loop's preprocessing
     ds = _Labels([[0], [1], [0, 1], [], [2]])
     vectors = [[1.0, 0.1, 0.0], [0.0, 0.2, 0.9], [1.0, 1.0, 0.0], [0.3, 0.3, 0.3], [0.1, 0.0, 1.0]]
     conf = concept_confusion(_FakeRun(ds, vectors), progress=False)

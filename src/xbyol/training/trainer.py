@@ -141,7 +141,7 @@ def train(
         RunInUseError: another process writes into the run directory.
     """
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite, extend=extend, callbacks=callbacks)
-    with trainer.paths.lock() if trainer.main else contextlib.nullcontext():  # one writer per run
+    with trainer.paths.lock(create=True) if trainer.main else contextlib.nullcontext():  # one writer per run
         return trainer.run(stop_after)
 
 
