@@ -61,3 +61,21 @@ def test_fixed_test_set_adds_the_binomial_error_and_mean_of_groups(verdicts, tmp
     # "@mean" is the mean of a dict's groups, leaving out the "_chance" entries
     assert verdicts.side_values({"runs": {"seed0": {"x": {"a": 0.2, "a_chance": 0.9, "b": 0.4}}}},
                                 "runs/*/x/@mean") == {"seed0": pytest.approx(0.3)}
+
+
+def test_fixed_test_set_uses_per_image_scores_when_the_file_has_them(verdicts, tmp_path):
+    # Fashion-MNIST layout: hits per image as "1"/"0"/"-". Seeds: a = 1101, 1001 (0.75, 0.5), b = 1000, 0000 (0.25, 0).
+    # Per-seed differences 0.5, 0.5 -> seed part 0. Per image, the mean over seeds of a - b: 0.5, 0.5, 0, 1 ->
+    # sample sd 0.408248 / sqrt(4) = 0.204124; half = 1.959964 * 0.204124 = 0.400076 -> (0.099924, 0.900076), "higher".
+    # The fifth image has no true concept ("-") and is left out of both.
+    def entry(hits: str) -> dict:
+        acc = hits.replace("-", "").count("1") / len(hits.replace("-", ""))
+        return {"concepts": {"concept_accuracy": {"class": acc}, "per_image": {"hit_class": hits}}}
+    runs = {"seed0": {"x": entry("1101-"), "y": entry("1000-")}, "seed1": {"x": entry("1001-"), "y": entry("0000-")}}
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "explainable_fashion_mnist.json").write_text(json.dumps({"runs": runs}))
+    (tmp_path / "B.md").write_text("<!-- verdict explainable_fashion_mnist.json: runs/*/x/concepts/concept_accuracy/class"
+                                   " vs runs/*/y/concepts/concept_accuracy/class = higher -->\n")
+    (v,) = verdicts.check(tmp_path / "B.md", tmp_path / "r")
+    assert v.ok and v.note == "per-image"
+    assert v.interval == pytest.approx((0.5 - 0.400076, 0.5 + 0.400076), abs=1e-6)
