@@ -351,8 +351,10 @@ class _SurrogateExplainer(_SignedExplainer):
     """LIME / KernelSHAP over superpixels: per-image surrogate models (Captum loops over images)."""
 
     uses_gradients = False
-    #: perturbed samples per image when ``n_samples`` is not given
-    default_samples = 0
+    #: default perturbed samples per image: SAMPLES_PER_FEATURE x M + DEFAULT_EXTRA_SAMPLES for M superpixels
+    #: (shap's KernelExplainer default, 2M + 2048; BENCHMARKS, "Explainers against references")
+    SAMPLES_PER_FEATURE = 2
+    DEFAULT_EXTRA_SAMPLES = 2048
 
     def __init__(
         self,
@@ -392,8 +394,10 @@ class _SurrogateExplainer(_SignedExplainer):
         raise NotImplementedError
 
     def samples_for(self, n_features: int) -> int:
-        """Perturbed samples per image: ``n_samples`` if given, else :attr:`default_samples`."""
-        return self.n_samples if self.n_samples is not None else self.default_samples
+        """Perturbed samples per image: ``n_samples`` if given, else ``2 M + 2048`` for ``M`` superpixels."""
+        if self.n_samples is not None:
+            return self.n_samples
+        return self.SAMPLES_PER_FEATURE * n_features + self.DEFAULT_EXTRA_SAMPLES
 
     def captum_attribute(self, forward: nn.Module, x: torch.Tensor, sample_index: torch.Tensor) -> torch.Tensor:
         mask = self.feature_mask(x)  # (B, 1, H, W)
@@ -408,7 +412,7 @@ class _SurrogateExplainer(_SignedExplainer):
         )
 
 
-@EXPLAINERS.register("lime", doc="LIME over SLIC superpixels (Captum; ridge surrogate, Lasso optional)")
+@EXPLAINERS.register("lime", doc="LIME over SLIC superpixels (Captum; ridge surrogate, 2M + 2048 samples by default)")
 class Lime(_SurrogateExplainer):
     """LIME (Ribeiro et al. 2016, arXiv 1602.04938) over superpixels.
 
@@ -419,7 +423,9 @@ class Lime(_SurrogateExplainer):
     exponential kernel on cosine distance (width 1).
 
     Args:
-        n_samples: perturbed samples per image (default 50, Captum's LimeBase default).
+        n_samples: perturbed samples per image (default ``2 M + 2048`` for ``M`` superpixels;
+            Captum's LimeBase default of 50 left the surrogate with almost no fidelity on
+            held-out coalitions of trained encoders: BENCHMARKS, "Explainers against references").
         segments: ``"slic"``, ``"grid"`` or superpixel ids ``[B, H, W]``.
         n_segments: approximate superpixels per image.
         baseline: value of switched-off superpixels (0 = mean colour).
@@ -428,8 +434,6 @@ class Lime(_SurrogateExplainer):
         surrogate: ``"ridge"`` or ``"lasso"``.
         alpha: regularisation of the surrogate (default 1.0 for ridge, 0.01 for lasso).
     """
-
-    default_samples = 50
 
     def __init__(
         self,
@@ -461,26 +465,27 @@ class Lime(_SurrogateExplainer):
         return _Lime(forward, interpretable_model=model_cls(alpha=self.alpha))
 
 
-@EXPLAINERS.register("kernelshap", doc="KernelSHAP over SLIC superpixels (Captum; 2 samples per superpixel by default)")
+@EXPLAINERS.register("kernelshap", doc="KernelSHAP over SLIC superpixels (Captum; 2M + 2048 samples by default)")
 class KernelShap(_SurrogateExplainer):
     """KernelSHAP (Lundberg & Lee 2017, arXiv 1705.07874) over superpixels.
 
     KernelSHAP fits a weighted linear regression with one coefficient per superpixel (plus
-    an intercept) to the scores of perturbed images; with fewer samples than unknowns the
-    fit is underdetermined and the values are arbitrary (Captum's default of 25 samples for
-    about 32 superpixels gave 0.60 relative error on a linear model, 50 samples 0.003).
-    The default is therefore ``SAMPLES_PER_FEATURE`` (2) samples per superpixel of the
-    batch's most-segmented image, and asking for fewer warns.
+    an intercept) to the scores of perturbed images drawn from the Shapley kernel; Captum
+    draws the coalitions with replacement, so the values carry sampling error that falls
+    only like ``1 / sqrt(samples)``. With fewer than ``2 M`` samples (``M`` superpixels) the
+    regression is close to underdetermined and asking for that warns. The default,
+    ``2 M + DEFAULT_EXTRA_SAMPLES`` (shap's ``KernelExplainer`` default, ``2M + 2048``), was
+    set against exact Shapley values on trained encoders (BENCHMARKS, "Explainers against
+    references"), where fewer samples left larger errors.
 
-    Args: as :class:`Lime`; ``n_samples`` defaults to ``2 x`` the number of superpixels.
+    Args: as :class:`Lime`; ``n_samples`` defaults to ``2 M + 2048`` for the batch's
+    most-segmented image.
     """
 
-    SAMPLES_PER_FEATURE = 2
-
     def samples_for(self, n_features: int) -> int:
-        needed = self.SAMPLES_PER_FEATURE * n_features
+        needed = self.SAMPLES_PER_FEATURE * n_features  # the regression has M + 1 unknowns
         if self.n_samples is None:
-            return needed
+            return needed + self.DEFAULT_EXTRA_SAMPLES
         if self.n_samples < needed:
             warnings.warn(
                 f"kernelshap: n_samples={self.n_samples} is fewer than {self.SAMPLES_PER_FEATURE} x {n_features} "
