@@ -44,8 +44,18 @@ from bench_seeds import read_results, seed_summary, write_results
 from torch import nn
 
 import xbyol
+from xbyol.augment import normalize, preprocess
+from xbyol.eval.evaluate import probe_and_knn
+from xbyol.explain.actmax import ChannelObjective, maximize
+from xbyol.explain.attribution import KernelShap, Lime
+from xbyol.explain.targets import EmbeddingSimilarityTarget
+from xbyol.metrics import spearman
+from xbyol.metrics.instability import location_instability, peak_positions
+from xbyol.metrics.shapley import coalition_images, coalitions, exact_shapley, r_squared, relative_l2
 from xbyol.models import ResNet
 from xbyol.models.resnet import BACKBONES, BasicBlock
+from xbyol.run import load_run
+from xbyol.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "explainer_references.json"
@@ -123,8 +133,6 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from xbyol.training.trainer import train
-
     data = read_results(Path(args.json), budget(args), {"train": {}})
     for variant in args.variants:
         cfg = make_cfg(args, variant, args.seed)
@@ -160,16 +168,12 @@ def single_object_landmarks(ds: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 def layer_maps(backbone: nn.Module, images: torch.Tensor, batch: int = 250) -> torch.Tensor:
     """``forward_features`` of uint8 images ``[N, 3, S, S]`` -> ``[N, C, h, w]`` (the top layer's output)."""
-    from xbyol.augment import preprocess
-
     with torch.no_grad():
         return torch.cat([backbone.forward_features(preprocess(images[i : i + batch])).float()
                           for i in range(0, len(images), batch)])
 
 
 def instability_of(backbone: nn.Module, ds: Any) -> dict[str, Any]:
-    from xbyol.metrics.instability import location_instability, peak_positions
-
     keep, landmarks = single_object_landmarks(ds)
     maps = layer_maps(backbone, ds.images[keep])  # (N, C, h, w)
     size = (ds.image_size, ds.image_size)
@@ -181,9 +185,6 @@ def instability_of(backbone: nn.Module, ds: Any) -> dict[str, Any]:
 
 
 def cmd_instability(args: argparse.Namespace) -> None:
-    from xbyol.eval.evaluate import probe_and_knn
-    from xbyol.run import load_run
-
     register_backbones()
     data = read_results(Path(args.json), budget(args), {"train": {}})
     res = data.setdefault("instability", {})
@@ -246,13 +247,6 @@ class KeptLime:
 
 
 def cmd_shapley(args: argparse.Namespace) -> None:
-    from xbyol.augment import preprocess
-    from xbyol.explain.attribution import KernelShap, Lime
-    from xbyol.explain.targets import EmbeddingSimilarityTarget
-    from xbyol.metrics import spearman
-    from xbyol.metrics.shapley import coalition_images, exact_shapley, r_squared, relative_l2
-    from xbyol.run import load_run
-
     register_backbones()
     data = read_results(Path(args.json), budget(args), {"train": {}})
     run = load_run(run_dir(args, "plain", args.seed))
@@ -315,8 +309,6 @@ def cmd_shapley(args: argparse.Namespace) -> None:
 def best_linear_r2(values: torch.Tensor, held_scores: torch.Tensor, held_out: torch.Tensor, m: int) -> list[float]:
     """Per image, R^2 on the held-out coalitions of the least-squares linear surrogate fitted to all 2^M
     coalitions: the ceiling of any linear surrogate's fidelity (the game's non-additivity)."""
-    from xbyol.metrics.shapley import coalitions, r_squared
-
     x = torch.cat([torch.ones(2**m, 1, dtype=torch.float64), coalitions(m).double()], dim=1)  # (2^M, M+1)
     coef = torch.linalg.lstsq(x, values.double().T).solution  # (M+1, I)
     q = torch.cat([torch.ones(len(held_out), 1, dtype=torch.float64), held_out.double()], dim=1)  # (Q, M+1)
@@ -337,10 +329,6 @@ def summarise_point(per_seed: list[dict[str, list[float]]]) -> dict[str, Any]:
 
 
 def cmd_actmax(args: argparse.Namespace) -> None:
-    from xbyol.augment import normalize, preprocess
-    from xbyol.explain.actmax import ChannelObjective, maximize
-    from xbyol.run import load_run
-
     register_backbones()
     data = read_results(Path(args.json), budget(args), {"train": {}})
     res = data.setdefault("actmax", {})
