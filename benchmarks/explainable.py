@@ -330,9 +330,11 @@ def restore_run(args: argparse.Namespace, variant: str, seed: int, runs: dict[st
 def with_backbone(byol_run: Any, backbone: Any, args: argparse.Namespace, seed: int, variant: str) -> Any:
     """The seed's BYOL run (data, concept bank, config) with its encoder replaced by ``backbone``
     and no projector, so concept scores fit their post-hoc map on the backbone representation."""
+    from xbyol.rundir import RunDir
+
     run = copy.copy(byol_run)
     run.method = types.SimpleNamespace(backbone=backbone)
-    run.run_dir = Path(args.out) / f"seed{seed}" / variant
+    run.paths = RunDir(Path(args.out) / f"seed{seed}" / variant)  # run_dir is read from paths
     run.run_dir.mkdir(parents=True, exist_ok=True)
     return run
 

@@ -842,3 +842,12 @@ def test_decode_rate_reports_every_row(tmp_path):
     assert [(r["source"], r["size"], r["draft"]) for r in rows] == [
         (f"{w}x{h}", s, d) for w, h, s, d in decode_rate.ROWS]
     assert all(r["images"] == 6 and r["img_s_wall"] > 0 and r["img_s_cpu"] > 0 for r in rows)  # too few per class for a test split
+
+
+def test_explainable_with_backbone_swaps_the_encoder_and_the_run_dir_only(explainable, tmp_path, tiny_run_dir):
+    """The untrained and supervised rows reuse the seed's BYOL run (data, bank, config) with another encoder."""
+    byol = load_run(tiny_run_dir)
+    backbone = byol.random_init_backbone(seed=1)
+    run = explainable.with_backbone(byol, backbone, explainable.parse_args(["--out", str(tmp_path)]), 1, "random_init")
+    assert run.run_dir == tmp_path / "seed1" / "random_init" and run.run_dir.is_dir() and run.backbone is backbone
+    assert byol.run_dir == Path(tiny_run_dir) and byol.backbone is not backbone
