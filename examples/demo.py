@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     indices = one_per_class(test_set, N_EXPLAINED)
     images = torch.stack([test_set[i]["image"] for i in indices])  # (N, 3, S, S) uint8
     tops = xbyol.explain_embedding(run, images, top_k=3)
-    heat_dir = run.path("explain")
+    heat_dir = run.paths.explain
     for i, img, top in zip(indices, images, tops):
         print(f"  test[{i}] ({test_set[i]['caption']}): "
               + ", ".join(f"{concept} {weight:.2f}" for concept, weight in top))

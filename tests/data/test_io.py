@@ -211,7 +211,7 @@ def test_training_explain_and_upload_decode_a_file_to_the_same_tensor(same_files
     client = create_app(run).test_client()
     explorer = client.application.extensions["xbyol_explorer"]
     encoded = []  # what `--target image:PATH` (xbyol explain, parse_target) embeds
-    monkeypatch.setattr(run, "encode", lambda x: encoded.append(x) or torch.ones(1, 4))
+    monkeypatch.setattr(run, "encode_images", lambda x: encoded.append(x) or torch.ones(1, 4))
     for key in ("a/rgba.png", "b/deep.png"):
         path = same_files / key
         trained = ds[ds.keys.index(key)]["image"]

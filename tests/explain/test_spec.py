@@ -32,7 +32,7 @@ def test_every_kind_of_spec_builds_its_target(run, tmp_path):
     by_path = parse_target(f"image:{tmp_path / 'ref.png'}", run)
     assert isinstance(by_index, EmbeddingSimilarityTarget)
     with torch.no_grad():
-        emb = run.encode(img[None])
+        emb = run.encode_images(img[None])
         # an image is maximally similar to itself, whichever way it was named
         assert by_index(emb).item() == pytest.approx(1.0, abs=1e-5)
         assert by_path(emb).item() == pytest.approx(1.0, abs=1e-5)
@@ -44,7 +44,7 @@ def test_class_target_scores_equal_the_probe_logits(run):
     lin, names = load_probe(run)
     images = torch.stack([run.dataset("test")[i]["image"] for i in range(4)])
     with torch.no_grad():
-        feats = run.encode(images)
+        feats = run.encode_images(images)
         target = parse_target(f"class:{names[1]}", run)
         torch.testing.assert_close(target(feats), lin(feats)[:, 1])
 

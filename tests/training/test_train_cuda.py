@@ -101,7 +101,7 @@ devices = {v.device.type for v in ckpt["method"].values()}
 assert devices == {"cpu"}, devices
 run = load_run(sys.argv[1], device="cpu")
 x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-z = run.encode(x)
+z = run.encode_images(x)
 assert z.device.type == "cpu" and z.shape[0] == 4 and torch.isfinite(z).all()
 print("loaded", run.step)
 """

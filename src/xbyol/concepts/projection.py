@@ -24,6 +24,8 @@ checkpoint's SHA-256, the concepts and the fitting settings).
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 
@@ -31,7 +33,7 @@ from xbyol.concepts.bank import ConceptBank
 from xbyol.concepts.build import bank_for
 from xbyol.concepts.vocabulary import ConceptLabeler
 from xbyol.losses.semantic import semantic_loss
-from xbyol.rundir import CONCEPT_MAP, CONCEPT_MAP_BACKBONE, Run, RunDir, extract_features
+from xbyol.rundir import CONCEPT_MAP, CONCEPT_MAP_BACKBONE, Run, RunDir, cache_root, extract_features
 
 
 class ConceptMap(nn.Module):
@@ -163,7 +165,11 @@ def concept_projection(run: Run, use_projector: bool = True) -> tuple[ConceptMap
     bank = run_bank(run)
     s = run.cfg.method.semantic
     projector = getattr(method, "projector", None) if use_projector else None
-    path = run.paths.cache_dir(run.checkpoint) / (CONCEPT_MAP if use_projector else CONCEPT_MAP_BACKBONE)
+    weights = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in run.backbone.state_dict().values()))
+    name = (CONCEPT_MAP if use_projector else CONCEPT_MAP_BACKBONE).replace(".pt", f"-{weights.hexdigest()[:12]}.pt")
+    # keyed by the checkpoint and by the encoder's weights: a benchmark may give a run another backbone
+    has_ckpt = run.paths.checkpoint(run.checkpoint).is_file()
+    path = (run.paths.cache_dir(run.checkpoint) if has_ckpt else cache_root() / "runs" / "no-checkpoint") / name
     key = {"step": int(run.step), "texts": bank.texts, "prompt": bank.prompt, "loss": s.loss,
            "temperature": float(s.temperature), "steps": int(s.posthoc_steps), "lr": float(s.posthoc_lr),
            "seed": int(run.cfg.train.seed), "projector": projector is not None, "standardized": True}
