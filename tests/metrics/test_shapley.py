@@ -76,8 +76,8 @@ def _brute_force_by_orderings(v: dict[frozenset, float], m: int) -> list[float]:
     return [x / len(orders) for x in phi]
 
 
-def test_kernelshap_matches_exact_shapley_on_a_small_conv_net():
-    # M = 6 superpixels (a 2 x 3 grid on a 12 x 12 image): 64 coalitions, enumerated here
+def _small_conv_net_image_and_six_superpixels() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A seeded conv net ([B, 3, 12, 12] -> [B, 5]), one image [3, 12, 12] and a 2 x 3 grid of superpixels [12, 12]."""
     torch.manual_seed(0)
     net = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
@@ -85,6 +85,12 @@ def test_kernelshap_matches_exact_shapley_on_a_small_conv_net():
     ).eval()
     image = torch.randn(3, 12, 12)
     segments = (torch.arange(12)[:, None] // 6) * 3 + torch.arange(12)[None, :] // 4  # (12, 12) ids 0..5
+    return net, image, segments
+
+
+def test_kernelshap_matches_exact_shapley_on_a_small_conv_net():
+    # M = 6 superpixels (a 2 x 3 grid on a 12 x 12 image): 64 coalitions, enumerated here
+    net, image, segments = _small_conv_net_image_and_six_superpixels()
     target = EmbeddingSimilarityTarget.from_images(net, image)  # cosine to the image's own embedding
     baseline = 0.0
     with torch.no_grad():
@@ -116,13 +122,7 @@ def test_kernelshap_matches_exact_shapley_on_a_small_conv_net():
 def test_lime_default_surrogate_nears_the_best_linear_fit_by_brute_force():
     # M = 6: the least-squares linear surrogate over all 64 coalitions is the best any linear surrogate
     # can do; LIME at its default sample count must come close on held-out random coalitions
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
-    ).eval()
-    image = torch.randn(3, 12, 12)
-    segments = (torch.arange(12)[:, None] // 6) * 3 + torch.arange(12)[None, :] // 4  # (12, 12) ids 0..5
+    net, image, segments = _small_conv_net_image_and_six_superpixels()
     target = EmbeddingSimilarityTarget.from_images(net, image)
     table = coalitions(6)
     held = torch.rand(200, 6, generator=torch.Generator().manual_seed(3)) < 0.5  # (200, 6)
