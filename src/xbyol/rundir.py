@@ -27,7 +27,6 @@ cached under the xbyol cache directory, keyed by the checkpoint's SHA-256
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import sys
@@ -44,7 +43,7 @@ from tqdm.auto import tqdm
 from xbyol.augment import preprocess
 from xbyol.config import Config, dump, load
 from xbyol.data.base import SampleDataset, collate
-from xbyol.data.io import atomic_write
+from xbyol.data.io import atomic_write, sha256_file
 from xbyol.errors import XbyolError
 
 __all__ = ["Run", "RunDir", "RunInUseError", "cache_root", "extract_features"]
@@ -162,11 +161,7 @@ class RunDir:
     # ------------------------------------------------------------------ derived artefacts
     def checkpoint_sha256(self, name: str = "last") -> str:
         """SHA-256 (hex) of ``checkpoints/<name>.pt``: the key of everything derived from it."""
-        h = hashlib.sha256()
-        with open(self.checkpoint(name), "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        return sha256_file(self.checkpoint(name))
 
     def cache_dir(self, name: str = "last") -> Path:
         """Where artefacts derived from checkpoint ``name`` are cached: outside the run directory,

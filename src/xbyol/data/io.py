@@ -24,6 +24,7 @@ directory, fsync, ``os.replace``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
@@ -246,6 +247,18 @@ def read_mask(path: Path, size: int, image_size_wh: tuple[int, int]) -> torch.Te
         m = m.resize(image_size_wh, Image.Resampling.NEAREST)
     m = resize_center_crop(m, size, Image.Resampling.NEAREST)
     return torch.from_numpy(np.array(m) > 127)
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (a checkpoint or model weights need not fit twice)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- writing

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from xbyol.data.io import atomic_write
+from xbyol.data.io import atomic_write, sha256_file
 from xbyol.rundir import cache_root
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
@@ -133,11 +133,7 @@ def file_sha256(path: Path, cache: Path | None = None) -> str:
             index = {}
         if key in index:
             return index[key]
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    sha = digest.hexdigest()
+    sha = sha256_file(path)
     if index_file is not None:
         index[key] = sha
         atomic_write(index_file, json.dumps(index, indent=1))
