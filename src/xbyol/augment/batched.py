@@ -33,7 +33,7 @@ from xbyol.augment.blur import separable_blur
 from xbyol.augment.preprocessing import normalize
 
 LUMA = (0.299, 0.587, 0.114)
-_HUE_OFFSETS = (3.0, 1.0, -1.0)  # n - 2 for n = 5, 3, 1 (R, G, B)
+HUE_OFFSETS = (3.0, 1.0, -1.0)  # n - 2 for n = 5, 3, 1 (R, G, B)
 JITTER_STEPS = ("brightness", "contrast", "saturation", "hue")
 
 
@@ -113,7 +113,7 @@ def hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     is_b = 1.0 - (is_r + is_g)
     num = (g - b) * is_r + (b - r + 2.0 * chroma) * is_g + (r - g + 4.0 * chroma) * is_b
     h = num / chroma.clamp_min(1e-12) + (f * 6.0).view(-1, 1, 1)  # (B, H, W) turned hue, sextants
-    offsets = torch.tensor(_HUE_OFFSETS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    offsets = torch.tensor(HUE_OFFSETS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     t = h.unsqueeze(1) + offsets  # (B, 3, H, W)
     t = t - torch.floor(t * (1.0 / 6.0)) * 6.0
     w = ((t - 3.0).abs() - 1.0).clamp(0.0, 1.0)

@@ -66,13 +66,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbyol.augment import batched
-from xbyol.augment.batched import ViewSpec
+from xbyol.augment.batched import HUE_OFFSETS, LUMA, ViewSpec, to_grid
 from xbyol.augment.blur import gaussian_blur, gaussian_taps
 from xbyol.augment.preprocessing import move_like, normalize, to_unit_float
 from xbyol.config import AugCfg, Config
-
-LUMA = (0.299, 0.587, 0.114)
-_HUE_OFFSETS = (3.0, 1.0, -1.0)  # n - 2 for n = 5, 3, 1 (R, G, B) in adjust_hue
 
 
 def blur_kernel_size(frac: float, image_size: int) -> int:
@@ -172,7 +169,7 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     # grey pixels (C = 0) have num = 0, so any hue works and they stay grey; |num| <= C keeps h bounded
     h = num.div_(chroma.clamp_min(1e-12))
     h.add_(move_like(factor * 6.0, x).view(-1, 1, 1))  # turned hue, in [-4, 8]
-    offsets = move_like(torch.tensor(_HUE_OFFSETS), x).view(1, 3, 1, 1)
+    offsets = move_like(torch.tensor(HUE_OFFSETS), x).view(1, 3, 1, 1)
     t = torch.add(h.unsqueeze(1), offsets)  # (B, 3, H, W): h' + n - 2 for R, G, B
     # mod 6; a rounding slip of the floor at a multiple of 6 is harmless, as w is continuous there
     t.sub_(torch.mul(t, 1.0 / 6.0).floor_(), alpha=6.0)
@@ -212,11 +209,6 @@ def _on_subset(x: torch.Tensor, apply: torch.Tensor, fn: Callable[[torch.Tensor,
     idx = apply.nonzero().squeeze(1)  # (count,) CPU
     didx = move_like(idx, x, idx.dtype)
     return x.clone().index_copy_(0, didx, fn(x.index_select(0, didx), idx).expand(count, *x.shape[1:]))
-
-
-def _to_grid(coord: torch.Tensor, size: int) -> torch.Tensor:
-    """Pixel coordinates -> ``grid_sample``'s [-1, 1] with ``align_corners=True``."""
-    return coord * (2.0 / max(size - 1, 1)) - 1.0
 
 
 class RandomResizedCropFlip(nn.Module):
@@ -296,8 +288,8 @@ class RandomResizedCropFlip(nn.Module):
         # filled as two planes and handed over as a permuted view: writing the interleaved (x, y) pairs
         # directly takes several times longer, and grid_sample reads the grid through its strides
         grid = torch.empty(n, 2, s, s, dtype=dtype)
-        grid[:, 0] = _to_grid(src_x, width).view(n, 1, s)  # x varies along the output's columns
-        grid[:, 1] = _to_grid(src_y, height).view(n, s, 1)
+        grid[:, 0] = to_grid(src_x, width).view(n, 1, s)  # x varies along the output's columns
+        grid[:, 1] = to_grid(src_y, height).view(n, s, 1)
         return grid.to(device, non_blocking=True).permute(0, 2, 3, 1)  # (n, S, S, 2); non-blocking: see move_like
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
