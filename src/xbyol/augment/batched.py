@@ -61,6 +61,23 @@ def to_grid(coord: torch.Tensor, size: int) -> torch.Tensor:
     return coord * (2.0 / max(size - 1, 1)) - 1.0
 
 
+def crop_source_coords(boxes: torch.Tensor, flip: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source pixel coordinates ``(src_x, src_y)``, each ``[B, S]``, of a crop's output columns and rows.
+
+    Output pixel ``(i, j)`` reads ``(x0 + j' (w - 1) / (S - 1), y0 + i (h - 1) / (S - 1))``
+    for boxes ``[B, 4]`` ``(x0, y0, w, h)``, with ``j' = S - 1 - j`` where ``flip [B]`` is set,
+    else ``j``: the box's corner pixels land on the output's corner pixels. Computed in
+    ``boxes``' dtype on its device.
+    """
+    j = torch.arange(size, dtype=boxes.dtype, device=boxes.device)  # (S,)
+    step = 1.0 / max(size - 1, 1)
+    x0, y0, w, h = boxes.unbind(1)  # (B,) each
+    jx = torch.where(flip.view(-1, 1), (size - 1) - j, j)  # (B, S)
+    src_x = x0.view(-1, 1) + jx * ((w.view(-1, 1) - 1) * step)  # (B, S)
+    src_y = y0.view(-1, 1) + j * ((h.view(-1, 1) - 1) * step)  # (B, S)
+    return src_x, src_y
+
+
 def crop_grid(boxes: torch.Tensor, flip: torch.Tensor, size: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
     """The ``grid_sample`` grid ``[B, S, S, 2]`` of boxes ``[B, 4]`` ``(x0, y0, w, h)`` and flips ``[B]`` (bool), on their device.
 
@@ -69,12 +86,7 @@ def crop_grid(boxes: torch.Tensor, flip: torch.Tensor, size: int, height: int, w
     (float64 for the same grid as the eager path) and returned in ``dtype``.
     """
     s = size
-    j = torch.arange(s, dtype=boxes.dtype, device=boxes.device)  # (S,)
-    step = 1.0 / max(s - 1, 1)
-    x0, y0, w, h = boxes.unbind(1)  # (B,) each
-    jx = torch.where(flip.view(-1, 1), (s - 1) - j, j)  # (B, S)
-    src_x = x0.view(-1, 1) + jx * ((w.view(-1, 1) - 1) * step)  # (B, S)
-    src_y = y0.view(-1, 1) + j * ((h.view(-1, 1) - 1) * step)  # (B, S)
+    src_x, src_y = crop_source_coords(boxes, flip, s)  # (B, S) each
     gx = to_grid(src_x, width).to(dtype).view(-1, 1, s).expand(-1, s, s)  # (B, S, S): x along the columns
     gy = to_grid(src_y, height).to(dtype).view(-1, s, 1).expand(-1, s, s)
     return torch.stack([gx, gy], dim=-1)  # (B, S, S, 2)

@@ -271,20 +271,13 @@ class RandomResizedCropFlip(nn.Module):
     def grid(self, q: dict[str, Any], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """The ``grid_sample`` grid ``[n, S, S, 2]`` of drawn boxes and flips, built on the CPU and moved to ``device``.
 
-        Output pixel ``(i, j)`` reads the source point
-        ``(x0 + j' (w - 1) / (S - 1), y0 + i (h - 1) / (S - 1))`` with ``j' = S - 1 - j``
-        for flipped samples, else ``j``: the box's corner pixels land on the output's
-        corner pixels.
+        The source points are :func:`xbyol.augment.batched.crop_source_coords` of the
+        float64 boxes: the box's corner pixels land on the output's corner pixels.
         """
         boxes, flip, height, width = q["boxes"], q["flip"], q["height"], q["width"]
         n = boxes.shape[0]
         s = self.size
-        j = torch.arange(s, dtype=torch.float64)  # (S,)
-        step = 1.0 / max(s - 1, 1)
-        x0, y0, w, h = boxes.unbind(1)  # (n,) each
-        jx = torch.where(flip.view(-1, 1), (s - 1) - j, j)  # (n, S)
-        src_x = x0.view(-1, 1) + jx * ((w.view(-1, 1) - 1) * step)  # (n, S)
-        src_y = y0.view(-1, 1) + j * ((h.view(-1, 1) - 1) * step)  # (n, S)
+        src_x, src_y = batched.crop_source_coords(boxes, flip, s)  # (n, S) each, float64 on the CPU
         # filled as two planes and handed over as a permuted view: writing the interleaved (x, y) pairs
         # directly takes several times longer, and grid_sample reads the grid through its strides
         grid = torch.empty(n, 2, s, s, dtype=dtype)
