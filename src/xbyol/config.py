@@ -138,6 +138,7 @@ class TrainCfg:
     weight_decay: float = opt(1.5e-6, "weight decay (not applied to biases and norm layers)", low=0.0)
     momentum: float = opt(0.9, "SGD/LARS momentum", 0.0, 1.0)
     lars_eta: float = opt(1e-3, "LARS trust coefficient", low=0.0)
+    predictor_lr_scale: float = opt(1.0, "learning rate of the BYOL predictor as a multiple of train.lr's schedule (Tian et al. 2021, DirectPred, and Chen & He 2021, SimSiam, find the predictor gains from a larger or unscheduled one); 1: one rate for every parameter", low=0.0)
     warmup_steps: int | None = opt(None, "linear warm-up steps (default: 10% of total)")
     precision: str = choice("auto", ["auto", "fp32", "bf16", "fp16"], "autocast precision; auto: bf16 where the hardware has it (AVX512-BF16/AMX CPUs, recent GPUs), fp16 with loss scaling on older GPUs, else fp32")
     channels_last: bool | str = choice("auto", ["auto", True, False], "channels_last memory format; auto: on for convolutional backbones")

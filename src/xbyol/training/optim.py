@@ -3,12 +3,12 @@ normalisation parameters excluded from weight decay (and from LARS adaptation)."
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
-from xbyol.config import TrainCfg
+from xbyol.config import ConfigError, TrainCfg
 
 
 class LARS(torch.optim.Optimizer):
@@ -67,17 +67,34 @@ def split_decay_groups(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.P
 
 
 def build_optimizer(module: nn.Module, cfg: TrainCfg, lr: float) -> torch.optim.Optimizer:
-    """The optimiser named by ``cfg.optimizer`` over the trainable parameters of ``module``."""
+    """The optimiser named by ``cfg.optimizer`` over the trainable parameters of ``module``.
+
+    Every group carries ``lr_scale``: the trainer sets a group's learning rate to the schedule's value times it.
+    With ``cfg.predictor_lr_scale != 1`` the parameters of ``module.predictor`` get their own groups at that
+    scale (a method without a ``predictor`` attribute is refused with a :class:`ConfigError`).
+    """
+    scale = cfg.predictor_lr_scale
+    predictor = getattr(module, "predictor", None)
+    if scale != 1.0 and not isinstance(predictor, nn.Module):
+        raise ConfigError(f"train.predictor_lr_scale: {scale!r} needs a method with a predictor; "
+                          f"{type(module).__name__} has none (leave it at 1)")
+    scaled = {id(p) for p in predictor.parameters()} if scale != 1.0 and predictor is not None else set()
     regular, excluded = split_decay_groups(module)
     if not regular and not excluded:
         raise ValueError("the method has no trainable parameters")
-    if cfg.optimizer == "lars":
-        groups = [
-            {"params": regular, "weight_decay": cfg.weight_decay},
-            {"params": excluded, "weight_decay": 0.0, "lars_exclude": True},
-        ]
+    lars = cfg.optimizer == "lars"
+    groups: list[dict[str, Any]] = []
+    for params, decay in ((regular, cfg.weight_decay), (excluded, 0.0)):
+        parts = [(1.0, [p for p in params if id(p) not in scaled])]
+        if scaled:
+            parts.append((scale, [p for p in params if id(p) in scaled]))
+        for group_scale, members in parts:
+            group: dict[str, Any] = {"params": members, "weight_decay": decay, "lr_scale": group_scale}
+            if lars and params is excluded:
+                group["lars_exclude"] = True
+            groups.append(group)
+    if lars:
         return LARS(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, eta=cfg.lars_eta)
-    groups = [{"params": regular, "weight_decay": cfg.weight_decay}, {"params": excluded, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
     if cfg.optimizer == "adamw":

@@ -418,7 +418,7 @@ class Trainer:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         lr = lr_at(self.step, self.total, self.base_lr, self.warmup)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         with _autocast(self.device, self.precision):
             out = self.step_module(batch)
         loss = out["loss"]

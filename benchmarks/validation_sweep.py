@@ -1,0 +1,274 @@
+"""Fashion-MNIST settings chosen on the validation split, then scored once on the test split (issue 31).
+
+Three steps, each writing one JSON under ``benchmarks/results/``:
+
+``speed``: images/s of each arm's training step, measured side by side in one call (short runs of every arm in
+turn, the order rotated each repetition, the median of the logged throughput after a warm-up). The sweep gives
+every arm the same wall time from these ratios (an arm at half the images/s trains half the images).
+
+``sweep``: each arm trained on the first 50,000 training images (``data.validation=true``) for ``--fraction`` of
+the preset's 20-minute budget, scored on the 10,000 held-out ones (frozen features, the preset's logistic
+probe and weighted kNN), over ``--seeds``. Per-image hits are kept, so each arm is compared with ``base``
+paired by seed with the validation set's own sampling noise counted (``bench_seeds.paired_interval``).
+
+``final``: the preset as shipped (``configs/fashion_mnist_byol.yaml``), timed end to end with
+``/usr/bin/time`` (``xbyol train --eval``), one seed after another, scored on the test split: the issue's
+figures. Run it on an idle machine, nothing else running.
+
+    python benchmarks/validation_sweep.py speed --arms base b64 predlr10
+    python benchmarks/validation_sweep.py sweep --arms base b64 predlr10 --seeds 0 1 2 --fraction 0.25
+    python benchmarks/validation_sweep.py final --seeds 0 1 2 3 4
+    python benchmarks/validation_sweep.py table        # the markdown rows in BENCHMARKS.md, from the JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bench_seeds import difference_verdict, paired_interval, paired_test_se, read_results, seed_summary, write_results
+
+import xbyol
+from xbyol.data import build_dataset
+from xbyol.eval.knn import knn_predict
+from xbyol.eval.linear_probe import linear_probe
+from xbyol.run import load_run
+from xbyol.rundir import extract_features
+from xbyol.training.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = ROOT / "configs" / "fashion_mnist_byol.yaml"
+RESULTS = ROOT / "benchmarks" / "results"
+SPEED_JSON, SWEEP_JSON, FINAL_JSON = (RESULTS / f"fmnist_validation_{n}.json" for n in ("speed", "sweep", "final"))
+PRESET_STEPS = 6200  # the preset's budget: 20 minutes of training with a margin (BENCHMARKS.md, "Fashion-MNIST")
+
+# arm -> overrides of the preset; the step count follows from the wall time (``speed``)
+ARMS: dict[str, list[str]] = {
+    "base": [],
+    # half the batch, twice the updates per image; tau_base 0.99 = 0.98^(1/2): the target averages over as many
+    # images per halving as at batch 128 (as the move from batch 256 to 128 did)
+    "b64": ["data.batch_size=64", "method.tau_base=0.99"],
+    # the predictor at 10x the learning rate (Tian et al. 2021; Chen & He 2021)
+    "predlr10": ["train.predictor_lr_scale=10"],
+}
+
+
+# arms that change no arithmetic of a step (optimiser settings only): their images/s is the preset's by construction
+SAME_COST = {"predlr10"}
+
+
+def arm_overrides(arm: str) -> list[str]:
+    if arm not in ARMS:
+        raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    return ARMS[arm]
+
+
+def batch_size_of(overrides: list[str]) -> int:
+    return xbyol.load_config(PRESET, overrides).data.batch_size
+
+
+# ----------------------------------------------------------------------------- speed
+
+def logged_throughput(run_dir: Path, warmup_steps: int) -> float:
+    """Median images/s of the metrics rows after ``warmup_steps``."""
+    with open(run_dir / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) > warmup_steps and r["images_per_s"]]
+    return statistics.median(float(r["images_per_s"]) for r in rows)
+
+
+def speed(args: argparse.Namespace) -> None:
+    data = read_results(args.json, {"images_per_arm": args.images, "reps": args.reps}, {"runs": []})
+    data["runs"] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.reps):
+            order = args.arms[rep % len(args.arms):] + args.arms[: rep % len(args.arms)]
+            for arm in order:
+                ov = arm_overrides(arm)
+                bs = batch_size_of(ov)
+                steps = max(40, args.images // bs)
+                cfg = xbyol.load_config(PRESET, [*ov, "data.validation=true", f"train.steps={steps}", f"out_dir={tmp}",
+                                                 f"name={arm}", "train.progress=false", "train.log_every=10",
+                                                 "train.ckpt_minutes=null"])
+                run_dir = train(cfg, overwrite=True)
+                ips = logged_throughput(run_dir, warmup_steps=steps // 4)
+                data["runs"].append({"rep": rep, "arm": arm, "batch_size": bs, "steps": steps, "images_per_s": ips})
+                print(f"rep {rep} {arm}: {ips:.0f} images/s", flush=True)
+    base = {r["rep"]: r["images_per_s"] for r in data["runs"] if r["arm"] == "base"}
+    data["ratio_to_base"] = {arm: statistics.median(r["images_per_s"] / base[r["rep"]] for r in data["runs"] if r["arm"] == arm)
+                             for arm in args.arms}
+    write_results(args.json, data)
+    print(json.dumps(data["ratio_to_base"], indent=1))
+
+
+def equal_time_steps(arm: str, fraction: float, ratios: dict[str, float]) -> int:
+    """Steps of ``arm`` in ``fraction`` of the preset's wall time: the preset's steps scaled by the arm's images/s
+    ratio to ``base`` and by the batch sizes."""
+    if arm in SAME_COST:
+        return round(fraction * PRESET_STEPS)
+    if arm not in ratios:
+        raise SystemExit(f"{SPEED_JSON}: no speed ratio for arm {arm!r}; run `validation_sweep.py speed --arms ... {arm}`")
+    bs_base, bs_arm = batch_size_of(ARMS["base"]), batch_size_of(ARMS[arm])
+    return round(fraction * PRESET_STEPS * ratios[arm] * bs_base / bs_arm)
+
+
+# ----------------------------------------------------------------------------- sweep
+
+def pack_hits(hits: np.ndarray) -> str:
+    """0/1 hits ``[N]`` -> hex string (8 images a byte)."""
+    return np.packbits(hits.astype(np.uint8)).tobytes().hex()
+
+
+def unpack_hits(text: str, n: int) -> list[float]:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(float).tolist()
+
+
+def score_hits(run_dir: Path) -> dict[str, Any]:
+    """Probe and kNN accuracy of a run on its evaluation split, with per-image hits."""
+    run = load_run(run_dir, device="cpu")
+    cfg = run.cfg
+    tr_x, tr_y = extract_features(run.method.encode, build_dataset(cfg, "train"))
+    te_x, te_y = extract_features(run.method.encode, build_dataset(cfg, "test"))
+    probe = linear_probe(tr_x, tr_y, te_x, te_y, C=cfg.eval.probe_c, max_iter=cfg.eval.probe_max_iter, seed=cfg.train.seed)
+    probe_hits = probe["classifier"].predict(te_x.double().numpy()) == te_y.numpy()
+    knn_scores = knn_predict(te_x, tr_x, tr_y, int(max(tr_y.max(), te_y.max())) + 1, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
+    knn_hits = (knn_scores.argmax(1) == te_y).numpy()
+    return {"linear_probe": float(probe_hits.mean()), "knn": float(knn_hits.mean()), "n_eval": len(te_y),
+            "hits": {"linear_probe": pack_hits(probe_hits), "knn": pack_hits(knn_hits)}}
+
+
+def sweep(args: argparse.Namespace) -> None:
+    ratios = json.loads(SPEED_JSON.read_text())["ratio_to_base"] if SPEED_JSON.is_file() else {"base": 1.0}
+    data = read_results(args.json, {"fraction": args.fraction, "preset_steps": PRESET_STEPS}, {"runs": {}})
+    for seed in args.seeds:
+        for arm in args.arms:
+            key = f"{arm}/seed{seed}"
+            if key in data["runs"]:
+                continue
+            steps = equal_time_steps(arm, args.fraction, ratios)
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = xbyol.load_config(PRESET, [*arm_overrides(arm), "data.validation=true", f"train.steps={steps}",
+                                                 f"train.seed={seed}", f"out_dir={tmp}", f"name={arm}",
+                                                 "train.progress=false", "train.log_every=50"])
+                t0 = time.perf_counter()
+                run_dir = train(cfg, overwrite=True)
+                train_s = time.perf_counter() - t0
+                entry = {"arm": arm, "seed": seed, "steps": steps, "overrides": arm_overrides(arm), "train_s": train_s,
+                         **score_hits(run_dir)}
+            data["runs"][key] = entry
+            write_results(args.json, data)
+            print(f"{key}: {steps} steps, {train_s:.0f} s; probe {entry['linear_probe']:.4f} kNN {entry['knn']:.4f}", flush=True)
+    print(sweep_table(data))
+
+
+def sweep_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """Per arm: seeds, steps, mean/sd of each metric, and against ``base`` on the shared seeds the paired
+    95% interval of the difference (validation-set noise counted) with its verdict."""
+    runs = data["runs"]
+    arms = list(dict.fromkeys(r["arm"] for r in runs.values()))
+    out: dict[str, Any] = {}
+    for arm in arms:
+        mine = {r["seed"]: r for r in runs.values() if r["arm"] == arm}
+        row: dict[str, Any] = {"seeds": sorted(mine), "steps": sorted({r["steps"] for r in mine.values()})}
+        for m in ("linear_probe", "knn"):
+            row[m] = seed_summary([mine[s][m] for s in sorted(mine)])
+            base = {r["seed"]: r for r in runs.values() if r["arm"] == "base"}
+            shared = sorted(set(mine) & set(base))
+            if arm != "base" and len(shared) >= 2:
+                n = mine[shared[0]]["n_eval"]
+                a = [unpack_hits(mine[s]["hits"][m], n) for s in shared]
+                b = [unpack_hits(base[s]["hits"][m], n) for s in shared]
+                iv = paired_interval([mine[s][m] for s in shared], [base[s][m] for s in shared], test_se=paired_test_se(a, b))
+                row[f"{m}_vs_base"] = {"seeds": shared, "interval": iv, "verdict": difference_verdict(iv)}
+        out[arm] = row
+    return out
+
+
+def sweep_table(data: dict[str, Any]) -> str:
+    lines = ["| arm | overrides | steps | validation probe | validation kNN | probe - base (95%, paired) | kNN - base (95%, paired) | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm, row in sweep_summary(data).items():
+        cells = []
+        for m in ("linear_probe", "knn"):
+            s = row[m]
+            cells.append(f"{s['mean']:.4f} ± {s['sd']:.4f}" if s["sd"] is not None else f"{s['mean']:.4f}")
+        diffs = []
+        for m in ("linear_probe", "knn"):
+            d = row.get(f"{m}_vs_base")
+            diffs.append("-" if d is None else f"{d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}: {d['verdict']}")
+        ov = " ".join(ARMS.get(arm, [])) or "the preset"
+        lines.append(f"| {arm} | `{ov}` | {', '.join(map(str, row['steps']))} | {cells[0]} | {cells[1]} | {diffs[0]} | {diffs[1]} | "
+                     f"{', '.join(map(str, row['seeds']))} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- final
+
+def final(args: argparse.Namespace) -> None:
+    cfg = xbyol.load_config(PRESET, list(args.overrides))
+    data = read_results(args.json, {"config": str(PRESET.relative_to(ROOT)), "overrides": list(args.overrides),
+                                    "steps": cfg.train.steps}, {"runs": {}})
+    for seed in args.seeds:
+        key = f"seed{seed}"
+        if key in data["runs"]:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "xbyol", "train", "-c", str(PRESET), "--eval",
+                   "--set", f"train.seed={seed}", "--set", f"out_dir={tmp}", "--set", "name=final",
+                   "--set", "train.progress=false", *[x for o in args.overrides for x in ("--set", o)]]
+            load_before = os.getloadavg()[0]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"seed {seed}: xbyol train exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+            run_dir = Path(tmp) / "final"
+            run_json = json.loads((run_dir / "run.json").read_text())
+            ev = json.loads((run_dir / "eval.json").read_text())
+            wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
+            h, mnt, sec = (float(g or 0) for g in wall.groups()) if wall else (0, 0, float("nan"))
+            entry = {"seed": seed, "duration_s": sum(s["duration_s"] for s in run_json["segments"]),
+                     "wall_s_with_eval": h * 3600 + mnt * 60 + sec, "load_before": load_before,
+                     "linear_probe": ev["trained"]["linear_probe"], "knn": ev["trained"]["knn"],
+                     "n_test": ev.get("test_images")}
+        data["runs"][key] = entry
+        write_results(args.json, data)
+        print(f"{key}: trained {entry['duration_s']:.0f} s; probe {entry['linear_probe']:.4f} kNN {entry['knn']:.4f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("speed", help="images/s of each arm, side by side")
+    s.add_argument("--arms", nargs="+", default=list(ARMS))
+    s.add_argument("--reps", type=int, default=3)
+    s.add_argument("--images", type=int, default=25600, help="training images per short run")
+    s.add_argument("--json", type=Path, default=SPEED_JSON)
+    w = sub.add_parser("sweep", help="arms on the validation split at equal wall time")
+    w.add_argument("--arms", nargs="+", default=list(ARMS))
+    w.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    w.add_argument("--fraction", type=float, default=0.25, help="of the preset's 20-minute budget")
+    w.add_argument("--json", type=Path, default=SWEEP_JSON)
+    f = sub.add_parser("final", help="the preset, timed, on the test split")
+    f.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    f.add_argument("--json", type=Path, default=FINAL_JSON)
+    f.add_argument("overrides", nargs="*", help="config overrides (none: the preset as shipped)")
+    t = sub.add_parser("table", help="print the sweep table from its JSON")
+    t.add_argument("--json", type=Path, default=SWEEP_JSON)
+    args = p.parse_args(argv)
+    torch.set_num_threads(torch.get_num_threads())
+    {"speed": speed, "sweep": sweep, "final": final, "table": lambda a: print(sweep_table(json.loads(a.json.read_text())))}[args.cmd](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
