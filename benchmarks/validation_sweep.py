@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_seeds import difference_verdict, paired_interval, paired_test_se, read_results, seed_summary, write_results
+from bench_seeds import read_results, seed_summary, write_results
+from verdicts import judge
 
 import xbyol
 from xbyol.data import build_dataset
@@ -52,7 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "fashion_mnist_byol.yaml"
 RESULTS = ROOT / "benchmarks" / "results"
 SPEED_JSON, SWEEP_JSON, FINAL_JSON = (RESULTS / f"fmnist_validation_{n}.json" for n in ("speed", "sweep", "final"))
-PRESET_STEPS = 6200  # the preset's budget: 20 minutes of training with a margin (BENCHMARKS.md, "Fashion-MNIST")
 
 # arm -> overrides of the preset; the step count follows from the wall time (``speed``)
 ARMS: dict[str, list[str]] = {
@@ -77,8 +77,8 @@ def arm_overrides(arm: str) -> list[str]:
     return ARMS[arm]
 
 
-def batch_size_of(overrides: list[str]) -> int:
-    return xbyol.load_config(PRESET, overrides).data.batch_size
+def batch_size_of(preset: Path, overrides: list[str]) -> int:
+    return xbyol.load_config(preset, overrides).data.batch_size
 
 
 # ----------------------------------------------------------------------------- speed
@@ -99,9 +99,9 @@ def speed(args: argparse.Namespace) -> None:
             order = args.arms[rep % len(args.arms):] + args.arms[: rep % len(args.arms)]
             for arm in order:
                 ov = arm_overrides(arm)
-                bs = batch_size_of(ov)
+                bs = batch_size_of(args.config, ov)
                 steps = max(40, args.images // bs)
-                cfg = xbyol.load_config(PRESET, [*ov, "data.validation=true", f"train.steps={steps}", f"out_dir={tmp}",
+                cfg = xbyol.load_config(args.config, [*ov, "data.validation=true", f"train.steps={steps}", f"out_dir={tmp}",
                                                  f"name={arm}", "train.progress=false", "train.log_every=10",
                                                  "train.ckpt_minutes=null"])
                 run_dir = train(cfg, overwrite=True)
@@ -119,26 +119,25 @@ def speed(args: argparse.Namespace) -> None:
     print(json.dumps(data["ratio_to_base"], indent=1))
 
 
-def equal_time_steps(arm: str, fraction: float, ratios: dict[str, float]) -> int:
-    """Steps of ``arm`` in ``fraction`` of the preset's wall time: the preset's steps scaled by the arm's images/s
-    ratio to ``base`` and by the batch sizes."""
+def equal_time_steps(preset: Path, arm: str, fraction: float, ratios: dict[str, float]) -> int:
+    """Steps of ``arm`` in ``fraction`` of the preset's wall time: the preset's ``train.steps`` scaled by the arm's
+    images/s ratio to ``base`` and by the batch sizes."""
+    preset_steps = xbyol.load_config(preset).train.steps
+    if preset_steps is None:
+        raise SystemExit(f"{preset}: the sweep needs the preset's budget as train.steps, not train.epochs")
     if arm in SAME_COST:
-        return round(fraction * PRESET_STEPS)
+        return round(fraction * preset_steps)
     if arm not in ratios:
-        raise SystemExit(f"{SPEED_JSON}: no speed ratio for arm {arm!r}; run `validation_sweep.py speed --arms ... {arm}`")
-    bs_base, bs_arm = batch_size_of(ARMS["base"]), batch_size_of(ARMS[arm])
-    return round(fraction * PRESET_STEPS * ratios[arm] * bs_base / bs_arm)
+        raise SystemExit(f"no speed ratio for arm {arm!r}; run `validation_sweep.py speed --arms ... {arm}`")
+    bs_base, bs_arm = batch_size_of(preset, ARMS["base"]), batch_size_of(preset, ARMS[arm])
+    return round(fraction * preset_steps * ratios[arm] * bs_base / bs_arm)
 
 
 # ----------------------------------------------------------------------------- sweep
 
-def pack_hits(hits: np.ndarray) -> str:
-    """0/1 hits ``[N]`` -> hex string (8 images a byte)."""
-    return np.packbits(hits.astype(np.uint8)).tobytes().hex()
-
-
-def unpack_hits(text: str, n: int) -> list[float]:
-    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(float).tolist()
+def hit_string(hits: np.ndarray) -> str:
+    """0/1 hits ``[N]`` as a string of "0" and "1", the per-image form ``verdicts.py`` reads."""
+    return "".join("1" if h else "0" for h in hits)
 
 
 def score_hits(run_dir: Path) -> dict[str, Any]:
@@ -152,52 +151,49 @@ def score_hits(run_dir: Path) -> dict[str, Any]:
     knn_scores = knn_predict(te_x, tr_x, tr_y, int(max(tr_y.max(), te_y.max())) + 1, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
     knn_hits = (knn_scores.argmax(1) == te_y).numpy()
     return {"linear_probe": float(probe_hits.mean()), "knn": float(knn_hits.mean()), "n_eval": len(te_y),
-            "hits": {"linear_probe": pack_hits(probe_hits), "knn": pack_hits(knn_hits)}}
+            "per_image": {"hit_linear_probe": hit_string(probe_hits), "hit_knn": hit_string(knn_hits)}}
 
 
 def sweep(args: argparse.Namespace) -> None:
-    ratios = json.loads(SPEED_JSON.read_text())["ratio_to_base"] if SPEED_JSON.is_file() else {"base": 1.0}
-    data = read_results(args.json, {"fraction": args.fraction, "preset_steps": PRESET_STEPS}, {"runs": {}})
+    ratios = json.loads(args.speed_json.read_text())["ratio_to_base"] if args.speed_json.is_file() else {"base": 1.0}
+    budget = {"fraction": args.fraction, "preset_steps": xbyol.load_config(args.config).train.steps}
+    if args.config != PRESET:
+        budget["config"] = str(args.config)
+    data = read_results(args.json, budget, {"runs": {}})
     for seed in args.seeds:
         for arm in args.arms:
-            key = f"{arm}/seed{seed}"
-            if key in data["runs"]:
+            if f"seed{seed}" in data["runs"].get(arm, {}):
                 continue
-            steps = equal_time_steps(arm, args.fraction, ratios)
+            steps = equal_time_steps(args.config, arm, args.fraction, ratios)
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = xbyol.load_config(PRESET, [*arm_overrides(arm), "data.validation=true", f"train.steps={steps}",
+                cfg = xbyol.load_config(args.config, [*arm_overrides(arm), "data.validation=true", f"train.steps={steps}",
                                                  f"train.seed={seed}", f"out_dir={tmp}", f"name={arm}",
                                                  "train.progress=false", "train.log_every=50"])
                 t0 = time.perf_counter()
                 run_dir = train(cfg, overwrite=True)
                 train_s = time.perf_counter() - t0
-                entry = {"arm": arm, "seed": seed, "steps": steps, "overrides": arm_overrides(arm), "train_s": train_s,
-                         **score_hits(run_dir)}
-            data["runs"][key] = entry
+                entry = {"steps": steps, "overrides": arm_overrides(arm), "train_s": train_s, **score_hits(run_dir)}
+            data["runs"].setdefault(arm, {})[f"seed{seed}"] = entry
             write_results(args.json, data)
-            print(f"{key}: {steps} steps, {train_s:.0f} s; probe {entry['linear_probe']:.4f} kNN {entry['knn']:.4f}", flush=True)
+            print(f"{arm} seed {seed}: {steps} steps, {train_s:.0f} s; probe {entry['linear_probe']:.4f} "
+                  f"kNN {entry['knn']:.4f}", flush=True)
     print(sweep_table(data))
 
 
 def sweep_summary(data: dict[str, Any]) -> dict[str, Any]:
-    """Per arm: seeds, steps, mean/sd of each metric, and against ``base`` on the shared seeds the paired
-    95% interval of the difference (validation-set noise counted) with its verdict."""
-    runs = data["runs"]
-    arms = list(dict.fromkeys(r["arm"] for r in runs.values()))
+    """Per arm: seeds, steps, mean/sd of each metric, and against ``base`` on the shared seeds the paired 95%
+    interval of the difference with the validation set's noise from the per-image hits (``verdicts.judge``, the
+    function that checks the verdicts written in BENCHMARKS.md)."""
     out: dict[str, Any] = {}
-    for arm in arms:
-        mine = {r["seed"]: r for r in runs.values() if r["arm"] == arm}
-        row: dict[str, Any] = {"seeds": sorted(mine), "steps": sorted({r["steps"] for r in mine.values()})}
+    for arm, seeds in data["runs"].items():
+        keys = sorted(seeds, key=lambda k: int(k.removeprefix("seed")))
+        row: dict[str, Any] = {"seeds": [int(k.removeprefix("seed")) for k in keys],
+                               "steps": sorted({seeds[k]["steps"] for k in keys})}
         for m in ("linear_probe", "knn"):
-            row[m] = seed_summary([mine[s][m] for s in sorted(mine)])
-            base = {r["seed"]: r for r in runs.values() if r["arm"] == "base"}
-            shared = sorted(set(mine) & set(base))
-            if arm != "base" and len(shared) >= 2:
-                n = mine[shared[0]]["n_eval"]
-                a = [unpack_hits(mine[s]["hits"][m], n) for s in shared]
-                b = [unpack_hits(base[s]["hits"][m], n) for s in shared]
-                iv = paired_interval([mine[s][m] for s in shared], [base[s][m] for s in shared], test_se=paired_test_se(a, b))
-                row[f"{m}_vs_base"] = {"seeds": shared, "interval": iv, "verdict": difference_verdict(iv)}
+            row[m] = seed_summary([seeds[k][m] for k in keys])
+            if arm != "base" and "base" in data["runs"]:
+                verdict, interval, shared, _ = judge(data, SWEEP_JSON.name, f"runs/{arm}/*/{m}", f"runs/base/*/{m}")
+                row[f"{m}_vs_base"] = {"seeds": shared, "interval": interval, "verdict": verdict}
         out[arm] = row
     return out
 
@@ -213,7 +209,8 @@ def sweep_table(data: dict[str, Any]) -> str:
         diffs = []
         for m in ("linear_probe", "knn"):
             d = row.get(f"{m}_vs_base")
-            diffs.append("-" if d is None else f"{d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}: {d['verdict']}")
+            diffs.append("-" if d is None or d["interval"] is None else
+                         f"{d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}: {d['verdict']}")
         ov = " ".join(ARMS.get(arm, [])) or "the preset"
         lines.append(f"| {arm} | `{ov}` | {', '.join(map(str, row['steps']))} | {cells[0]} | {cells[1]} | {diffs[0]} | {diffs[1]} | "
                      f"{', '.join(map(str, row['seeds']))} |")
@@ -223,15 +220,15 @@ def sweep_table(data: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- final
 
 def final(args: argparse.Namespace) -> None:
-    cfg = xbyol.load_config(PRESET, list(args.overrides))
-    data = read_results(args.json, {"config": str(PRESET.relative_to(ROOT)), "overrides": list(args.overrides),
+    cfg = xbyol.load_config(args.config, list(args.overrides))
+    data = read_results(args.json, {"config": str(args.config.resolve().relative_to(ROOT)), "overrides": list(args.overrides),
                                     "steps": cfg.train.steps}, {"runs": {}})
     for seed in args.seeds:
         key = f"seed{seed}"
         if key in data["runs"]:
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "xbyol", "train", "-c", str(PRESET), "--eval",
+            cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "xbyol", "train", "-c", str(args.config), "--eval",
                    "--set", f"train.seed={seed}", "--set", f"out_dir={tmp}", "--set", "name=final",
                    "--set", "train.progress=false", *[x for o in args.overrides for x in ("--set", o)]]
             load_before = os.getloadavg()[0]
@@ -271,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("overrides", nargs="*", help="config overrides (none: the preset as shipped)")
     t = sub.add_parser("table", help="print the sweep table from its JSON")
     t.add_argument("--json", type=Path, default=SWEEP_JSON)
+    for sp in (s, w, f):
+        sp.add_argument("--config", type=Path, default=PRESET, help="the preset the arms change (default: Fashion-MNIST's)")
+    w.add_argument("--speed-json", type=Path, default=SPEED_JSON, help="the ratios written by `speed`")
     args = p.parse_args(argv)
     torch.set_num_threads(torch.get_num_threads())
     {"speed": speed, "sweep": sweep, "final": final, "table": lambda a: print(sweep_table(json.loads(a.json.read_text())))}[args.cmd](args)

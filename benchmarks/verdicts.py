@@ -61,6 +61,8 @@ FIXED_TEST: dict[str, Any] = {
     "crossmodal.json": lambda path: 1000,
     "crossmodal_800.json": lambda path: 1000,
     "crossmodal_projector_norm.json": lambda path: 1000,
+    "fmnist_validation_sweep.json": lambda path: 10000,
+    "fmnist_validation_final.json": lambda path: 10000,
 }
 ACCURACY_KEYS = ("linear_probe", "knn", "R@1", "R@5", "R@10")
 
@@ -106,12 +108,15 @@ def side_values(data: dict[str, Any], side: str) -> dict[str, Any]:
 
 def _per_image_side(side: str) -> str | None:
     """Where a score's per-image values live: ``.../X/scs_margin`` -> ``.../X/per_image/scs_margin``,
-    ``.../X/concept_accuracy/G`` -> ``.../X/per_image/hit_G``."""
+    ``.../X/concept_accuracy/G`` -> ``.../X/per_image/hit_G``, ``.../X/linear_probe`` -> ``.../X/per_image/hit_linear_probe``
+    (and ``knn``)."""
     keys = side.split("/")
     if keys[-1] == "scs_margin":
         return "/".join(keys[:-1] + ["per_image", "scs_margin"])
     if len(keys) >= 2 and keys[-2] == "concept_accuracy" and keys[-1] != "@mean":
         return "/".join(keys[:-2] + ["per_image", f"hit_{keys[-1]}"])
+    if keys[-1] in ("linear_probe", "knn"):
+        return "/".join(keys[:-1] + ["per_image", f"hit_{keys[-1]}"])
     return None
 
 

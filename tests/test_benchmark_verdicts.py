@@ -79,3 +79,20 @@ def test_fixed_test_set_uses_per_image_scores_when_the_file_has_them(verdicts, t
     (v,) = verdicts.check(tmp_path / "B.md", tmp_path / "r")
     assert v.ok and v.note == "per-image"
     assert v.interval == pytest.approx((0.5 - 0.400076, 0.5 + 0.400076), abs=1e-6)
+
+
+def test_probe_and_knn_hits_per_image_give_the_paired_test_error(verdicts, tmp_path):
+    # validation-sweep layout: runs/<arm>/<seed>/linear_probe with per_image/hit_linear_probe. Hits of a: 1101, 1011;
+    # of b: 1001, 1001 (accuracies 0.75, 0.75 vs 0.5, 0.5: per-seed differences 0.25, 0.25, seed part 0). Per image,
+    # the mean over seeds of a - b: 0, 0.5, 0.5, 0 -> sample sd 0.288675 / sqrt(4) = 0.144338; half = 1.959964 *
+    # 0.144338 = 0.282897 -> (-0.032897, 0.532897): no difference, where the binomial bound would be wider still.
+    def entry(hits: str) -> dict:
+        return {"linear_probe": hits.count("1") / len(hits), "per_image": {"hit_linear_probe": hits}}
+    runs = {"a": {"seed0": entry("1101"), "seed1": entry("1011")}, "base": {"seed0": entry("1001"), "seed1": entry("1001")}}
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "fmnist_validation_sweep.json").write_text(json.dumps({"runs": runs}))
+    (tmp_path / "B.md").write_text("<!-- verdict fmnist_validation_sweep.json: runs/a/*/linear_probe vs "
+                                   "runs/base/*/linear_probe = no difference -->\n")
+    (v,) = verdicts.check(tmp_path / "B.md", tmp_path / "r")
+    assert v.ok and v.note == "per-image"
+    assert v.interval == pytest.approx((0.25 - 0.282897, 0.25 + 0.282897), abs=1e-6)

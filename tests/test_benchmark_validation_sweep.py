@@ -1,0 +1,70 @@
+"""benchmarks/validation_sweep.py end to end on digits at a tiny budget: equal-time steps, the JSON it keeps and
+the paired verdicts of its table (its figures live in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from load_script import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_seeds and verdicts as run from there
+    try:
+        yield load_script(ROOT / "benchmarks" / "validation_sweep.py", "bench_validation_sweep")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+@pytest.fixture
+def preset(tmp_path):
+    cfg = {"data": {"name": "digits", "image_size": 16, "batch_size": 128},
+           "model": {"backbone": "resnet10_16", "proj_hidden": 64, "proj_dim": 32, "pred_hidden": 64},
+           "train": {"steps": 200, "optimizer": "adamw", "lr": 2e-3, "progress": False}}
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_equal_time_steps_scale_by_speed_and_batch(sweep, preset):
+    # b64 halves the batch (128 -> 64): 0.5 of 200 steps x 1.1 (its images/s over base's) x 64 / 32 = 220
+    assert sweep.equal_time_steps(preset, "b64", 0.5, {"base": 1.0, "b64": 1.1}) == 220
+    assert sweep.equal_time_steps(preset, "predlr10", 0.5, {"base": 1.0}) == 100  # no arithmetic changed: same steps
+    with pytest.raises(SystemExit, match="no speed ratio for arm 'res24'"):
+        sweep.equal_time_steps(preset, "res24", 0.5, {"base": 1.0})
+
+
+def test_speed_then_sweep_then_table(sweep, preset, tmp_path, capsys):
+    speed_json, sweep_json = tmp_path / "speed.json", tmp_path / "sweep.json"
+    sweep.main(["speed", "--config", str(preset), "--arms", "base", "b64", "--reps", "1", "--images", "640",
+                "--json", str(speed_json)])
+    speed = json.loads(speed_json.read_text())
+    assert speed["ratio_to_base"]["base"] == 1.0 and speed["ratio_to_base"]["b64"] > 0
+    assert [r["arm"] for r in speed["runs"]] == ["base", "b64"]
+    sweep.main(["sweep", "--config", str(preset), "--arms", "base", "predlr10", "--seeds", "0", "1", "--fraction", "0.1",
+                "--json", str(sweep_json), "--speed-json", str(speed_json)])
+    data = json.loads(sweep_json.read_text())
+    assert set(data["runs"]) == {"base", "predlr10"} and set(data["runs"]["base"]) == {"seed0", "seed1"}
+    entry = data["runs"]["predlr10"]["seed1"]
+    hits = entry["per_image"]["hit_linear_probe"]
+    assert entry["steps"] == 20 and len(hits) == 287 == entry["n_eval"]  # digits' validation split: the last 20%
+    assert entry["linear_probe"] == pytest.approx(hits.count("1") / 287)
+    summary = sweep.sweep_summary(data)
+    vs = summary["predlr10"]["knn_vs_base"]
+    assert vs["seeds"] == ["seed0", "seed1"] and vs["verdict"] in ("higher", "lower", "no difference at this budget")
+    lo, hi = vs["interval"]
+    diff = summary["predlr10"]["knn"]["mean"] - summary["base"]["knn"]["mean"]
+    assert lo < diff < hi
+    table = sweep.sweep_table(data)
+    assert "| predlr10 | `train.predictor_lr_scale=10` | 20 |" in table
+    # a second call reuses every entry already there
+    sweep.main(["sweep", "--config", str(preset), "--arms", "base", "predlr10", "--seeds", "0", "1", "--fraction", "0.1",
+                "--json", str(sweep_json), "--speed-json", str(speed_json)])
+    assert json.loads(sweep_json.read_text()) == data
