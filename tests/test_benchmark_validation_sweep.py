@@ -68,3 +68,25 @@ def test_speed_then_sweep_then_table(sweep, preset, tmp_path, capsys):
     sweep.main(["sweep", "--config", str(preset), "--arms", "base", "predlr10", "--seeds", "0", "1", "--fraction", "0.1",
                 "--json", str(sweep_json), "--speed-json", str(speed_json)])
     assert json.loads(sweep_json.read_text()) == data
+
+
+def test_time_v_report_is_read(sweep):
+    report = ("\tUser time (seconds): 2294.51\n\tSystem time (seconds): 104.20\n"
+              "\tElapsed (wall clock) time (h:mm:ss or m:ss): 20:13.07\n")
+    assert sweep.time_v_fields(report) == {"wall_s": pytest.approx(1213.07), "user_s": 2294.51, "system_s": 104.2}
+    assert sweep.time_v_fields(report.replace("20:13.07", "1:02:03.5"))["wall_s"] == pytest.approx(3723.5)
+
+
+def test_final_times_each_seed_and_scores_the_test_split(sweep, preset, tmp_path, monkeypatch):
+    # a stand-in for GNU time (not installed everywhere): run the command, then print time -v's three lines
+    shim = tmp_path / "fake_time.py"
+    shim.write_text("import subprocess, sys\nrc = subprocess.call(sys.argv[1:])\n"
+                    "print('User time (seconds): 1.5\\nSystem time (seconds): 0.5\\n"
+                    "Elapsed (wall clock) time (h:mm:ss or m:ss): 0:02.25', file=sys.stderr)\nsys.exit(rc)\n")
+    monkeypatch.setattr(sweep, "TIME_COMMAND", [sys.executable, str(shim)])
+    out = tmp_path / "final.json"
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)  # the config's path is stored relative to the repository root
+    sweep.main(["final", "--config", str(preset), "--seeds", "3", "--json", str(out), "train.steps=5"])
+    entry = json.loads(out.read_text())["runs"]["seed3"]
+    assert entry["wall_s"] == 2.25 and entry["user_s"] == 1.5 and entry["duration_s"] > 0
+    assert entry["n_eval"] == 360 == len(entry["per_image"]["hit_knn"])  # digits' test split, not validation
