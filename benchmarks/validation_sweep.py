@@ -64,6 +64,8 @@ ARMS: dict[str, list[str]] = {
     "b64": ["data.batch_size=64", "method.tau_base=0.99"],
     # smaller images, train and evaluation alike: about (24/28)^2 of the arithmetic per image, more steps in the time
     "res24": ["data.image_size=24"],
+    # progressive resizing: the first half of the steps on 20 px views (about half the arithmetic), the rest at 28
+    "prog20": ["aug.early_size=20", "aug.early_fraction=0.5"],
     # the predictor at 10x the learning rate (Tian et al. 2021; Chen & He 2021)
     "predlr10": ["train.predictor_lr_scale=10"],
 }

@@ -64,6 +64,8 @@ class AugCfg:
     blur_sigma: tuple[float, float] = opt((0.1, 2.0), "blur sigma range")
     solarize_p: tuple[float, float] = opt((0.0, 0.2), "solarisation probability for view 1 and view 2")
     normalize: bool = opt(True, "normalise views with the dataset mean/std")
+    early_size: int | None = opt(None, "progressive resizing: make the BYOL views of the first aug.early_fraction of the steps at this side (pixels, below data.image_size; a step's arithmetic scales with its square) and the rest at data.image_size; null: every step at data.image_size", low=8)
+    early_fraction: float = opt(0.5, "the part of the steps made with aug.early_size views", 0.0, 1.0)
     compile: bool | str = choice("auto", ["auto", True, False], "make each view with one compiled graph of a few fused kernels for the whole batch (torch.compile of xbyol.augment.batched) instead of eager ops on the samples each op touches; the same views up to float rounding; auto: on CUDA, where the eager ops' many small kernel launches hold a step back, and eager on the CPU, whose eager ops were tuned for it (BENCHMARKS.md, \"GPU\"); if compiling fails the run warns once and goes on eagerly")
 
 

@@ -49,6 +49,7 @@ from xbyol.training.resume import check_resume_changes
 from xbyol.training.run_files import MetricsLog, RunInfo, UnreadableFiles, tensorboard_writer
 from xbyol.training.sampler import step_batches, steps_per_epoch
 from xbyol.training.schedules import lr_at, tau_at
+from xbyol.training.view_schedule import EarlyViewSize
 
 
 class TrainingDiverged(RuntimeError):
@@ -235,6 +236,8 @@ class Trainer:
             self._restore(ckpt)
         self.step_module = self._wrap_distributed()
         self.callbacks = [*callbacks, progress_display(t.progress, f"train {cfg.method.name}")] if self.main else list(callbacks)
+        if cfg.aug.early_size is not None:  # before the others: they see the step's views already resized
+            self.callbacks.insert(0, EarlyViewSize(self.method, cfg.aug, cfg.aug.early_size, cfg.aug.early_fraction))
         self.scaler = torch.amp.GradScaler("cuda") if (self.precision == "fp16" and self.device.type == "cuda") else None
 
     # ------------------------------------------------------------------------- set-up
