@@ -105,6 +105,8 @@ def speed(args: argparse.Namespace) -> None:
                 ov = arm_overrides(arm)
                 bs = batch_size_of(args.config, ov)
                 steps = max(40, args.images // bs)
+                if early_fraction(args.config, arm) is not None:  # time the small views alone; see arm_ratio
+                    ov = [*ov, "aug.early_fraction=1.0"]
                 cfg = xbyol.load_config(args.config, [*ov, "data.validation=true", f"train.steps={steps}", f"out_dir={tmp}",
                                                  f"name={arm}", "train.progress=false", "train.log_every=10",
                                                  "train.ckpt_minutes=null"])
@@ -116,11 +118,27 @@ def speed(args: argparse.Namespace) -> None:
         raise SystemExit("speed: --arms must include base, the arm every ratio is measured against")
     base = {r["rep"]: r["images_per_s"] for r in mine if r["arm"] == "base"}
     data["runs"] += mine
-    data["ratio_to_base"].update({arm: statistics.median(r["images_per_s"] / base[r["rep"]] for r in mine if r["arm"] == arm)
-                                  for arm in args.arms if arm != "base"})
-    data["ratio_to_base"]["base"] = 1.0
+    for arm in args.arms:
+        measured = statistics.median(r["images_per_s"] / base[r["rep"]] for r in mine if r["arm"] == arm)
+        data["ratio_to_base"][arm] = arm_ratio(args.config, arm, measured)
+        if early_fraction(args.config, arm) is not None:
+            data.setdefault("early_views_ratio_to_base", {})[arm] = measured
     write_results(args.json, data)
     print(json.dumps(data["ratio_to_base"], indent=1))
+
+
+def early_fraction(preset: Path, arm: str) -> float | None:
+    """The part of ``arm``'s steps made on smaller views (``aug.early_size``), None without progressive resizing."""
+    aug = xbyol.load_config(preset, arm_overrides(arm)).aug
+    return aug.early_fraction if aug.early_size is not None else None
+
+
+def arm_ratio(preset: Path, arm: str, measured: float) -> float:
+    """``arm``'s images/s over the whole run relative to ``base``. ``measured`` is its ratio as timed; for an arm
+    with progressive resizing that is the small views' ratio ``r`` (timed alone), and a fraction ``f`` of the
+    steps at ``r`` with the rest at the full size (base's speed) averages ``1 / (f / r + 1 - f)``."""
+    f = early_fraction(preset, arm)
+    return measured if f is None else 1.0 / (f / measured + 1.0 - f)
 
 
 def equal_time_steps(preset: Path, arm: str, fraction: float, ratios: dict[str, float]) -> int:

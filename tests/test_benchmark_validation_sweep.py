@@ -90,3 +90,10 @@ def test_final_times_each_seed_and_scores_the_test_split(sweep, preset, tmp_path
     entry = json.loads(out.read_text())["runs"]["seed3"]
     assert entry["wall_s"] == 2.25 and entry["user_s"] == 1.5 and entry["duration_s"] > 0
     assert entry["n_eval"] == 360 == len(entry["per_image"]["hit_knn"])  # digits' test split, not validation
+
+
+def test_progressive_arm_averages_the_time_of_its_two_sizes(sweep, preset):
+    # prog20: half the steps on views timed at 2x base's images/s, half at base's: 1 / (0.5 / 2 + 0.5) = 4/3
+    assert sweep.early_fraction(preset, "prog20") == 0.5 and sweep.early_fraction(preset, "b64") is None
+    assert sweep.arm_ratio(preset, "prog20", 2.0) == pytest.approx(4 / 3)
+    assert sweep.arm_ratio(preset, "b64", 1.1) == 1.1
