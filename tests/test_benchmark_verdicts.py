@@ -35,6 +35,15 @@ def _write(tmp_path: Path, md: str, data: dict) -> tuple[Path, Path]:
     return tmp_path / "B.md", tmp_path / "r"
 
 
+def _one_verdict(verdicts, tmp_path: Path, file: str, data: dict, marker: str):
+    """The one verdict of a BENCHMARKS.md holding ``<!-- verdict file: marker -->`` over ``data`` as ``file``."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / file).write_text(json.dumps(data))
+    (tmp_path / "B.md").write_text(f"<!-- verdict {file}: {marker} -->\n")
+    (v,) = verdicts.check(tmp_path / "B.md", tmp_path / "r")
+    return v
+
+
 def test_a_wrong_stated_verdict_is_caught_and_pairing_is_by_seed(verdicts, tmp_path):
     # per-seed a - b = 0.05 exactly: the paired interval is (0.05, 0.05), "higher", although the unpaired
     # intervals of a (0.5, 0.6, 0.7) and b (0.45, 0.55, 0.65) overlap
@@ -52,11 +61,8 @@ def test_fixed_test_set_adds_the_binomial_error_and_mean_of_groups(verdicts, tmp
     # and the half-width is 1.96 * sqrt(0.978 * 0.022 / 360 + 0.961 * 0.039 / 360) = 0.025090 -> no difference
     data = {"runs": {"digits": {f"seed{i}": {"byol": {"knn": 0.978}} for i in range(3)}},
             "raw_pixels": {"digits": {"knn": 0.961}}}
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "quality_seeds.json").write_text(json.dumps(data))
-    (tmp_path / "B.md").write_text("<!-- verdict quality_seeds.json: runs/digits/*/byol/knn vs raw_pixels/digits/knn "
-                                   "= no difference -->\n")
-    (v,) = verdicts.check(tmp_path / "B.md", tmp_path / "r")
+    v = _one_verdict(verdicts, tmp_path, "quality_seeds.json", data,
+                     "runs/digits/*/byol/knn vs raw_pixels/digits/knn = no difference")
     assert v.ok and v.interval == pytest.approx((0.017 - 0.025090, 0.017 + 0.025090), abs=1e-6)
     # "@mean" is the mean of a dict's groups, leaving out the "_chance" entries
     assert verdicts.side_values({"runs": {"seed0": {"x": {"a": 0.2, "a_chance": 0.9, "b": 0.4}}}},
@@ -72,11 +78,8 @@ def test_fixed_test_set_uses_per_image_scores_when_the_file_has_them(verdicts, t
         acc = hits.replace("-", "").count("1") / len(hits.replace("-", ""))
         return {"concepts": {"concept_accuracy": {"class": acc}, "per_image": {"hit_class": hits}}}
     runs = {"seed0": {"x": entry("1101-"), "y": entry("1000-")}, "seed1": {"x": entry("1001-"), "y": entry("0000-")}}
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "explainable_fashion_mnist.json").write_text(json.dumps({"runs": runs}))
-    (tmp_path / "B.md").write_text("<!-- verdict explainable_fashion_mnist.json: runs/*/x/concepts/concept_accuracy/class"
-                                   " vs runs/*/y/concepts/concept_accuracy/class = higher -->\n")
-    (v,) = verdicts.check(tmp_path / "B.md", tmp_path / "r")
+    v = _one_verdict(verdicts, tmp_path, "explainable_fashion_mnist.json", {"runs": runs},
+                     "runs/*/x/concepts/concept_accuracy/class vs runs/*/y/concepts/concept_accuracy/class = higher")
     assert v.ok and v.note == "per-image"
     assert v.interval == pytest.approx((0.5 - 0.400076, 0.5 + 0.400076), abs=1e-6)
 
@@ -89,10 +92,7 @@ def test_probe_and_knn_hits_per_image_give_the_paired_test_error(verdicts, tmp_p
     def entry(hits: str) -> dict:
         return {"linear_probe": hits.count("1") / len(hits), "per_image": {"hit_linear_probe": hits}}
     runs = {"a": {"seed0": entry("1101"), "seed1": entry("1011")}, "base": {"seed0": entry("1001"), "seed1": entry("1001")}}
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "fmnist_validation_sweep.json").write_text(json.dumps({"runs": runs}))
-    (tmp_path / "B.md").write_text("<!-- verdict fmnist_validation_sweep.json: runs/a/*/linear_probe vs "
-                                   "runs/base/*/linear_probe = no difference -->\n")
-    (v,) = verdicts.check(tmp_path / "B.md", tmp_path / "r")
+    v = _one_verdict(verdicts, tmp_path, "fmnist_validation_sweep.json", {"runs": runs},
+                     "runs/a/*/linear_probe vs runs/base/*/linear_probe = no difference")
     assert v.ok and v.note == "per-image"
     assert v.interval == pytest.approx((0.25 - 0.282897, 0.25 + 0.282897), abs=1e-6)
