@@ -37,6 +37,7 @@ def test_equal_time_steps_scale_by_speed_and_batch(sweep, preset):
     # b64 halves the batch (128 -> 64): 0.5 of 200 steps x 1.1 (its images/s over base's) x 64 / 32 = 220
     assert sweep.equal_time_steps(preset, "b64", 0.5, {"base": 1.0, "b64": 1.1}) == 220
     assert sweep.equal_time_steps(preset, "predlr10", 0.5, {"base": 1.0}) == 100  # no arithmetic changed: same steps
+    assert sweep.equal_time_steps(preset, "b64_predlr10", 0.5, {"base": 1.0, "b64": 1.1}) == 220  # timed as b64
     with pytest.raises(SystemExit, match="no speed ratio for arm 'res24'"):
         sweep.equal_time_steps(preset, "res24", 0.5, {"base": 1.0})
 
