@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_seeds import read_results, seed_summary, write_results
+from bench_seeds import NO_DIFFERENCE, read_results, seed_summary, write_results
 from verdicts import judge
 
 import xbyol
@@ -235,8 +235,12 @@ def sweep_table(data: dict[str, Any]) -> str:
         diffs = []
         for m in ("linear_probe", "knn"):
             d = row.get(f"{m}_vs_base")
-            diffs.append("-" if d is None or d["interval"] is None else
-                         f"{d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}: {d['verdict']}")
+            if d is None or d["interval"] is None:
+                diffs.append("-")
+                continue
+            stated = "no difference" if d["verdict"] == NO_DIFFERENCE else d["verdict"]
+            marker = f"<!-- verdict {SWEEP_JSON.name}: runs/{arm}/*/{m} vs runs/base/*/{m} = {stated} -->"
+            diffs.append(f"{d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}: {d['verdict']}{marker}")
         ov = " ".join(ARMS.get(arm, [])) or "the preset"
         lines.append(f"| {arm} | `{ov}` | {', '.join(map(str, row['steps']))} | {cells[0]} | {cells[1]} | {diffs[0]} | {diffs[1]} | "
                      f"{', '.join(map(str, row['seeds']))} |")
