@@ -224,6 +224,18 @@ def sweep_summary(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def speed_table(speed: dict[str, Any], preset: Path, fraction: float) -> str:
+    """Each timed arm's images/s ratio to ``base`` (median over repetitions; a progressive arm's small views and
+    its whole-run average) and the steps it gets in ``fraction`` of the preset's time."""
+    lines = ["| arm | images/s / base's (median of the repetitions) | steps |", "|---|---|---|"]
+    for arm, ratio in speed["ratio_to_base"].items():
+        small = speed.get("early_views_ratio_to_base", {}).get(arm)
+        cell = f"{ratio:.3f}" if small is None else \
+            f"{ratio:.3f} (its small views {small:.3f}, {early_fraction(preset, arm):.0%} of the steps)"
+        lines.append(f"| {arm} | {cell} | {equal_time_steps(preset, arm, fraction, speed['ratio_to_base'])} |")
+    return "\n".join(lines)
+
+
 def sweep_table(data: dict[str, Any]) -> str:
     lines = ["| arm | overrides | steps | validation probe | validation kNN | probe - base (95%, paired) | kNN - base (95%, paired) | seeds |",
              "|---|---|---|---|---|---|---|---|"]
@@ -274,6 +286,14 @@ def final(args: argparse.Namespace) -> None:
         print(f"{key}: trained {entry['duration_s']:.0f} s; probe {entry['linear_probe']:.4f} kNN {entry['knn']:.4f}", flush=True)
 
 
+def table(args: argparse.Namespace) -> None:
+    """Print the speed table (when its JSON is there) and the sweep table, as BENCHMARKS.md holds them."""
+    data = json.loads(args.json.read_text())
+    if args.speed_json.is_file():
+        print(speed_table(json.loads(args.speed_json.read_text()), args.config, data["budget"]["fraction"]) + "\n")
+    print(sweep_table(data))
+
+
 def time_v_fields(stderr: str) -> dict[str, float]:
     """Wall, user and system seconds from ``/usr/bin/time -v``'s report."""
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", stderr)
@@ -304,12 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("overrides", nargs="*", help="config overrides (none: the preset as shipped)")
     t = sub.add_parser("table", help="print the sweep table from its JSON")
     t.add_argument("--json", type=Path, default=SWEEP_JSON)
-    for sp in (s, w, f):
+    for sp in (s, w, f, t):
         sp.add_argument("--config", type=Path, default=PRESET, help="the preset the arms change (default: Fashion-MNIST's)")
-    w.add_argument("--speed-json", type=Path, default=SPEED_JSON, help="the ratios written by `speed`")
+    for sp in (w, t):
+        sp.add_argument("--speed-json", type=Path, default=SPEED_JSON, help="the ratios written by `speed`")
     args = p.parse_args(argv)
     torch.set_num_threads(torch.get_num_threads())
-    {"speed": speed, "sweep": sweep, "final": final, "table": lambda a: print(sweep_table(json.loads(a.json.read_text())))}[args.cmd](args)
+    {"speed": speed, "sweep": sweep, "final": final, "table": table}[args.cmd](args)
     return 0
 
 

@@ -67,6 +67,8 @@ def test_speed_then_sweep_then_table(sweep, preset, tmp_path, capsys):
     assert "| predlr10 | `train.predictor_lr_scale=10` | 20 |" in table
     stated = "no difference" if vs["verdict"].startswith("no difference") else vs["verdict"]
     assert f"<!-- verdict fmnist_validation_sweep.json: runs/predlr10/*/knn vs runs/base/*/knn = {stated} -->" in table
+    speed_rows = sweep.speed_table(speed, preset, 0.1).splitlines()
+    assert speed_rows[2].startswith("| base | 1.000 | 20 |") and speed_rows[3].startswith("| b64 |")
     # a second call reuses every entry already there
     sweep.main(["sweep", "--config", str(preset), "--arms", "base", "predlr10", "--seeds", "0", "1", "--fraction", "0.1",
                 "--json", str(sweep_json), "--speed-json", str(speed_json)])
