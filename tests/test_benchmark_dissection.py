@@ -4,11 +4,10 @@ and the section's table is re-made while its hand-written reading is kept."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from load_script import load_script
+from load_script import benchmark_script
 
 from xbyol.config import from_dict
 from xbyol.data.shapes import ShapesDataset
@@ -21,11 +20,8 @@ T_975_2 = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom (
 
 @pytest.fixture(scope="module")
 def dis():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports its sibling helpers as run from there
-    try:
-        yield load_script(ROOT / "benchmarks" / "dissection.py", "bench_dissection")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_script("dissection") as module:
+        yield module
 
 
 def _row(seed: int, model: str, init: str, layer: str, detectors: int, loss: str = "", loss_filter: str = "",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from load_script import load_script
+from load_script import benchmark_script
 
 from xbyol.data.shapes import ShapesDataset
 
@@ -17,11 +16,8 @@ T_975_2 = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom (
 
 @pytest.fixture(scope="module")
 def er():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports its sibling helpers as run from there
-    try:
-        yield load_script(ROOT / "benchmarks" / "explainer_references.py", "bench_explainer_references")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_script("explainer_references") as module:
+        yield module
 
 
 def test_sample_grid_runs_from_m_plus_1_to_shaps_default(er):

@@ -9,18 +9,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from load_script import load_script
+from load_script import benchmark_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_seeds and verdicts as run from there
-    try:
-        yield load_script(ROOT / "benchmarks" / "validation_sweep.py", "bench_validation_sweep")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_script("validation_sweep") as module:
+        yield module
 
 
 @pytest.fixture

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from load_script import load_script
+from load_script import benchmark_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def verdicts():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_seeds as run from there
-    try:
-        yield load_script(ROOT / "benchmarks" / "verdicts.py", "bench_verdicts")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_script("verdicts") as module:
+        yield module
 
 
 def test_every_marked_verdict_in_benchmarks_md_matches_the_json(verdicts):
