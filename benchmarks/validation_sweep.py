@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from bench_seeds import NO_DIFFERENCE, read_results, seed_summary, write_results
 from verdicts import judge
 
@@ -329,7 +328,6 @@ def main(argv: list[str] | None = None) -> int:
     for sp in (w, t):
         sp.add_argument("--speed-json", type=Path, default=SPEED_JSON, help="the ratios written by `speed`")
     args = p.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
     {"speed": speed, "sweep": sweep, "final": final, "table": table}[args.cmd](args)
     return 0
 
