@@ -25,6 +25,25 @@ def replace_section(md: str, heading: str, text: str) -> str:
     return old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
 
 
-def write_section(path: Path, heading: str, text: str) -> None:
-    """Rewrite ``path`` (created when missing) with :func:`replace_section`."""
-    path.write_text(replace_section(path.read_text() if path.is_file() else "", heading, text))
+def hand_written_tail(md: str, heading: str, marker: str) -> str:
+    """The part of ``md``'s section under ``heading`` from its first line starting with ``marker``
+    to the section's end (the next ``## `` heading), or '' when the section or the line is missing.
+
+    A script renders its section's budget, rules and tables; what follows them (a ``### Reading``,
+    a ``Reading:`` paragraph, a hand-made subsection) is written by hand and must survive ``--write``.
+    """
+    section = re.search(re.escape(heading) + r"\n.*?(?=^## |\Z)", md, re.S | re.M)
+    at = re.search("^" + re.escape(marker), section.group(0), re.M) if section else None
+    return section.group(0)[at.start():].strip("\n") if at else ""
+
+
+def write_section(path: Path, heading: str, text: str, keep: str | None = None) -> None:
+    """Rewrite ``path`` (created when missing) with :func:`replace_section`; with ``keep``, the
+    section's hand-written tail from its first line starting with ``keep`` (:func:`hand_written_tail`)
+    follows ``text``, and a line says so, since the tail may now disagree with the new tables."""
+    md = path.read_text() if path.is_file() else ""
+    tail = hand_written_tail(md, heading, keep) if keep else ""
+    if tail:
+        text = text.rstrip("\n") + "\n\n" + tail + "\n"
+        print(f"{path.name}: kept the hand-written part of {heading!r} from {keep!r}; check it against the new tables")
+    path.write_text(replace_section(md, heading, text))

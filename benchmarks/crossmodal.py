@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 import sys
 import time
 from pathlib import Path
@@ -327,19 +326,6 @@ def section(args: argparse.Namespace, data: dict[str, Any], names: list[str], co
     )
 
 
-def keep_subsections(md: str, text: str) -> str:
-    """``text`` followed by the ``### `` subsections that the section already has in ``md``.
-
-    The script renders the section's budget, rules and table; the subsections below them
-    (the longer-budget reference, the Reading) are written by hand and survive ``--write``.
-    """
-    old = re.search(re.escape(SECTION) + r"\n.*?(?=^## |\Z)", md, re.S | re.M)
-    sub = re.search(r"^### ", old.group(0), re.M) if old else None
-    if sub is None:
-        return text
-    return text.rstrip("\n") + "\n\n" + old.group(0)[sub.start():]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -365,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.write:
         md = Path(__file__).resolve().parent / "BENCHMARKS.md"
-        write_section(md, SECTION, keep_subsections(md.read_text() if md.is_file() else "", text))
+        write_section(md, SECTION, text, keep="### ")  # the hand-written subsections (longer budget, Reading) stay
     return 0
 
 

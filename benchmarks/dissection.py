@@ -282,23 +282,9 @@ def section_text(data: dict[str, Any], json_shown: str, threads: int) -> str:
     return "\n".join(lines)
 
 
-def kept_reading(md: str) -> str:
-    """The hand-written "Reading:" paragraph(s) of the section in ``md`` (to the next ``## ``), or ''."""
-    start = md.find(SECTION + "\n")
-    if start < 0:
-        return ""
-    end = md.find("\n## ", start + len(SECTION))
-    section = md[start:] if end < 0 else md[start:end + 1]
-    at = section.find("\n" + READING)
-    return section[at + 1:].strip() if at >= 0 else ""
-
-
 def write_markdown(path: Path, body: str) -> None:
-    """Replace the section in ``path`` with ``body``, keeping its hand-written reading."""
-    reading = kept_reading(path.read_text() if path.is_file() else "")
-    write_section(path, SECTION, f"{SECTION}\n\n{body.strip()}\n" + (f"\n{reading}\n" if reading else ""))
-    if reading:
-        print(f"kept the section's hand-written '{READING}': check it against the new table")
+    """Replace the section in ``path`` with ``body``, keeping its hand-written reading (from ``Reading:``)."""
+    write_section(path, SECTION, f"{SECTION}\n\n{body.strip()}\n", keep=READING)
 
 
 def _shown(path: Path) -> str:

@@ -1050,9 +1050,9 @@ def main(argv: list[str] | None = None) -> int:
         print(ex_text)
     if args.write:
         md = Path(__file__).resolve().parent / "BENCHMARKS.md"
-        write_section(md, FASHION_SECTION if args.dataset == "fashion-mnist" else SECTION, text)
+        write_section(md, FASHION_SECTION if args.dataset == "fashion-mnist" else SECTION, text, keep="### Reading")
         if ex_text:
-            write_section(md, EXPLAIN_SECTION, ex_text)
+            write_section(md, EXPLAIN_SECTION, ex_text, keep="### Reading")
     return 0
 
 

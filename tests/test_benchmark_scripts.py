@@ -60,6 +60,17 @@ def test_replace_section_appends_a_missing_section_and_titles_an_empty_file(benc
     assert path.read_text() == "# Benchmarks\n\n## C\n\nc\n"
 
 
+def test_write_section_keeps_the_hand_written_reading_after_generated_subsections(bench_markdown, tmp_path):
+    """explainable.py renders '### ' tables of its own, so only the part from '### Reading' is kept."""
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## A\n\nold\n\n### Table\n\nold t\n\n### Reading\n\n- by hand\n\n## B\n\nb\n")
+    bench_markdown.write_section(path, "## A", "## A\n\nnew\n\n### Table\n\nnew t\n", keep="### Reading")
+    assert path.read_text() == ("# Benchmarks\n\n## A\n\nnew\n\n### Table\n\nnew t\n\n### Reading\n\n- by hand\n\n"
+                                "## B\n\nb\n")
+    assert bench_markdown.hand_written_tail(path.read_text(), "## B", "### Reading") == ""  # no such line in B
+    assert bench_markdown.hand_written_tail("# Benchmarks\n", "## A", "### Reading") == ""  # no section A
+
+
 @pytest.fixture(scope="module")
 def quality():
     sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_seeds as run from there

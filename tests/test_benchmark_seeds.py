@@ -99,13 +99,14 @@ def test_crossmodal_ratio_to_clip_is_paired_by_seed(benchmarks_on_path, tmp_path
     assert "a cell marked (n=1) is a single run with no spread" in xm.section(args, data, ["xmodal_batch", "clip"], "cmd")
 
 
-def test_crossmodal_write_keeps_hand_written_subsections(benchmarks_on_path):
+def test_crossmodal_write_keeps_hand_written_subsections(benchmarks_on_path, tmp_path):
     xm = _load("crossmodal")
-    md = ("# Benchmarks\n\n" + xm.SECTION + "\n\nold table\n\n### Longer budget\n\nby hand\n\n### Reading\n\n- kept\n\n"
-          "## Next section\n\nother\n")
-    out = xm.keep_subsections(md, xm.SECTION + "\n\nnew table\n")
-    assert out == xm.SECTION + "\n\nnew table\n\n### Longer budget\n\nby hand\n\n### Reading\n\n- kept\n\n"
-    assert xm.keep_subsections("# Benchmarks\n", "text\n") == "text\n"  # no section yet: nothing to keep
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n" + xm.SECTION + "\n\nold table\n\n### Longer budget\n\nby hand\n\n### Reading\n\n"
+                    "- kept\n\n## Next section\n\nother\n")
+    xm.write_section(path, xm.SECTION, xm.SECTION + "\n\nnew table\n", keep="### ")
+    assert path.read_text() == ("# Benchmarks\n\n" + xm.SECTION + "\n\nnew table\n\n### Longer budget\n\nby hand\n\n"
+                                "### Reading\n\n- kept\n\n## Next section\n\nother\n")
 
 
 def _dissection_row(seed: int, init: str, detectors: int, loss: str) -> dict:
