@@ -18,9 +18,15 @@ the rank-faithfulness excess), else, for an accuracy, from the two accuracies an
 images (:func:`bench_seeds.accuracy_difference_se`, an upper bound); a non-accuracy score on a fixed test
 set without per-image values is ``undecided``.
 
+Near flipping (:func:`near_flip`): more seeds are worth their cost where a verdict could change. From 3 to
+5 seeds the t interval narrows to about half (t 4.30/sqrt(3) -> 2.78/sqrt(5) times the sd), so a "no
+difference" whose mean is at least half its interval's half-width from 0 could become decided, and a decided
+verdict whose interval ends within one half-width of 0 could be undone by one more seed's value.
+
 Usage::
 
     python benchmarks/verdicts.py            # every marker: computed vs stated; exit status 1 on a mismatch
+    python benchmarks/verdicts.py --near-flip   # also list the verdicts near flipping, with their seeds
 """
 
 from __future__ import annotations
@@ -82,6 +88,21 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.computed.startswith(self.stated)
+
+
+def near_flip(interval: tuple[float, float] | None) -> bool:
+    """Whether a verdict with this 95% interval of ``a - b`` is near flipping (the module's rule).
+
+    ``no difference`` (0 inside): ``|mean| >= half-width / 2``. Decided (0 outside): the edge nearest 0
+    is within one half-width of it, i.e. ``|mean| < 2 half-widths``. ``None`` (undecided): False.
+    """
+    if interval is None:
+        return False
+    lo, hi = interval
+    mean, half = (lo + hi) / 2, (hi - lo) / 2
+    if lo <= 0 <= hi:
+        return abs(mean) >= half / 2
+    return abs(mean) < 2 * half
 
 
 def _walk(node: Any, keys: list[str]) -> Any:
@@ -187,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--md", default=str(HERE / "BENCHMARKS.md"))
     p.add_argument("--results", default=str(HERE / "results"))
+    p.add_argument("--near-flip", action="store_true",
+                   help="also list the verdicts near flipping (the module docstring's rule): where more seeds may "
+                        "change the verdict")
     args = p.parse_args(argv)
     verdicts = check(Path(args.md), Path(args.results))
     for v in verdicts:
@@ -194,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'ok  ' if v.ok else 'MISMATCH'} line {v.line}: {v.file} {v.a} vs {v.b}: stated {v.stated}, "
               f"computed {v.computed} (a - b: {iv}; {len(v.seeds)} seeds; {v.note})")
     bad = [v for v in verdicts if not v.ok]
+    if args.near_flip:
+        near = [v for v in verdicts if near_flip(v.interval)]
+        print(f"near flipping ({len(near)}):")
+        for v in near:
+            iv = f"{v.interval[0]:+.4f} .. {v.interval[1]:+.4f}" if v.interval else "-"
+            print(f"  line {v.line}: {v.file} {v.a} vs {v.b}: {v.computed} ({iv}; seeds {', '.join(v.seeds)})")
     print(f"{len(verdicts)} marked verdicts, {len(bad)} mismatches")
     return 1 if bad else 0
 

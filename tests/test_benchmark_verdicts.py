@@ -92,3 +92,27 @@ def test_probe_and_knn_hits_per_image_give_the_paired_test_error(verdicts, tmp_p
                      "runs/a/*/linear_probe vs runs/base/*/linear_probe = no difference")
     assert v.ok and v.note == "per-image"
     assert v.interval == pytest.approx((0.25 - 0.282897, 0.25 + 0.282897), abs=1e-6)
+
+
+def test_near_flip_rule_on_hand_worked_intervals(verdicts):
+    near = verdicts.near_flip
+    # no difference: flagged where |mean| >= half-width / 2 (five seeds' interval, about half as wide, could decide it)
+    assert near((-0.01, 0.05))  # mean 0.02, half-width 0.03: 0.02 >= 0.015
+    assert not near((-0.03, 0.03))  # centred on 0
+    assert not near((-0.02, 0.03))  # mean 0.005 < half-width 0.025 / 2
+    # decided: flagged where the edge nearest 0 is within one half-width of it (|mean| < 2 half-widths)
+    assert near((0.005, 0.035))  # mean 0.02, half-width 0.015: edge 0.005 < 0.015
+    assert near((-0.035, -0.005))  # the same below 0
+    assert not near((0.10, 0.12))  # edge 0.10, half-width 0.01
+    assert not near(None)  # undecided: no interval
+
+
+def test_near_flip_listing_names_the_verdict_and_its_seeds(verdicts, tmp_path, capsys):
+    data = {"runs": {f"seed{i}": {"a": {"s": a}, "b": {"s": 0.0}} for i, a in enumerate((0.01, 0.02, 0.03))}}
+    md, results = _write(tmp_path, "<!-- verdict explainable.json: runs/*/a/s vs runs/*/b/s = no difference -->\n", data)
+    assert verdicts.main(["--md", str(md), "--results", str(results), "--near-flip"]) == 0
+    out = capsys.readouterr().out
+    # differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01, half-width 4.303 * 0.01 / sqrt(3) = 0.0248: 0 inside, and
+    # |mean| 0.02 >= 0.0124, so near flipping
+    assert "near flipping (1):\n  line 1: explainable.json runs/*/a/s vs runs/*/b/s: no difference at this budget" in out
+    assert "(-0.0048 .. +0.0448; seeds seed0, seed1, seed2)" in out
