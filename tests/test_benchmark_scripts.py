@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import re
 import statistics
 import sys
 import types
@@ -667,6 +668,26 @@ def test_explainable_mean_sd_variants_and_budget_guard(explainable, tmp_path):
     for bad in (["--eval-train", "100"], ["--dataset", "fashion-mnist", "--eval-train", "0"]):
         with pytest.raises(SystemExit):
             explainable.parse_args(bad)
+
+
+def test_fashion_section_is_remade_from_its_json_and_the_label_matched_budget_gets_its_own(explainable):
+    """The committed 350-step section re-renders byte for byte from its JSON and command; the full-budget,
+    label-matched results (maps fitted on all 60,000 images) get another heading, so --write cannot replace it."""
+    md = (ROOT / "benchmarks" / "BENCHMARKS.md").read_text()
+    at = md.index(explainable.FASHION_SECTION + "\n")
+    section = md[at:md.index("\n## ", at + 1)]
+    command = re.search(r"Command: `python benchmarks/explainable.py (.*?)`", section).group(1)
+    data = json.loads((ROOT / "benchmarks" / "results" / "explainable_fashion_mnist.json").read_text())
+    args = explainable.parse_args(command.split())
+    text = explainable.fashion_section(args, data, "python benchmarks/explainable.py " + command)
+    assert text.rstrip() == section[:section.index("### Reading")].rstrip()
+    assert "binary cross-entropy" in text and "byol_ft_matched" not in text
+    data["budget"]["eval_train"] = 60000
+    matched = explainable.fashion_section(args, data, "cmd")
+    assert text.startswith(explainable.FASHION_SECTION + "\n")
+    assert matched.startswith(explainable.FASHION_MATCHED_SECTION + "\n")
+    assert "softmax cross-entropy over the ten class" in matched and "`byol_ft_matched` is BYOL for half" in matched
+    assert "**Label-matched:** the probe, the kNN bank and every post-hoc map are fitted on the whole 60,000" in matched
 
 
 def _tiny_fashion_run(tmp_path: Path, tiny_overrides: dict, method: str) -> Path:
