@@ -995,6 +995,28 @@ def rank_section(data: dict[str, Any]) -> list[str]:
             t, ""]
 
 
+EXPLAINED = ("byol", "xbyol", "random_init")  # the encoders --faithfulness and --explain-eval grade
+
+
+def runs_needed(args: argparse.Namespace, data: dict[str, Any], seed: int) -> set[str]:
+    """The trained rows of ``seed`` whose run directories this call reads although their scores are stored:
+    a new row that starts from them, a check not yet in ``data`` (rank faithfulness of every row; faithfulness
+    and explain-eval of :data:`EXPLAINED`, random init being BYOL's run with a fresh encoder). Each is re-made
+    by :func:`restore_run` when its directory is gone."""
+    key = f"seed{seed}"
+    runs = data["runs"].get(key, {})
+    rank = data.get("faithfulness_rank", {}).get(key, {})
+    rank_todo = {v for v in RANK_ROWS if v in args.variants and v not in rank} if args.rank_faithfulness else set()
+    graded = {check for check, on in (("faithfulness", args.faithfulness), ("explain", args.explain_eval)) if on}
+    graded_todo = {v for check in graded for v in EXPLAINED if v not in data.get(check, {}).get(key, {})}
+    needed = {v for v in rank_todo | graded_todo if v not in UNTRAINED and v not in SUPERVISED}
+    if rank_todo or "random_init" in graded_todo or any(w not in runs for w in NEEDS_BYOL if w in args.variants):
+        needed.add("byol")  # the untrained and supervised rows read its data, bank and config
+    if "byol_ft_matched" in rank_todo or ("byol_ft_matched" in args.variants and "byol_ft_matched" not in runs):
+        needed.add("byol_half")  # byol_ft_matched's starting point
+    return needed
+
+
 def run_all(args: argparse.Namespace, data: dict[str, Any], path: Path) -> None:
     """Score every (seed, variant) not yet in ``data``, saving ``path`` after each entry."""
     order = [v for v in args.variants if v not in UNTRAINED]
@@ -1007,12 +1029,10 @@ def run_all(args: argparse.Namespace, data: dict[str, Any], path: Path) -> None:
         runs = data["runs"].setdefault(f"seed{seed}", {})
         rank = data.setdefault("faithfulness_rank", {}).setdefault(f"seed{seed}", {})
         rank_todo = [v for v in RANK_ROWS if v in args.variants and v not in rank] if args.rank_faithfulness else []
+        needed = runs_needed(args, data, seed)
         for v in order:
             if v in runs:
-                needs_dir = (v == "byol" and (any(w not in runs for w in NEEDS_BYOL if w in args.variants)
-                                              or rank_todo)) or v in rank_todo \
-                    or (v == "byol_half" and ("byol_ft_matched" in rank_todo or "byol_ft_matched" not in runs))
-                if needs_dir and v not in UNTRAINED and v not in SUPERVISED:
+                if v in needed:
                     restore_run(args, v, seed, runs)
                 continue
             t0 = time.perf_counter()

@@ -690,6 +690,29 @@ def test_fashion_section_is_remade_from_its_json_and_the_label_matched_budget_ge
     assert "**Label-matched:** the probe, the kNN bank and every post-hoc map are fitted on the whole 60,000" in matched
 
 
+def test_runs_needed_names_the_run_directories_a_call_reads_for_rows_and_checks_not_yet_stored(explainable):
+    """A stored row is not re-trained unless a new row or check reads its run: rank faithfulness reads every
+    trained row, faithfulness and explain-eval read byol and xbyol (random init is byol's run, re-initialised)."""
+    rows = ["raw_pixels", "random_init", "byol", "xbyol", "byol_ft_matched", "supervised_ml"]
+    scored = {v: {} for v in rows + ["byol_half"]}
+    args = explainable.parse_args(["--variants", *rows])
+    data = {"runs": {"seed0": dict(scored)}}
+    assert explainable.runs_needed(args, data, 0) == set()  # every row stored, no check asked for
+    assert explainable.runs_needed(args, {"runs": {"seed0": {"xbyol": {}}}}, 0) == {"byol", "byol_half"}  # new rows
+    rank = explainable.parse_args(["--variants", *rows, "--rank-faithfulness"])
+    assert explainable.runs_needed(rank, data, 0) == {"byol", "xbyol", "byol_ft_matched", "byol_half"}
+    data["faithfulness_rank"] = {"seed0": {v: {} for v in rows}}
+    assert explainable.runs_needed(rank, data, 0) == set()
+    graded = explainable.parse_args(["--variants", *rows, "--explain-eval", "--faithfulness"])
+    data["faithfulness"] = {"seed0": {v: {} for v in explainable.EXPLAINED}}
+    data["explain"] = {"seed0": {"byol": {}, "random_init": {}}}
+    assert explainable.runs_needed(graded, data, 0) == {"xbyol"}  # explain-eval of xbyol is missing
+    del data["explain"]["seed0"]["random_init"]
+    assert explainable.runs_needed(graded, data, 0) == {"byol", "xbyol"}
+    # a seed with nothing stored: every run is named, but run_all restores only rows already in data["runs"]
+    assert explainable.runs_needed(graded, data, 1) == {"byol", "xbyol", "byol_half"}
+
+
 def _tiny_fashion_run(tmp_path: Path, tiny_overrides: dict, method: str) -> Path:
     """A 2-step run on 96 / 32 tiny Fashion-MNIST-format images (8 px, label k % 10, a ramp per image)."""
     root = tmp_path / "fm"
