@@ -823,9 +823,20 @@ def faithfulness_table(data: dict[str, Any]) -> str:
     return _markdown(rows)
 
 
+def explain_entries(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{seed: {model: entry}}`` of the explain-eval entries to tabulate, seeds in order: the current ones
+    (:func:`explain_current`) once any exists, so a table never averages two LIME / KernelSHAP defaults;
+    before that, the stored ones as they are (they ran at the earlier default, which the section says)."""
+    stored = {s: dict(data.get("explain", {})[s]) for s in sorted(data.get("explain", {}),
+                                                                  key=lambda s: int(s.removeprefix("seed")))}
+    if any(explain_current(e) for models in stored.values() for e in models.values()):
+        stored = {s: {m: e for m, e in models.items() if explain_current(e)} for s, models in stored.items()}
+    return {s: models for s, models in stored.items() if models}
+
+
 def explain_table(data: dict[str, Any], model: str) -> str:
-    seeds = sorted(data["explain"], key=lambda s: int(s.removeprefix("seed")))
-    entries = [data["explain"][s][model] for s in seeds if model in data["explain"][s]]
+    chosen = explain_entries(data)
+    entries = [models[model] for models in chosen.values() if model in models]
     if not entries:
         return ""
     methods = list(entries[0]["methods"])
@@ -840,10 +851,13 @@ def explain_table(data: dict[str, Any], model: str) -> str:
 
 
 def explain_section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str:
-    seeds = sorted(data["explain"], key=lambda s: int(s.removeprefix("seed")))
+    chosen = explain_entries(data)
+    seeds = list(chosen)
     if not seeds:
         return ""
-    proto = next(iter(data["explain"][seeds[0]].values()))["protocol"]
+    proto = next(iter(chosen[seeds[0]].values()))["protocol"]
+    samples = (f"{proto['surrogate_samples']} times" if "surrogate_samples" in proto
+               else "50 (LIME) and 2M (KernelSHAP) times, their defaults before they were raised")
     parts = [EXPLAIN_SECTION, "",
              f"Command: `{command}`; results: `benchmarks/results/{Path(args.json).name}` (key `explain`).", "",
              f"The encoders of the section above (seeds {', '.join(s.removeprefix('seed') for s in seeds)}; "
@@ -858,7 +872,8 @@ def explain_section(args: argparse.Namespace, data: dict[str, Any], command: str
              "Spearman correlation between the map before and after re-initialising every layer top-down (lower is "
              "better; Adebayo et al. 2018); a pair whose fully randomised map is constant (e.g. an all-zero Grad-CAM "
              "after its ReLU) has no correlation, is left out and counted in 'randomisation undefined' (the "
-             "score is '-' when every pair is). Counts are per seed.", ""]
+             "score is '-' when every pair is). Counts are per seed. LIME and KernelSHAP perturb "
+             f"each image {samples} times (M superpixels).", ""]
     for model, label in (("byol", "BYOL (post-hoc map on the projector)"), ("xbyol", "xbyol (learned map)"),
                          ("random_init", "random init (post-hoc map on the backbone)")):
         t = explain_table(data, model)
@@ -998,6 +1013,14 @@ def rank_section(data: dict[str, Any]) -> list[str]:
 EXPLAINED = ("byol", "xbyol", "random_init")  # the encoders --faithfulness and --explain-eval grade
 
 
+def explain_current(entry: dict[str, Any] | None) -> bool:
+    """Whether a stored explain-eval entry ran at today's LIME / KernelSHAP sample default (entries made before
+    the protocol recorded it ran at the old one): a stale entry is re-made, never averaged with current ones."""
+    from xbyol.explain.attribution import surrogate_samples_rule
+
+    return entry is not None and entry.get("protocol", {}).get("surrogate_samples") == surrogate_samples_rule()
+
+
 def runs_needed(args: argparse.Namespace, data: dict[str, Any], seed: int) -> set[str]:
     """The trained rows of ``seed`` whose run directories this call reads although their scores are stored:
     a new row that starts from them, a check not yet in ``data`` (rank faithfulness of every row; faithfulness
@@ -1008,7 +1031,9 @@ def runs_needed(args: argparse.Namespace, data: dict[str, Any], seed: int) -> se
     rank = data.get("faithfulness_rank", {}).get(key, {})
     rank_todo = {v for v in RANK_ROWS if v in args.variants and v not in rank} if args.rank_faithfulness else set()
     graded = {check for check, on in (("faithfulness", args.faithfulness), ("explain", args.explain_eval)) if on}
-    graded_todo = {v for check in graded for v in EXPLAINED if v not in data.get(check, {}).get(key, {})}
+    stored = {check: data.get(check, {}).get(key, {}) for check in graded}
+    graded_todo = {v for check in graded for v in EXPLAINED
+                   if v not in stored[check] or (check == "explain" and not explain_current(stored[check][v]))}
     needed = {v for v in rank_todo | graded_todo if v not in UNTRAINED and v not in SUPERVISED}
     if rank_todo or "random_init" in graded_todo or any(w not in runs for w in NEEDS_BYOL if w in args.variants):
         needed.add("byol")  # the untrained and supervised rows read its data, bank and config
@@ -1056,14 +1081,14 @@ def run_all(args: argparse.Namespace, data: dict[str, Any], path: Path) -> None:
             print(f"seed {seed} rank faithfulness {v}: {time.perf_counter() - t0:.0f}s", flush=True)
         if args.faithfulness:
             fa = data.setdefault("faithfulness", {}).setdefault(f"seed{seed}", {})
-            for v in ("byol", "xbyol", "random_init"):
+            for v in EXPLAINED:
                 if v not in fa:
                     fa[v] = faithfulness_scores(args, v, seed)
                     save_results(path, data)
         if args.explain_eval:
             ex = data["explain"].setdefault(f"seed{seed}", {})
-            for v in ("byol", "xbyol", "random_init"):
-                if v in ex:
+            for v in EXPLAINED:
+                if explain_current(ex.get(v)):
                     continue
                 ex[v] = explain_scores(args, v, seed)
                 save_results(path, data)

@@ -705,12 +705,27 @@ def test_runs_needed_names_the_run_directories_a_call_reads_for_rows_and_checks_
     assert explainable.runs_needed(rank, data, 0) == set()
     graded = explainable.parse_args(["--variants", *rows, "--explain-eval", "--faithfulness"])
     data["faithfulness"] = {"seed0": {v: {} for v in explainable.EXPLAINED}}
-    data["explain"] = {"seed0": {"byol": {}, "random_init": {}}}
+    current = {"protocol": {"surrogate_samples": "2M + 2048"}}  # explain-eval at today's LIME / KernelSHAP default
+    data["explain"] = {"seed0": {"byol": current, "random_init": current}}
     assert explainable.runs_needed(graded, data, 0) == {"xbyol"}  # explain-eval of xbyol is missing
     del data["explain"]["seed0"]["random_init"]
     assert explainable.runs_needed(graded, data, 0) == {"byol", "xbyol"}
     # a seed with nothing stored: every run is named, but run_all restores only rows already in data["runs"]
     assert explainable.runs_needed(graded, data, 1) == {"byol", "xbyol", "byol_half"}
+
+
+def test_explain_eval_entries_of_an_earlier_sampler_default_are_re_made_and_never_averaged_with_current_ones(explainable):
+    old = {"protocol": {"pairs": 25}, "methods": {}}  # made before the protocol recorded the LIME / KernelSHAP default
+    new = {"protocol": {"pairs": 25, "surrogate_samples": "2M + 2048"}, "methods": {}}
+    assert not explainable.explain_current(old) and explainable.explain_current(new)
+    assert not explainable.explain_current(None)
+    data = {"explain": {"seed1": {"byol": old, "xbyol": old}, "seed0": {"byol": old, "xbyol": old}}}
+    assert list(explainable.explain_entries(data)) == ["seed0", "seed1"]  # none current: the stored ones, in order
+    data["explain"]["seed1"]["xbyol"] = new
+    assert explainable.explain_entries(data) == {"seed1": {"xbyol": new}}  # one current: only current ones
+    args = explainable.parse_args(["--variants", "byol", "xbyol", "--explain-eval"])
+    data["runs"] = {"seed1": {"byol": {}, "xbyol": {}}}
+    assert explainable.runs_needed(args, data, 1) == {"byol"}  # its stale byol and missing random init entries
 
 
 def _tiny_fashion_run(tmp_path: Path, tiny_overrides: dict, method: str) -> Path:

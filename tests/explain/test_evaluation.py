@@ -63,6 +63,7 @@ def test_explain_eval_scores_methods_and_writes_json(tiny_run_dir, tmp_path, cap
         assert -1.0 <= row["randomization_corr"] <= 1.0 or math.isnan(row["randomization_corr"])
     saved = json.loads((run_dir / "explain_eval.json").read_text())
     assert saved["methods"].keys() == result["methods"].keys()
+    assert saved["protocol"]["surrogate_samples"] == "2M + 2048"  # the LIME / KernelSHAP default the scores ran at
     assert "gradcam" in format_table(result)
     assert main(["explain-eval", str(run_dir), "-m", "gradcam", "--n-images", "2", "--n-robust", "2", "--no-progress"]) == 0
     assert "PG" in capsys.readouterr().out

@@ -412,6 +412,12 @@ class _SurrogateExplainer(_SignedExplainer):
         )
 
 
+def surrogate_samples_rule() -> str:
+    """LIME's and KernelSHAP's default perturbed samples per image as a rule in ``M`` superpixels
+    (``"2M + 2048"``), for results that must say which default they ran at."""
+    return f"{_SurrogateExplainer.SAMPLES_PER_FEATURE}M + {_SurrogateExplainer.DEFAULT_EXTRA_SAMPLES}"
+
+
 @EXPLAINERS.register("lime", doc="LIME over SLIC superpixels (Captum; ridge surrogate, 2M + 2048 samples by default)")
 class Lime(_SurrogateExplainer):
     """LIME (Ribeiro et al. 2016, arXiv 1602.04938) over superpixels.

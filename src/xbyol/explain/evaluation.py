@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from xbyol.augment import preprocess
 from xbyol.concepts.projection import concept_projection
 from xbyol.explain import EXPLAINERS, ConceptTarget, explain
+from xbyol.explain.attribution import surrogate_samples_rule
 from xbyol.metrics import (
     blank_maps,
     class_mean,
@@ -197,6 +198,9 @@ def explain_eval(
             "groups": list(MASK_GROUPS),
             "robust_pairs": rs.stop,
             "sensitivity_samples": sensitivity_samples,
+            # LIME / KernelSHAP samples per image: the default changed once (BENCHMARKS, "Explainers against
+            # references"), and results of different defaults must not be averaged together
+            "surrogate_samples": surrogate_samples_rule(),
             "centre_baseline_pointing_game": class_mean(centre_hits, pair_concepts),
             "centre_baseline_pointing_game_pairs": _nanmean(centre_hits),
             "concept_map": "learned" if run.cfg.method.name == "xbyol" else "post-hoc",
