@@ -142,7 +142,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also run the rank-scale faithfulness check against its permuted-names null on every row")
     p.add_argument("--nulls", action="store_true",
                    help="also score the reference representations (chance, label prior, per-image optimum)")
-    p.add_argument("--out", default="runs/bench_explainable")
+    p.add_argument("--out", default=None,
+                   help="run directories (default runs/bench_<the results file's name>, e.g. runs/bench_explainable: "
+                   "one folder per results file, so two budgets never share a seed's runs)")
     p.add_argument("--json", default=None, help="results file (entries already there are reused; default "
                    "results/explainable.json, results/explainable_fashion_mnist.json)")
     p.add_argument("--write", action="store_true", help="update the sections of benchmarks/BENCHMARKS.md")
@@ -165,6 +167,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--eval-train: expected 1..{args.num_train}, got {args.eval_train}")
     if args.json is None:
         args.json = str(FASHION_JSON if args.dataset == "fashion-mnist" else DEFAULT_JSON)
+    if args.out is None:  # restore_run trusts a checkpoint it finds there, so a folder must hold one budget's runs
+        args.out = f"runs/bench_{Path(args.json).stem}"
     return args
 
 

@@ -665,6 +665,12 @@ def test_explainable_mean_sd_variants_and_budget_guard(explainable, tmp_path):
     fashion = explainable.parse_args(["--dataset", "fashion-mnist"])
     assert explainable.budget(fashion)["eval_train"] == 10000 and "eval_train" not in explainable.budget(args)
     assert explainable.budget(explainable.parse_args(["--dataset", "fashion-mnist", "--eval-train", "60000"]))["eval_train"] == 60000
+    # run directories follow the results file: shapes' default stays runs/bench_explainable, and the Fashion-MNIST
+    # tables of two budgets never share a folder (restore_run would trust the other budget's checkpoint)
+    assert explainable.parse_args([]).out == "runs/bench_explainable"
+    assert fashion.out == "runs/bench_explainable_fashion_mnist" and args.out == "runs/bench_r"
+    full = explainable.parse_args(["--dataset", "fashion-mnist", "--json", "x/explainable_fashion_mnist_full.json"])
+    assert full.out == "runs/bench_explainable_fashion_mnist_full"
     for bad in (["--eval-train", "100"], ["--dataset", "fashion-mnist", "--eval-train", "0"]):
         with pytest.raises(SystemExit):
             explainable.parse_args(bad)
