@@ -11,6 +11,11 @@ import re
 from pathlib import Path
 
 
+def _section(heading: str) -> re.Pattern[str]:
+    """The section under ``heading``: its heading line up to the next ``## `` heading or the end."""
+    return re.compile(re.escape(heading) + r"\n.*?(?=^## |\Z)", re.S | re.M)
+
+
 def replace_section(md: str, heading: str, text: str) -> str:
     """``md`` with the section under ``heading`` (up to the next ``## `` heading) replaced by ``text``.
 
@@ -19,7 +24,7 @@ def replace_section(md: str, heading: str, text: str) -> str:
     the section they sit in.
     """
     old = md if md.strip() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(heading) + r"\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = _section(heading)
     if pattern.search(old):
         return pattern.sub(lambda _: text.rstrip("\n") + "\n\n", old, count=1).rstrip("\n") + "\n"
     return old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
@@ -32,7 +37,7 @@ def hand_written_tail(md: str, heading: str, marker: str) -> str:
     A script renders its section's budget, rules and tables; what follows them (a ``### Reading``,
     a ``Reading:`` paragraph, a hand-made subsection) is written by hand and must survive ``--write``.
     """
-    section = re.search(re.escape(heading) + r"\n.*?(?=^## |\Z)", md, re.S | re.M)
+    section = _section(heading).search(md)
     at = re.search("^" + re.escape(marker), section.group(0), re.M) if section else None
     return section.group(0)[at.start():].strip("\n") if at else ""
 

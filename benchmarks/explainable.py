@@ -1025,6 +1025,14 @@ def explain_current(entry: dict[str, Any] | None) -> bool:
     return entry is not None and entry.get("protocol", {}).get("surrogate_samples") == surrogate_samples_rule()
 
 
+def rank_todo(args: argparse.Namespace, data: dict[str, Any], seed: int) -> list[str]:
+    """The rows of ``seed`` whose rank-faithfulness check this call must still run, in :data:`RANK_ROWS` order."""
+    if not args.rank_faithfulness:
+        return []
+    done = data.get("faithfulness_rank", {}).get(f"seed{seed}", {})
+    return [v for v in RANK_ROWS if v in args.variants and v not in done]
+
+
 def runs_needed(args: argparse.Namespace, data: dict[str, Any], seed: int) -> set[str]:
     """The trained rows of ``seed`` whose run directories this call reads although their scores are stored:
     a new row that starts from them, a check not yet in ``data`` (rank faithfulness of every row; faithfulness
@@ -1032,16 +1040,15 @@ def runs_needed(args: argparse.Namespace, data: dict[str, Any], seed: int) -> se
     by :func:`restore_run` when its directory is gone."""
     key = f"seed{seed}"
     runs = data["runs"].get(key, {})
-    rank = data.get("faithfulness_rank", {}).get(key, {})
-    rank_todo = {v for v in RANK_ROWS if v in args.variants and v not in rank} if args.rank_faithfulness else set()
+    ranks = set(rank_todo(args, data, seed))
     graded = {check for check, on in (("faithfulness", args.faithfulness), ("explain", args.explain_eval)) if on}
     stored = {check: data.get(check, {}).get(key, {}) for check in graded}
     graded_todo = {v for check in graded for v in EXPLAINED
                    if v not in stored[check] or (check == "explain" and not explain_current(stored[check][v]))}
-    needed = {v for v in rank_todo | graded_todo if v not in UNTRAINED and v not in SUPERVISED}
-    if rank_todo or "random_init" in graded_todo or any(w not in runs for w in NEEDS_BYOL if w in args.variants):
+    needed = {v for v in ranks | graded_todo if v not in UNTRAINED and v not in SUPERVISED}
+    if ranks or "random_init" in graded_todo or any(w not in runs for w in NEEDS_BYOL if w in args.variants):
         needed.add("byol")  # the untrained and supervised rows read its data, bank and config
-    if "byol_ft_matched" in rank_todo or ("byol_ft_matched" in args.variants and "byol_ft_matched" not in runs):
+    if "byol_ft_matched" in ranks or ("byol_ft_matched" in args.variants and "byol_ft_matched" not in runs):
         needed.add("byol_half")  # byol_ft_matched's starting point
     return needed
 
@@ -1057,7 +1064,7 @@ def run_all(args: argparse.Namespace, data: dict[str, Any], path: Path) -> None:
     for seed in args.seeds:
         runs = data["runs"].setdefault(f"seed{seed}", {})
         rank = data.setdefault("faithfulness_rank", {}).setdefault(f"seed{seed}", {})
-        rank_todo = [v for v in RANK_ROWS if v in args.variants and v not in rank] if args.rank_faithfulness else []
+        ranks = rank_todo(args, data, seed)
         needed = runs_needed(args, data, seed)
         for v in order:
             if v in runs:
@@ -1078,7 +1085,7 @@ def run_all(args: argparse.Namespace, data: dict[str, Any], path: Path) -> None:
         if args.nulls and f"seed{seed}" not in data.setdefault("nulls", {}):
             data["nulls"][f"seed{seed}"] = null_scores(args, seed)
             save_results(path, data)
-        for v in rank_todo:
+        for v in ranks:
             t0 = time.perf_counter()
             rank[v] = rank_faithfulness_scores(args, v, seed)
             save_results(path, data)

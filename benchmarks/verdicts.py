@@ -213,17 +213,19 @@ def main(argv: list[str] | None = None) -> int:
                         "change the verdict")
     args = p.parse_args(argv)
     verdicts = check(Path(args.md), Path(args.results))
+
+    def interval(v: Verdict) -> str:
+        return "-" if v.interval is None else f"{v.interval[0]:+.4f} .. {v.interval[1]:+.4f}"
+
     for v in verdicts:
-        iv = "-" if v.interval is None else f"{v.interval[0]:+.4f} .. {v.interval[1]:+.4f}"
         print(f"{'ok  ' if v.ok else 'MISMATCH'} line {v.line}: {v.file} {v.a} vs {v.b}: stated {v.stated}, "
-              f"computed {v.computed} (a - b: {iv}; {len(v.seeds)} seeds; {v.note})")
+              f"computed {v.computed} (a - b: {interval(v)}; {len(v.seeds)} seeds; {v.note})")
     bad = [v for v in verdicts if not v.ok]
     if args.near_flip:
         near = [v for v in verdicts if near_flip(v.interval)]
         print(f"near flipping ({len(near)}):")
         for v in near:
-            iv = f"{v.interval[0]:+.4f} .. {v.interval[1]:+.4f}" if v.interval else "-"
-            print(f"  line {v.line}: {v.file} {v.a} vs {v.b}: {v.computed} ({iv}; seeds {', '.join(v.seeds)})")
+            print(f"  line {v.line}: {v.file} {v.a} vs {v.b}: {v.computed} ({interval(v)}; seeds {', '.join(v.seeds)})")
     print(f"{len(verdicts)} marked verdicts, {len(bad)} mismatches")
     return 1 if bad else 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from load_script import load_script
+from load_script import benchmark_script, load_script
 
 from xbyol.augment import blur, preprocessing, views
 from xbyol.concepts.projection import run_bank
@@ -74,20 +74,14 @@ def test_write_section_keeps_the_hand_written_reading_after_generated_subsection
 
 @pytest.fixture(scope="module")
 def quality():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_seeds as run from there
-    try:
-        yield _load("quality")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_script("quality") as module:  # it imports its sibling helpers
+        yield module
 
 
 @pytest.fixture(scope="module")
 def throughput():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_seeds as run from there
-    try:
-        yield _load("train_throughput")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_script("train_throughput") as module:  # it imports its sibling helpers
+        yield module
 
 
 def test_quality_raw_pixel_baseline_on_digits_is_strong(quality, tmp_path):
@@ -510,20 +504,14 @@ def test_quality_seeds_end_to_end_at_a_tiny_budget(quality, tmp_path):
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # gpu_check imports its sibling benchmark modules
-    try:
-        yield _load("gpu_check")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_script("gpu_check") as module:  # it imports its sibling helpers
+        yield module
 
 
 @pytest.fixture(scope="module")
 def explainable():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_markdown as run from there
-    try:
-        yield _load("explainable")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_script("explainable") as module:  # it imports its sibling helpers
+        yield module
 
 
 @pytest.mark.slow  # ~40 s: the CUDA test selection, four torchrun runs, three throughput settings, the explainers
@@ -907,13 +895,9 @@ def test_explainable_chunked_training_resumes_to_the_full_run(explainable, tmp_p
 
 
 def test_decode_rate_reports_every_row(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports its sibling jpeg_folder
-    try:
-        decode_rate = _load("decode_rate")
-        out = tmp_path / "decode.json"
+    out = tmp_path / "decode.json"
+    with benchmark_script("decode_rate") as decode_rate:  # it imports its sibling jpeg_folder
         assert decode_rate.main(["--num", "6", "--repeats", "1", "--json", str(out)]) == 0
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     rows = json.loads(out.read_text())["rows"]
     assert [(r["source"], r["size"], r["draft"]) for r in rows] == [
         (f"{w}x{h}", s, d) for w, h, s, d in decode_rate.ROWS]
