@@ -861,7 +861,7 @@ def explain_section(args: argparse.Namespace, data: dict[str, Any], command: str
         return ""
     proto = next(iter(chosen[seeds[0]].values()))["protocol"]
     samples = (f"{proto['surrogate_samples']} times" if "surrogate_samples" in proto
-               else "50 (LIME) and 2M (KernelSHAP) times, their defaults before they were raised")
+               else "50 (LIME) and 2M (KernelSHAP) times, their defaults before they were raised,")
     parts = [EXPLAIN_SECTION, "",
              f"Command: `{command}`; results: `benchmarks/results/{Path(args.json).name}` (key `explain`).", "",
              f"The encoders of the section above (seeds {', '.join(s.removeprefix('seed') for s in seeds)}; "
@@ -877,7 +877,7 @@ def explain_section(args: argparse.Namespace, data: dict[str, Any], command: str
              "better; Adebayo et al. 2018); a pair whose fully randomised map is constant (e.g. an all-zero Grad-CAM "
              "after its ReLU) has no correlation, is left out and counted in 'randomisation undefined' (the "
              "score is '-' when every pair is). Counts are per seed. LIME and KernelSHAP perturb "
-             f"each image {samples} times (M superpixels).", ""]
+             f"each image {samples} for M superpixels.", ""]
     for model, label in (("byol", "BYOL (post-hoc map on the projector)"), ("xbyol", "xbyol (learned map)"),
                          ("random_init", "random init (post-hoc map on the backbone)")):
         t = explain_table(data, model)

@@ -709,15 +709,23 @@ def test_runs_needed_names_the_run_directories_a_call_reads_for_rows_and_checks_
 
 
 def test_explain_eval_entries_of_an_earlier_sampler_default_are_re_made_and_never_averaged_with_current_ones(explainable):
-    old = {"protocol": {"pairs": 25}, "methods": {}}  # made before the protocol recorded the LIME / KernelSHAP default
-    new = {"protocol": {"pairs": 25, "surrogate_samples": "2M + 2048"}, "methods": {}}
+    proto = {"pairs": 25, "images": 8, "robust_pairs": 8}
+    old = {"protocol": proto, "methods": {}}  # made before the protocol recorded the LIME / KernelSHAP default
+    new = {"protocol": {**proto, "surrogate_samples": "2M + 2048"}, "methods": {}}
     assert not explainable.explain_current(old) and explainable.explain_current(new)
     assert not explainable.explain_current(None)
     data = {"explain": {"seed1": {"byol": old, "xbyol": old}, "seed0": {"byol": old, "xbyol": old}}}
     assert list(explainable.explain_entries(data)) == ["seed0", "seed1"]  # none current: the stored ones, in order
     data["explain"]["seed1"]["xbyol"] = new
     assert explainable.explain_entries(data) == {"seed1": {"xbyol": new}}  # one current: only current ones
+    # the section names the sampler default of the entries it shows
     args = explainable.parse_args(["--variants", "byol", "xbyol", "--explain-eval"])
+    assert "LIME and KernelSHAP perturb each image 2M + 2048 times for M superpixels." in explainable.explain_section(
+        args, data, "cmd")
+    data["explain"]["seed1"]["xbyol"] = old
+    assert ("perturb each image 50 (LIME) and 2M (KernelSHAP) times, their defaults before they were raised, for M "
+            "superpixels.") in explainable.explain_section(args, data, "cmd")
+    data["explain"]["seed1"]["xbyol"] = new
     data["runs"] = {"seed1": {"byol": {}, "xbyol": {}}}
     assert explainable.runs_needed(args, data, 1) == {"byol"}  # its stale byol and missing random init entries
 
