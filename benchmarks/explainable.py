@@ -909,6 +909,22 @@ FASHION_MATCHED_ROWS_TEXT = (
     "its backbone (`supervised_ml`) and through its own head (`supervised_head`, its logits rank the concepts). ")
 
 
+def fashion_fit_text(budget: dict[str, Any]) -> str:
+    """Which training images fit the probe, kNN bank and post-hoc maps of a Fashion-MNIST table."""
+    if budget.get("eval_train") is None:  # results from before --eval-train
+        return "Fits on the whole 60,000-image training split, scores on the 10,000-image test split. "
+    if budget["eval_train"] == 60000:
+        return ("**Label-matched:** the probe, the kNN bank and every post-hoc map are fitted on the whole 60,000-image "
+                "training split, the images xbyol draws its labelled batches from; every score is on the 10,000-image "
+                "test split. ")
+    return (f"**Evaluation subset:** the probe, the kNN bank and every post-hoc map are fitted on the first "
+            f"{budget['eval_train']:,} of the 60,000 training images (the same images for every row and seed), and "
+            "every score is on the whole 10,000-image test split; so the probe and kNN are a little below what the "
+            "full split gives. On the full split each 300-step post-hoc fit alone took 10-13 minutes (128 features) "
+            "and 21 minutes (784 raw pixels; 49 at 2,352) on one thread of the shared cores (extrapolated from 30 and "
+            "10 profiled steps). ")
+
+
 def fashion_section(args: argparse.Namespace, data: dict[str, Any], command: str) -> str:
     seeds = sorted(int(s.removeprefix("seed")) for s in data["runs"])
     b = data["budget"]
@@ -929,15 +945,7 @@ def fashion_section(args: argparse.Namespace, data: dict[str, Any], command: str
         "one pass feeds the linear probe and kNN (the settings of `xbyol eval` and of the representation-quality "
         "table: standardised multinomial logistic regression, C 1, lbfgs up to 1,000 iterations; weighted cosine kNN, "
         "k 20, T 0.07) and every concept map. "
-        + (f"**Evaluation subset:** the probe, the kNN bank and every post-hoc map are fitted on the first "
-           f"{b['eval_train']:,} of the 60,000 training images (the same images for every row and seed), and every "
-           "score is on the whole 10,000-image test split; so the probe and kNN are a little below what the full split "
-           "gives. On the full split each 300-step post-hoc fit alone took 10-13 minutes (128 features) and 21 minutes "
-           "(784 raw pixels; 49 at 2,352) on one thread of the shared cores (extrapolated from 30 and 10 profiled steps). "
-           if b.get("eval_train") not in (None, 60000) else "**Label-matched:** the probe, the kNN bank and every "
-           "post-hoc map are fitted on the whole 60,000-image training split, the images xbyol draws its labelled "
-           "batches from; every score is on the 10,000-image test split. " if label_matched(data)
-           else "Fits on the whole 60,000-image training split, scores on the 10,000-image test split. ")
+        + fashion_fit_text(b)
         + "Raw pixels: the post-hoc map on the 784 "
         "preprocessed grey values (the encoders see them copied into three channels, which the fit's standardisation "
         "makes identical); their probe and kNN are in the representation-quality section, not re-measured here. **SSCS is not applicable:** Fashion-MNIST has no "
